@@ -1,0 +1,72 @@
+//! Batches: the seeded validation holdout, a seeded shuffle per epoch, and the
+//! gather of u8 pixels into a reused f32 buffer scaled to [0, 1].
+
+use crate::dataset::Split;
+
+/// Splits `0..count` into (train, validation) indices with a seeded random
+/// permutation, as scikit-learn's `train_test_split(test_size = fraction)`:
+/// the first `floor(count * fraction)` permuted indices are held out.
+pub fn holdout(count: usize, fraction: f64, seed: u64) -> (Vec<u32>, Vec<u32>) {
+    let mut order: Vec<u32> = (0..count as u32).collect();
+    fastrand::Rng::with_seed(seed).shuffle(&mut order);
+    let n_val = ((count as f64) * fraction).floor() as usize;
+    let val = order[..n_val].to_vec();
+    let train = order[n_val..].to_vec();
+    (train, val)
+}
+
+/// Reused input buffers for one batch: `x` is `[batch, image_len]`, `y` is `[batch]`.
+pub struct Batch {
+    pub x: Vec<f32>,
+    pub y: Vec<u32>,
+    /// Rows filled by the last gather (the last batch of an epoch may be short).
+    pub len: usize,
+}
+
+impl Batch {
+    pub fn new(capacity: usize, image_len: usize) -> Batch {
+        Batch { x: vec![0.0; capacity * image_len], y: vec![0; capacity], len: 0 }
+    }
+
+    /// Copies images `indices` of `split` into the buffers, pixels scaled by
+    /// 1/255. Never allocates: `indices.len()` must not exceed the capacity.
+    pub fn gather(&mut self, split: &Split, indices: &[u32]) {
+        let d = split.image_len();
+        assert!(indices.len() * d <= self.x.len(), "batch of {} exceeds capacity", indices.len());
+        let labels = split.labels();
+        for (row, &i) in indices.iter().enumerate() {
+            let i = i as usize;
+            scale_pixels(&mut self.x[row * d..(row + 1) * d], split.image(i));
+            self.y[row] = labels[i] as u32;
+        }
+        self.len = indices.len();
+    }
+
+    /// `[len, image_len]` inputs of the last gather.
+    pub fn inputs(&self, image_len: usize) -> &[f32] {
+        &self.x[..self.len * image_len]
+    }
+
+    pub fn labels(&self) -> &[u32] {
+        &self.y[..self.len]
+    }
+}
+
+/// out[i] = pixels[i] / 255, eight lanes at a time.
+pub fn scale_pixels(out: &mut [f32], pixels: &[u8]) {
+    use wide::f32x8;
+    const SCALE: f32 = 1.0 / 255.0;
+    assert_eq!(out.len(), pixels.len());
+    let scale = f32x8::splat(SCALE);
+    let mut out_chunks = out.chunks_exact_mut(8);
+    let mut pix_chunks = pixels.chunks_exact(8);
+    for (o, p) in (&mut out_chunks).zip(&mut pix_chunks) {
+        let v = f32x8::from([
+            p[0] as f32, p[1] as f32, p[2] as f32, p[3] as f32, p[4] as f32, p[5] as f32, p[6] as f32, p[7] as f32,
+        ]) * scale;
+        o.copy_from_slice(&v.to_array());
+    }
+    for (o, &p) in out_chunks.into_remainder().iter_mut().zip(pix_chunks.remainder()) {
+        *o = p as f32 * SCALE;
+    }
+}

@@ -1,0 +1,243 @@
+//! Command-line flags. Every value is validated here, so an impossible flag is
+//! refused with clap's one-line message before anything runs.
+
+use crate::gemm::Activation;
+use crate::optim::OptimizerKind;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "simdnet",
+    version,
+    about = "Train small neural networks on the CPU with hand-written SIMD kernels, live in the terminal.",
+    long_about = "Train small neural networks on the CPU with hand-written SIMD kernels, live in the terminal.\n\n\
+                  Without a subcommand, `simdnet` trains the Keras tutorial model (784-100-10, relu, Adam) \
+                  on the bundled Fashion-MNIST for 5 epochs."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a model (the default command).
+    Train(TrainArgs),
+    /// Print the model's layers and parameter counts, as Keras' model.summary().
+    Summary(SummaryArgs),
+}
+
+/// Where the data comes from.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Directory holding train-images-idx3-ubyte, train-labels-idx1-ubyte,
+    /// t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each raw or .gz)
+    /// [default: the bundled data/fashion-mnist]
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Where .gz files are decompressed once [default: DIR/.cache]
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// The data directory: `--data`, else `data/fashion-mnist` under the
+    /// current directory, else the one beside the crate's sources.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data {
+            return d.clone();
+        }
+        let local = PathBuf::from("data/fashion-mnist");
+        if local.is_dir() {
+            local
+        } else {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist")
+        }
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(|| self.data_dir().join(".cache"))
+    }
+}
+
+/// The architecture.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Units of the hidden Dense layers, comma-separated (e.g. 300,100)
+    #[arg(long, value_name = "UNITS", default_value = "100", value_parser = parse_hidden)]
+    pub hidden: Hidden,
+    /// Activation of the hidden layers
+    #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
+    pub activation: ActivationArg,
+    /// Dropout rate after each hidden layer, in [0, 1) (0 = no dropout)
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_dropout)]
+    pub dropout: f32,
+}
+
+/// Hidden layer sizes (a newtype so clap takes the whole comma list as one value).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hidden(pub Vec<usize>);
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivationArg {
+    Relu,
+    Sigmoid,
+}
+
+impl From<ActivationArg> for Activation {
+    fn from(a: ActivationArg) -> Activation {
+        match a {
+            ActivationArg::Relu => Activation::Relu,
+            ActivationArg::Sigmoid => Activation::Sigmoid,
+        }
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptimizerArg {
+    Sgd,
+    Adagrad,
+    Rmsprop,
+    Adam,
+}
+
+/// The optimizer, with Keras' defaults.
+#[derive(Args, Debug, Clone)]
+pub struct OptimArgs {
+    /// Optimizer (Keras' update rules and defaults)
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    pub optimizer: OptimizerArg,
+    /// Learning rate [default: 0.01 for sgd, 0.001 for the others, as Keras]
+    #[arg(long, value_name = "LR", value_parser = parse_learning_rate)]
+    pub lr: Option<f32>,
+    /// Momentum for sgd, in [0, 1)
+    #[arg(long, value_name = "M", value_parser = parse_momentum)]
+    pub momentum: Option<f32>,
+    /// Nesterov momentum for sgd
+    #[arg(long)]
+    pub nesterov: bool,
+}
+
+impl OptimArgs {
+    /// The optimizer kind and learning rate, or a message for flags that don't fit.
+    pub fn resolve(&self) -> Result<(OptimizerKind, f32), String> {
+        let kind = match self.optimizer {
+            OptimizerArg::Sgd => {
+                OptimizerKind::Sgd { momentum: self.momentum.unwrap_or(0.0), nesterov: self.nesterov }
+            }
+            other => {
+                if self.momentum.is_some() || self.nesterov {
+                    return Err(format!(
+                        "--momentum and --nesterov apply to --optimizer sgd only, not {}",
+                        other.to_possible_value().expect("no skipped variants").get_name()
+                    ));
+                }
+                match other {
+                    OptimizerArg::Adagrad => OptimizerKind::adagrad(),
+                    OptimizerArg::Rmsprop => OptimizerKind::rmsprop(),
+                    _ => OptimizerKind::adam(),
+                }
+            }
+        };
+        Ok((kind, self.lr.unwrap_or(kind.default_learning_rate())))
+    }
+}
+
+/// How to fit.
+#[derive(Args, Debug, Clone)]
+pub struct FitArgs {
+    /// Number of epochs
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub epochs: u32,
+    /// Samples per training step
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub batch_size: u32,
+    /// Fraction of the training set held out for validation, in (0, 1)
+    #[arg(long, value_name = "F", default_value_t = 0.2, value_parser = parse_validation_split)]
+    pub validation_split: f64,
+    /// Seed of the initialisation, the split, the shuffles and dropout
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Worker threads for the kernels [default: all cores]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub threads: Option<u32>,
+    /// Print one line per epoch instead of opening the dashboard
+    #[arg(long)]
+    pub no_tui: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub optim: OptimArgs,
+    #[command(flatten)]
+    pub fit: FitArgs,
+    /// Save the trained model to PATH (safetensors)
+    #[arg(long, value_name = "PATH")]
+    pub save: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SummaryArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+fn parse_hidden(s: &str) -> Result<Hidden, String> {
+    let units: Result<Vec<usize>, String> = s
+        .split(',')
+        .map(|u| match u.trim().parse::<usize>() {
+            Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+            _ => Err(format!("{u:?} is not a layer size (a whole number from 1 to 1000000)")),
+        })
+        .collect();
+    units.map(Hidden)
+}
+
+fn parse_f32(s: &str) -> Result<f32, String> {
+    let v: f32 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("{s} is not a finite number"))
+    }
+}
+
+fn parse_learning_rate(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} must be greater than 0"))
+    }
+}
+
+fn parse_unit_interval(s: &str, what: &str, zero_ok: bool) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if (zero_ok && v == 0.0) || (v > 0.0 && v < 1.0) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside {} ({what})", if zero_ok { "[0, 1)" } else { "(0, 1)" }))
+    }
+}
+
+fn parse_dropout(s: &str) -> Result<f32, String> {
+    parse_unit_interval(s, "a dropout rate", true)
+}
+
+fn parse_momentum(s: &str) -> Result<f32, String> {
+    parse_unit_interval(s, "a momentum", true)
+}
+
+fn parse_validation_split(s: &str) -> Result<f64, String> {
+    parse_unit_interval(s, "the fraction held out for validation", false).map(f64::from).and_then(|_| {
+        s.trim().parse::<f64>().map_err(|e| e.to_string())
+    })
+}

@@ -1,0 +1,344 @@
+//! Register-blocked microkernels (BLIS loops 2 and 1 plus the microkernel),
+//! one zero-sized type per instruction set behind one trait.
+//!
+//! The microkernel body `tile` is written once, generic over the vector type
+//! and over the tile shape (`M` rows × `NV` vectors), and is `#[inline(always)]`;
+//! each ISA's `#[target_feature]` entry point (`Kernel::block`) is a thin
+//! wrapper that inlines LOOP 2, LOOP 1 and the tile bodies, so the whole
+//! macro-block compiles to that ISA's instructions.
+//!
+//! Edge tiles: rows are exact (`M` is chosen per tile, so no padded rows are
+//! ever computed); columns are rounded up to whole vectors, the padded lanes
+//! come from zero-padded packing and are masked off when C is written. When C
+//! does not have unit column stride the tile goes through a scratch buffer.
+
+use super::simd::Simd;
+use super::Activation;
+
+/// One macro-block: `C[..mc, ..nc] = epilogue(α·A~·B~ (+ β·C))` over `kc`.
+///
+/// A~ is described by strides: element (i, p) of the row panel starting at
+/// row `ir` (a multiple of MR) is `a[(ir / MR) * a_panel + (i % MR) * rsa + p * csa]`.
+/// That covers both packed panels (`rsa = 1, csa = MR, a_panel = MR·kc`) and
+/// reading A in place (`rsa = lda, csa = 1, a_panel = MR·lda`, or a
+/// transposed A with `rsa = 1, csa = lda`). B~ likewise: column panel `jr / NR`
+/// starts at `b + (jr / NR) * b_panel`, row p at `+ p * rsb`, and must hold
+/// whole vectors (the last panel is either fully inside B or packed with zero
+/// padding into `b_edge`).
+#[derive(Clone, Copy)]
+pub(crate) struct Block {
+    pub mc: usize,
+    pub nc: usize,
+    pub kc: usize,
+    pub a: *const f32,
+    pub rsa: isize,
+    pub csa: isize,
+    pub a_panel: isize,
+    pub b: *const f32,
+    pub rsb: isize,
+    pub b_panel: isize,
+    /// Replacement for the last column panel when it is partial (null: use `b`).
+    pub b_edge: *const f32,
+    pub rsb_edge: isize,
+    pub c: *mut f32,
+    pub rsc: isize,
+    pub csc: isize,
+    pub alpha: f32,
+    /// 0: C is write-only for this block (never read, may hold NaN).
+    pub beta: f32,
+    /// `bias[j]` for columns of this block, or null.
+    pub bias: *const f32,
+    pub act: Activation,
+}
+
+/// One register tile's operands (a row panel of A~ × a column panel of B~).
+#[derive(Clone, Copy)]
+struct Tile {
+    k: usize,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+    /// Valid columns, `(NV-1)·LANES < n ≤ NV·LANES`.
+    n: usize,
+    alpha: f32,
+    beta: f32,
+    bias: *const f32,
+    act: Activation,
+}
+
+/// The microkernel: `M × NV·LANES` accumulators in registers, one rank-1
+/// update per k, then the fused epilogue (α, β, bias, activation) in
+/// registers, written straight to C (masked last vector) or via scratch.
+///
+/// # Safety
+/// `S`'s instructions must be available; A~ must be readable for `M` rows ×
+/// `k`, B~ for `k` rows × `NV·LANES` columns, C writable (and readable when
+/// β ≠ 0) for `M × n`, bias readable for `n` values when non-null.
+#[inline(always)]
+unsafe fn tile<S: Simd, const M: usize, const NV: usize>(t: &Tile) {
+    let mut acc = [[S::zero(); NV]; M];
+    let mut a = t.a;
+    let mut b = t.b;
+    let mut k = t.k;
+    // Unrolled by 2 so the loop overhead stays below the FMA issue rate.
+    while k >= 2 {
+        let mut bv = [S::zero(); NV];
+        for v in 0..NV {
+            bv[v] = S::load(b.wrapping_add(v * S::LANES));
+        }
+        for i in 0..M {
+            let ai = S::bcast(a.wrapping_offset(i as isize * t.rsa));
+            for v in 0..NV {
+                acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
+            }
+        }
+        let a1 = a.wrapping_offset(t.csa);
+        let b1 = b.wrapping_offset(t.rsb);
+        for v in 0..NV {
+            bv[v] = S::load(b1.wrapping_add(v * S::LANES));
+        }
+        for i in 0..M {
+            let ai = S::bcast(a1.wrapping_offset(i as isize * t.rsa));
+            for v in 0..NV {
+                acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
+            }
+        }
+        a = a1.wrapping_offset(t.csa);
+        b = b1.wrapping_offset(t.rsb);
+        k -= 2;
+    }
+    if k == 1 {
+        let mut bv = [S::zero(); NV];
+        for v in 0..NV {
+            bv[v] = S::load(b.wrapping_add(v * S::LANES));
+        }
+        for i in 0..M {
+            let ai = S::bcast(a.wrapping_offset(i as isize * t.rsa));
+            for v in 0..NV {
+                acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
+            }
+        }
+    }
+
+    let alpha = S::splat(t.alpha);
+    let beta = S::splat(t.beta);
+    let read_c = t.beta != 0.0;
+    let has_bias = !t.bias.is_null();
+    let relu = t.act == Activation::Relu;
+    if t.csc == 1 {
+        // Direct path: epilogue in registers, last vector masked if partial.
+        for i in 0..M {
+            let crow = t.c.offset(i as isize * t.rsc);
+            for v in 0..NV {
+                let j = v * S::LANES;
+                let cols = t.n - j; // ≥ 1 by the NV choice
+                let full = cols >= S::LANES;
+                let mut x = S::mul(acc[i][v], alpha);
+                if read_c {
+                    let cv = if full { S::load(crow.add(j)) } else { S::load_part(crow.add(j), cols) };
+                    x = S::fmadd(beta, cv, x);
+                }
+                if has_bias {
+                    let bb = if full { S::load(t.bias.add(j)) } else { S::load_part(t.bias.add(j), cols) };
+                    x = S::add(x, bb);
+                }
+                if relu {
+                    x = S::relu(x);
+                }
+                if full {
+                    S::store(crow.add(j), x)
+                } else {
+                    S::store_part(crow.add(j), cols, x)
+                }
+            }
+        }
+        if t.act == Activation::Sigmoid {
+            for i in 0..M {
+                let crow = t.c.offset(i as isize * t.rsc);
+                for j in 0..t.n {
+                    let p = crow.add(j);
+                    *p = Activation::Sigmoid.apply(*p);
+                }
+            }
+        }
+    } else {
+        // Scratch path (C with a non-unit column stride, e.g. a transposed view).
+        let mut scratch = [[S::zero(); NV]; M];
+        for i in 0..M {
+            for v in 0..NV {
+                scratch[i][v] = S::mul(acc[i][v], alpha);
+            }
+        }
+        let s = scratch.as_ptr() as *const f32;
+        for i in 0..M {
+            for j in 0..t.n {
+                let mut x = *s.add(i * NV * S::LANES + j);
+                let p = t.c.offset(i as isize * t.rsc + j as isize * t.csc);
+                if read_c {
+                    x += t.beta * *p;
+                }
+                if has_bias {
+                    x += *t.bias.add(j);
+                }
+                *p = t.act.apply(x);
+            }
+        }
+    }
+}
+
+/// Picks the `(M, NV)` instantiation for an edge or full tile.
+macro_rules! dispatch_tile {
+    ($S:ty, $t:expr, $m:expr, $nv:expr, [$($M:literal),*], [$($NV:literal),*]) => {
+        dispatch_tile!(@rows $S, $t, $m, $nv, [$($M),*], [$($NV),*])
+    };
+    (@rows $S:ty, $t:expr, $m:expr, $nv:expr, [$($M:literal),*], $nvs:tt) => {
+        match $m {
+            $( $M => dispatch_tile!(@cols $S, $t, $M, $nv, $nvs), )*
+            _ => unreachable!(),
+        }
+    };
+    (@cols $S:ty, $t:expr, $M:literal, $nv:expr, [$($NV:literal),*]) => {
+        match $nv {
+            $( $NV => tile::<$S, $M, $NV>($t), )*
+            _ => unreachable!(),
+        }
+    };
+}
+
+/// LOOP 2 (NR columns) and LOOP 1 (MR rows) over one macro-block.
+///
+/// # Safety
+/// As `tile` for every tile of the block.
+#[inline(always)]
+unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize>(blk: &Block, run: impl Fn(usize, usize, &Tile)) {
+    let mut jr = 0;
+    // LOOP 2: step NR through the nc columns of B~ / C.
+    while jr < blk.nc {
+        let n = (blk.nc - jr).min(NR);
+        let panel = (jr / NR) as isize;
+        let (b, rsb) = if n < NR && !blk.b_edge.is_null() {
+            (blk.b_edge, blk.rsb_edge)
+        } else {
+            (blk.b.wrapping_offset(panel * blk.b_panel), blk.rsb)
+        };
+        let nv = n.div_ceil(S::LANES);
+        let bias = if blk.bias.is_null() { blk.bias } else { blk.bias.add(jr) };
+        let mut ir = 0;
+        // LOOP 1: step MR through the mc rows of A~ / C.
+        while ir < blk.mc {
+            let m = (blk.mc - ir).min(MR);
+            let t = Tile {
+                k: blk.kc,
+                a: blk.a.wrapping_offset((ir / MR) as isize * blk.a_panel),
+                rsa: blk.rsa,
+                csa: blk.csa,
+                b,
+                rsb,
+                c: blk.c.offset(ir as isize * blk.rsc + jr as isize * blk.csc),
+                rsc: blk.rsc,
+                csc: blk.csc,
+                n,
+                alpha: blk.alpha,
+                beta: blk.beta,
+                bias,
+                act: blk.act,
+            };
+            run(m, nv, &t);
+            ir += MR;
+        }
+        jr += NR;
+    }
+}
+
+/// One instruction set's microkernel family.
+pub(crate) trait Kernel {
+    /// Vector lanes (f32) of this ISA.
+    const LANES: usize;
+    /// MR: rows of a register tile; LOOP 1 steps by MR. A tile's A~ sliver
+    /// (MR × KC) streams from L1/L2.
+    const MR: usize;
+    /// NR: columns of a register tile (whole vectors); LOOP 2 steps by NR.
+    /// The B~ micro-panel (KC × NR) stays in L1 while LOOP 1 runs.
+    const NR: usize;
+    /// Runs LOOP 2, LOOP 1 and the microkernels over one macro-block.
+    ///
+    /// # Safety
+    /// The CPU must support the ISA, and `blk` must describe valid memory as
+    /// documented on [`Block`].
+    unsafe fn block(blk: &Block);
+}
+
+/// AVX-512F microkernel: 8 × 32 tile, 16 zmm accumulators.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Avx512;
+/// AVX2 + FMA microkernel: 6 × 16 tile, 12 ymm accumulators.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Avx2;
+/// Portable microkernel on `wide::f32x8`: 4 × 16 tile.
+pub(crate) struct Portable;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn block_avx512(blk: &Block) {
+    use super::simd::V512;
+    block_loops::<V512, 8, 32>(blk, |m, nv, t| {
+        // SAFETY: same contract as `block`; the tile lies inside the block.
+        unsafe { dispatch_tile!(V512, t, m, nv, [1, 2, 3, 4, 5, 6, 7, 8], [1, 2]) }
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_avx2(blk: &Block) {
+    use super::simd::V256;
+    block_loops::<V256, 6, 16>(blk, |m, nv, t| {
+        // SAFETY: same contract as `block`; the tile lies inside the block.
+        unsafe { dispatch_tile!(V256, t, m, nv, [1, 2, 3, 4, 5, 6], [1, 2]) }
+    })
+}
+
+fn block_portable(blk: &Block) {
+    use super::simd::VWide;
+    // SAFETY: `Kernel::block`'s caller guarantees the block's memory contract;
+    // the portable vector type needs no CPU feature.
+    unsafe {
+        block_loops::<VWide, 4, 16>(blk, |m, nv, t| dispatch_tile!(VWide, t, m, nv, [1, 2, 3, 4], [1, 2]))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Kernel for Avx512 {
+    const LANES: usize = 16;
+    const MR: usize = 8;
+    const NR: usize = 32;
+    #[inline]
+    unsafe fn block(blk: &Block) {
+        block_avx512(blk)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Kernel for Avx2 {
+    const LANES: usize = 8;
+    const MR: usize = 6;
+    const NR: usize = 16;
+    #[inline]
+    unsafe fn block(blk: &Block) {
+        block_avx2(blk)
+    }
+}
+
+impl Kernel for Portable {
+    const LANES: usize = 8;
+    const MR: usize = 4;
+    const NR: usize = 16;
+    #[inline]
+    unsafe fn block(blk: &Block) {
+        block_portable(blk)
+    }
+}

@@ -1,0 +1,293 @@
+//! Single-precision GEMM: C ← α·A·B + β·C on strided views, with an optional
+//! fused epilogue (bias + activation) for the Dense layers.
+//!
+//! Transposes are strides, not copies: Aᵀ of a row-major `[k, m]` buffer is the
+//! view `rows = m, cols = k, rs = 1, cs = m`. With β = 0, C is never read (it
+//! may hold NaN).
+//!
+//! `reference` keeps the plain triple loop; it is the test oracle for every
+//! optimized path.
+//!
+//! The fast path is BLIS-style (see `driver.rs` for the five loops and the
+//! block sizes, `kernel.rs` for the register-blocked microkernels) with one
+//! microkernel per instruction set: AVX-512F, AVX2+FMA (both `std::arch`,
+//! picked at run time) and a portable one on `wide::f32x8`. The choice is
+//! detected once and cached; `SIMDNET_ISA=avx512|avx2|portable|reference`
+//! forces one.
+
+mod driver;
+mod kernel;
+mod peak;
+pub mod reference;
+mod simd;
+#[cfg(test)]
+mod tests;
+
+pub use driver::{KC, MC, NC, PAR_MIN_FLOPS};
+pub use peak::{fma_peak_gflops, fma_peak_gflops_with};
+
+use std::sync::OnceLock;
+
+/// An instruction-set path for [`sgemm_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// AVX-512F microkernel (8 × 32 tile).
+    Avx512,
+    /// AVX2 + FMA microkernel (6 × 16 tile).
+    Avx2,
+    /// Portable `wide::f32x8` microkernel (4 × 16 tile).
+    Portable,
+    /// The plain triple loop (test oracle; slow).
+    Reference,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+            Isa::Reference => "reference",
+        }
+    }
+
+    /// Parses the names `name()` returns (as used by `SIMDNET_ISA`).
+    pub fn from_name(s: &str) -> Option<Isa> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "avx512" | "avx512f" => Some(Isa::Avx512),
+            "avx2" => Some(Isa::Avx2),
+            "portable" | "wide" => Some(Isa::Portable),
+            "reference" | "ref" => Some(Isa::Reference),
+            _ => None,
+        }
+    }
+
+    /// Whether this CPU can run the path (detected once, cached).
+    pub fn is_available(self) -> bool {
+        let (avx512, avx2) = *cpu_features();
+        match self {
+            Isa::Avx512 => avx512,
+            Isa::Avx2 => avx2,
+            Isa::Portable | Isa::Reference => true,
+        }
+    }
+}
+
+impl std::fmt::Display for Isa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// (avx512f, avx2 + fma), detected once.
+fn cpu_features() -> &'static (bool, bool) {
+    static FEATURES: OnceLock<(bool, bool)> = OnceLock::new();
+    FEATURES.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            let avx512 = avx2 && is_x86_feature_detected!("avx512f");
+            (avx512, avx2)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            (false, false)
+        }
+    })
+}
+
+/// The optimized paths this CPU can run, fastest first (the reference loop
+/// is not listed; it is always available through [`sgemm_with`]).
+pub fn available_isas() -> Vec<Isa> {
+    [Isa::Avx512, Isa::Avx2, Isa::Portable].into_iter().filter(|i| i.is_available()).collect()
+}
+
+/// The path [`sgemm`] uses: `SIMDNET_ISA` if set and available, else the
+/// fastest available one. Decided once per process.
+pub fn selected_isa() -> Isa {
+    static SELECTED: OnceLock<Isa> = OnceLock::new();
+    *SELECTED.get_or_init(|| {
+        let best = available_isas()[0];
+        match std::env::var("SIMDNET_ISA") {
+            Ok(s) if !s.trim().is_empty() => match Isa::from_name(&s) {
+                Some(isa) if isa.is_available() => isa,
+                Some(isa) => {
+                    eprintln!("SIMDNET_ISA={s}: {} is not supported by this CPU, using {}", isa.name(), best.name());
+                    best
+                }
+                None => {
+                    eprintln!("SIMDNET_ISA={s}: unknown (avx512|avx2|portable|reference), using {}", best.name());
+                    best
+                }
+            },
+            _ => best,
+        }
+    })
+}
+
+/// Elementwise activation applied in a GEMM epilogue or a Dense layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// Identity (the output layer, whose softmax is fused with the loss).
+    #[default]
+    Linear,
+    Relu,
+    Sigmoid,
+}
+
+impl Activation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Linear => "linear",
+            Activation::Relu => "relu",
+            Activation::Sigmoid => "sigmoid",
+        }
+    }
+
+    #[inline(always)]
+    pub fn apply(self, z: f32) -> f32 {
+        match self {
+            Activation::Linear => z,
+            Activation::Relu => z.max(0.0),
+            Activation::Sigmoid => 1.0 / (1.0 + (-z).exp()),
+        }
+    }
+
+    /// d act / d z expressed through the activation's output y = act(z), so the
+    /// backward pass needs only the stored outputs.
+    #[inline(always)]
+    pub fn derivative_from_output(self, y: f32) -> f32 {
+        match self {
+            Activation::Linear => 1.0,
+            Activation::Relu => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::Sigmoid => y * (1.0 - y),
+        }
+    }
+}
+
+/// A read-only strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+/// A mutable strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    pub data: &'a mut [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+/// Index one past the largest element a `rows × cols` view with strides
+/// `(rs, cs)` touches; `None` on overflow. An empty view touches nothing.
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
+    if rows == 0 || cols == 0 {
+        return Some(0);
+    }
+    (rows - 1)
+        .checked_mul(rs)?
+        .checked_add((cols - 1).checked_mul(cs)?)?
+        .checked_add(1)
+}
+
+impl<'a> MatRef<'a> {
+    /// Row-major `[rows, cols]` view of a contiguous buffer.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self::strided(data, rows, cols, cols, 1)
+    }
+    /// Strided view; panics if the view does not fit in `data`.
+    pub fn strided(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        let m = MatRef { data, rows, cols, rs, cs };
+        assert!(m.fits(), "MatRef {rows}x{cols} (rs {rs}, cs {cs}) exceeds buffer of {}", data.len());
+        m
+    }
+    /// The transpose, as a view of the same memory.
+    pub fn t(self) -> Self {
+        MatRef { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+    }
+    pub fn fits(&self) -> bool {
+        extent(self.rows, self.cols, self.rs, self.cs).is_some_and(|e| e <= self.data.len())
+    }
+    #[inline(always)]
+    pub fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.rs + j * self.cs]
+    }
+}
+
+impl<'a> MatMut<'a> {
+    pub fn row_major(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        Self::strided(data, rows, cols, cols, 1)
+    }
+    pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        let len = data.len();
+        let m = MatMut { data, rows, cols, rs, cs };
+        assert!(m.fits(), "MatMut {rows}x{cols} (rs {rs}, cs {cs}) exceeds buffer of {len}");
+        m
+    }
+    pub fn fits(&self) -> bool {
+        extent(self.rows, self.cols, self.rs, self.cs).is_some_and(|e| e <= self.data.len())
+    }
+    #[inline(always)]
+    pub fn at_mut(&mut self, i: usize, j: usize) -> &mut f32 {
+        &mut self.data[i * self.rs + j * self.cs]
+    }
+}
+
+/// What runs after the last K block, in registers: `C = act(C + bias[j])`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Epilogue<'a> {
+    /// One value per column of C, or none.
+    pub bias: Option<&'a [f32]>,
+    pub act: Activation,
+}
+
+fn check_shapes(a: &MatRef, b: &MatRef, c: &MatMut, epi: &Epilogue) {
+    assert_eq!(a.cols, b.rows, "sgemm: A is {}x{} but B is {}x{}", a.rows, a.cols, b.rows, b.cols);
+    assert_eq!(c.rows, a.rows, "sgemm: C has {} rows, A has {}", c.rows, a.rows);
+    assert_eq!(c.cols, b.cols, "sgemm: C has {} cols, B has {}", c.cols, b.cols);
+    assert!(a.fits() && b.fits() && c.fits(), "sgemm: a view exceeds its buffer");
+    if let Some(bias) = epi.bias {
+        assert_eq!(bias.len(), c.cols, "sgemm: bias has {} values, C has {} cols", bias.len(), c.cols);
+    }
+}
+
+/// C ← act(α·A·B + β·C + bias). Shapes and bounds are checked (panics on a
+/// mismatch, which is a programming error, never an input error).
+/// Uses [`selected_isa`]; parallel over the current rayon pool above
+/// [`PAR_MIN_FLOPS`], with results bit-identical for any thread count.
+pub fn sgemm(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut, epi: Epilogue) {
+    sgemm_with(selected_isa(), alpha, a, b, beta, c, epi);
+}
+
+/// [`sgemm`] on an explicit instruction-set path.
+///
+/// # Panics
+/// On a shape mismatch, a view exceeding its buffer, or an ISA this CPU
+/// does not support.
+pub fn sgemm_with(isa: Isa, alpha: f32, a: MatRef, b: MatRef, beta: f32, mut c: MatMut, epi: Epilogue) {
+    check_shapes(&a, &b, &c, &epi);
+    assert!(isa.is_available(), "sgemm: ISA {} is not supported by this CPU", isa.name());
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => driver::gemm::<kernel::Avx512>(alpha, &a, &b, beta, &mut c, &epi),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => driver::gemm::<kernel::Avx2>(alpha, &a, &b, beta, &mut c, &epi),
+        Isa::Portable => driver::gemm::<kernel::Portable>(alpha, &a, &b, beta, &mut c, &epi),
+        Isa::Reference => reference::sgemm(alpha, a, b, beta, c, epi),
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("unavailable ISA"),
+    }
+}

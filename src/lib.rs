@@ -1,0 +1,25 @@
+//! simdnet: trains small neural networks on the CPU with hand-written SIMD
+//! kernels. Data flows as the modules read:
+//!
+//! idx (mmap'd IDX files) → dataset → batch (shuffle, u8 → f32) → model
+//! (dense → gemm) → loss → model backward → optim → train (metrics,
+//! callbacks) → events → headless / tui.
+
+pub mod atomic;
+pub mod batch;
+pub mod checkpoint;
+pub mod cli;
+pub mod dataset;
+pub mod dense;
+pub mod error;
+pub mod events;
+pub mod gemm;
+pub mod headless;
+pub mod idx;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod summary;
+pub mod train;
+
+pub use error::{Error, Result};
