@@ -26,6 +26,14 @@ pub enum Command {
     Train(TrainArgs),
     /// Print the model's layers and parameter counts, as Keras' model.summary().
     Summary(SummaryArgs),
+    /// Evaluate a saved model on the test set: loss, accuracy, per-class accuracy, confusion matrix.
+    Eval(EvalArgs),
+    /// Draw one test image in the terminal with the saved model's top-3 predictions.
+    Predict(PredictArgs),
+    /// Train several configurations (comma-separated flag values) with the same seed and split, and compare them.
+    Compare(CompareArgs),
+    /// Measure GEMM GFLOP/s against this machine's FMA peak, and training samples/s.
+    Bench(BenchArgs),
 }
 
 /// Where the data comes from.
@@ -57,7 +65,9 @@ impl DataArgs {
     }
 
     pub fn cache_dir(&self) -> PathBuf {
-        self.cache_dir.clone().unwrap_or_else(|| self.data_dir().join(".cache"))
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join(".cache"))
     }
 }
 
@@ -123,14 +133,18 @@ impl OptimArgs {
     /// The optimizer kind and learning rate, or a message for flags that don't fit.
     pub fn resolve(&self) -> Result<(OptimizerKind, f32), String> {
         let kind = match self.optimizer {
-            OptimizerArg::Sgd => {
-                OptimizerKind::Sgd { momentum: self.momentum.unwrap_or(0.0), nesterov: self.nesterov }
-            }
+            OptimizerArg::Sgd => OptimizerKind::Sgd {
+                momentum: self.momentum.unwrap_or(0.0),
+                nesterov: self.nesterov,
+            },
             other => {
                 if self.momentum.is_some() || self.nesterov {
                     return Err(format!(
                         "--momentum and --nesterov apply to --optimizer sgd only, not {}",
-                        other.to_possible_value().expect("no skipped variants").get_name()
+                        other
+                            .to_possible_value()
+                            .expect("no skipped variants")
+                            .get_name()
                     ));
                 }
                 match other {
@@ -177,9 +191,93 @@ pub struct TrainArgs {
     pub optim: OptimArgs,
     #[command(flatten)]
     pub fit: FitArgs,
+    #[command(flatten)]
+    pub callbacks: CallbackArgs,
     /// Save the trained model to PATH (safetensors)
     #[arg(long, value_name = "PATH")]
     pub save: Option<PathBuf>,
+}
+
+/// Keras-style callbacks and outputs of a training run.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CallbackArgs {
+    /// Stop when val_loss has not improved for PATIENCE epochs (Keras EarlyStopping)
+    #[arg(long, value_name = "PATIENCE", value_parser = clap::value_parser!(u32).range(1..))]
+    pub early_stopping: Option<u32>,
+    /// Smallest decrease of val_loss that counts as an improvement
+    #[arg(long, value_name = "DELTA", default_value_t = 0.0, value_parser = parse_min_delta)]
+    pub min_delta: f32,
+    /// At the end, put back the weights of the epoch with the best val_loss
+    #[arg(long)]
+    pub restore_best: bool,
+    /// Save the model to PATH whenever val_loss improves (Keras ModelCheckpoint, save_best_only)
+    #[arg(long, value_name = "PATH")]
+    pub checkpoint: Option<PathBuf>,
+    /// Write one record per epoch to PATH (.csv or .jsonl), flushed every epoch
+    #[arg(long, value_name = "PATH")]
+    pub metrics: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// A model saved with --save or --checkpoint
+    #[arg(long, value_name = "PATH")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PredictArgs {
+    /// A model saved with --save or --checkpoint
+    #[arg(long, value_name = "PATH")]
+    pub model: PathBuf,
+    /// Index of the test image
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub index: usize,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+/// `compare`: the model, optimizer and fit flags, each taking a comma-separated
+/// list of values; every combination is trained.
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Hidden layer sizes; alternatives separated by '/' (e.g. 100/300,100)
+    #[arg(long, value_name = "UNITS", default_value = "100")]
+    pub hidden: String,
+    /// Activations to compare (e.g. relu,sigmoid)
+    #[arg(long, value_name = "LIST", default_value = "relu")]
+    pub activation: String,
+    /// Dropout rates to compare (e.g. 0,0.3)
+    #[arg(long, value_name = "LIST", default_value = "0")]
+    pub dropout: String,
+    /// Optimizers to compare (e.g. sgd,adagrad,rmsprop,adam)
+    #[arg(long, value_name = "LIST", default_value = "adam")]
+    pub optimizer: String,
+    /// Learning rates to compare [default: each optimizer's Keras default]
+    #[arg(long, value_name = "LIST")]
+    pub lr: Option<String>,
+    /// Momentum values for sgd (e.g. 0,0.9)
+    #[arg(long, value_name = "LIST")]
+    pub momentum: Option<String>,
+    /// Nesterov momentum for sgd
+    #[arg(long)]
+    pub nesterov: bool,
+    #[command(flatten)]
+    pub fit: FitArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Seconds to spend on each measurement
+    #[arg(long, value_name = "S", default_value_t = 0.5, value_parser = parse_learning_rate)]
+    pub seconds: f32,
+    /// Worker threads [default: 1]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub threads: u32,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -195,14 +293,19 @@ fn parse_hidden(s: &str) -> Result<Hidden, String> {
         .split(',')
         .map(|u| match u.trim().parse::<usize>() {
             Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
-            _ => Err(format!("{u:?} is not a layer size (a whole number from 1 to 1000000)")),
+            _ => Err(format!(
+                "{u:?} is not a layer size (a whole number from 1 to 1000000)"
+            )),
         })
         .collect();
     units.map(Hidden)
 }
 
 fn parse_f32(s: &str) -> Result<f32, String> {
-    let v: f32 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    let v: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
     if v.is_finite() {
         Ok(v)
     } else {
@@ -224,7 +327,19 @@ fn parse_unit_interval(s: &str, what: &str, zero_ok: bool) -> Result<f32, String
     if (zero_ok && v == 0.0) || (v > 0.0 && v < 1.0) {
         Ok(v)
     } else {
-        Err(format!("{v} is outside {} ({what})", if zero_ok { "[0, 1)" } else { "(0, 1)" }))
+        Err(format!(
+            "{v} is outside {} ({what})",
+            if zero_ok { "[0, 1)" } else { "(0, 1)" }
+        ))
+    }
+}
+
+fn parse_min_delta(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("{v} must be 0 or more"))
     }
 }
 
@@ -237,7 +352,7 @@ fn parse_momentum(s: &str) -> Result<f32, String> {
 }
 
 fn parse_validation_split(s: &str) -> Result<f64, String> {
-    parse_unit_interval(s, "the fraction held out for validation", false).map(f64::from).and_then(|_| {
-        s.trim().parse::<f64>().map_err(|e| e.to_string())
-    })
+    parse_unit_interval(s, "the fraction held out for validation", false)
+        .map(f64::from)
+        .and_then(|_| s.trim().parse::<f64>().map_err(|e| e.to_string()))
 }

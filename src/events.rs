@@ -48,7 +48,10 @@ pub struct Confusion {
 
 impl Confusion {
     pub fn new(classes: usize) -> Confusion {
-        Confusion { classes, counts: vec![0; classes * classes] }
+        Confusion {
+            classes,
+            counts: vec![0; classes * classes],
+        }
     }
     pub fn add(&mut self, truth: usize, predicted: usize) {
         self.counts[truth * self.classes + predicted] += 1;
@@ -107,9 +110,14 @@ pub enum Event {
     Log(String),
     Paused(bool),
     /// Training ended (normally, stopped, early-stopped or failed).
-    Finished { reason: FinishReason },
+    Finished {
+        reason: FinishReason,
+    },
     /// Final evaluation on the test set.
-    Test { loss: f64, accuracy: f64 },
+    Test {
+        loss: f64,
+        accuracy: f64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -92,7 +92,9 @@ impl Monitor for Headless {
         let line = match event {
             Event::Epoch(r) => epoch_line(&r),
             Event::Log(s) => s,
-            Event::Test { loss, accuracy } => format!("test_accuracy: {accuracy:.4} - test_loss: {loss:.4}"),
+            Event::Test { loss, accuracy } => {
+                format!("test_accuracy: {accuracy:.4} - test_loss: {loss:.4}")
+            }
             _ => return,
         };
         let mut out = std::io::stdout().lock();

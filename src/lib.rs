@@ -5,8 +5,10 @@
 //! (dense → gemm) → loss → model backward → optim → train (metrics,
 //! callbacks) → events → headless / tui.
 
+pub mod app;
 pub mod atomic;
 pub mod batch;
+pub mod callbacks;
 pub mod checkpoint;
 pub mod cli;
 pub mod dataset;

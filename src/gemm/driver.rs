@@ -35,12 +35,19 @@ thread_local! {
 /// Borrows a thread-local buffer for the closure. Taking the Vec out (rather
 /// than a RefCell borrow) keeps re-entrant calls (rayon work stealing) safe:
 /// they simply get a fresh buffer.
-fn with_buf<R>(key: &'static std::thread::LocalKey<Cell<Vec<f32>>>, f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+fn with_buf<R>(
+    key: &'static std::thread::LocalKey<Cell<Vec<f32>>>,
+    f: impl FnOnce(&mut Vec<f32>) -> R,
+) -> R {
     let mut v = key.with(|c| c.take());
     let r = f(&mut v);
     key.with(|c| {
         let old = c.take();
-        c.set(if old.capacity() > v.capacity() { old } else { v });
+        c.set(if old.capacity() > v.capacity() {
+            old
+        } else {
+            v
+        });
     });
     r
 }
@@ -136,7 +143,14 @@ unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usi
 }
 
 /// The blocked GEMM for one kernel. Shapes are already checked.
-pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: &mut MatMut, epi: &Epilogue) {
+pub(crate) fn gemm<K: Kernel>(
+    alpha: f32,
+    a: &MatRef,
+    b: &MatRef,
+    beta: f32,
+    c: &mut MatMut,
+    epi: &Epilogue,
+) {
     let (m, n, k) = (c.rows, c.cols, a.cols);
     if m == 0 || n == 0 {
         return;
@@ -218,7 +232,11 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                     alpha,
                     beta: if first { beta } else { 1.0 },
                     // SAFETY: bias has n values (checked), jc < n.
-                    bias: if last && !bias.is_null() { unsafe { bias.add(jc) } } else { std::ptr::null() },
+                    bias: if last && !bias.is_null() {
+                        unsafe { bias.add(jc) }
+                    } else {
+                        std::ptr::null()
+                    },
                     act: if last { epi.act } else { Activation::Linear },
                 };
                 let proto = SendPtr(proto);

@@ -140,11 +140,19 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize>(t: &Tile) {
                 let full = cols >= S::LANES;
                 let mut x = S::mul(acc[i][v], alpha);
                 if read_c {
-                    let cv = if full { S::load(crow.add(j)) } else { S::load_part(crow.add(j), cols) };
+                    let cv = if full {
+                        S::load(crow.add(j))
+                    } else {
+                        S::load_part(crow.add(j), cols)
+                    };
                     x = S::fmadd(beta, cv, x);
                 }
                 if has_bias {
-                    let bb = if full { S::load(t.bias.add(j)) } else { S::load_part(t.bias.add(j), cols) };
+                    let bb = if full {
+                        S::load(t.bias.add(j))
+                    } else {
+                        S::load_part(t.bias.add(j), cols)
+                    };
                     x = S::add(x, bb);
                 }
                 if relu {
@@ -215,7 +223,10 @@ macro_rules! dispatch_tile {
 /// # Safety
 /// As `tile` for every tile of the block.
 #[inline(always)]
-unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize>(blk: &Block, run: impl Fn(usize, usize, &Tile)) {
+unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize>(
+    blk: &Block,
+    run: impl Fn(usize, usize, &Tile),
+) {
     let mut jr = 0;
     // LOOP 2: step NR through the nc columns of B~ / C.
     while jr < blk.nc {
@@ -227,7 +238,11 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize>(blk: &Block, ru
             (blk.b.wrapping_offset(panel * blk.b_panel), blk.rsb)
         };
         let nv = n.div_ceil(S::LANES);
-        let bias = if blk.bias.is_null() { blk.bias } else { blk.bias.add(jr) };
+        let bias = if blk.bias.is_null() {
+            blk.bias
+        } else {
+            blk.bias.add(jr)
+        };
         let mut ir = 0;
         // LOOP 1: step MR through the mc rows of A~ / C.
         while ir < blk.mc {
@@ -307,7 +322,9 @@ fn block_portable(blk: &Block) {
     // SAFETY: `Kernel::block`'s caller guarantees the block's memory contract;
     // the portable vector type needs no CPU feature.
     unsafe {
-        block_loops::<VWide, 4, 16>(blk, |m, nv, t| dispatch_tile!(VWide, t, m, nv, [1, 2, 3, 4], [1, 2]))
+        block_loops::<VWide, 4, 16>(blk, |m, nv, t| {
+            dispatch_tile!(VWide, t, m, nv, [1, 2, 3, 4], [1, 2])
+        })
     }
 }
 

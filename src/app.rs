@@ -1,0 +1,200 @@
+//! A training session assembled from the command line, independent of the
+//! front end: the headless printer and the dashboard both drive [`Session::run`].
+
+use crate::batch::{holdout, Batch};
+use crate::callbacks;
+use crate::checkpoint;
+use crate::cli::{CallbackArgs, DataArgs, ModelArgs, TrainArgs};
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::events::{Event, FinishReason};
+use crate::model::{Model, ModelSpec, Workspace};
+use crate::optim::Optimizer;
+use crate::train::{self, Evaluation, FitConfig, History, Monitor};
+use std::path::{Path, PathBuf};
+
+/// The architecture the flags describe, sized to the data.
+pub fn model_spec(args: &ModelArgs, data: &Dataset) -> ModelSpec {
+    ModelSpec {
+        input_shape: (data.train.rows, data.train.cols),
+        hidden: args.hidden.0.clone(),
+        activation: args.activation.into(),
+        classes: data.classes,
+        dropout: args.dropout,
+    }
+}
+
+/// Opens the data set the flags name.
+pub fn open_data(args: &DataArgs) -> Result<Dataset> {
+    Dataset::open(&args.data_dir(), &args.cache_dir())
+}
+
+/// Starts the global rayon pool with `threads` workers (all cores by default)
+/// and returns the count. Only the first call in a process takes effect.
+pub fn init_threads(threads: Option<u32>) -> Result<usize> {
+    let n = threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |t| t as usize,
+    );
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+    {
+        Ok(()) => Ok(n),
+        // Already built (a second session in one process, e.g. tests): keep it.
+        Err(_) if rayon::current_num_threads() > 0 => Ok(rayon::current_num_threads()),
+        Err(e) => Err(Error::new(format!(
+            "--threads {n}: cannot start the thread pool: {e}"
+        ))),
+    }
+}
+
+/// Refuses an output path whose directory does not exist or that names a
+/// directory, before training rather than after.
+pub fn check_output_path(flag: &str, path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::new(format!(
+            "{flag} {}: its directory does not exist",
+            path.display()
+        )));
+    }
+    if path.is_dir() {
+        return Err(Error::new(format!(
+            "{flag} {}: is a directory",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Everything one training run needs.
+pub struct Session {
+    pub data: Dataset,
+    pub class_names: Vec<String>,
+    pub model: Model,
+    pub opt: Optimizer,
+    pub train_idx: Vec<u32>,
+    pub val_idx: Vec<u32>,
+    pub cfg: FitConfig,
+    pub threads: usize,
+    pub save: Option<PathBuf>,
+    pub callbacks: CallbackArgs,
+}
+
+/// What a run produced.
+pub struct Outcome {
+    pub history: History,
+    /// Test-set evaluation (absent after a non-finite loss).
+    pub test: Option<Evaluation>,
+}
+
+impl Session {
+    pub fn from_args(args: &TrainArgs) -> Result<Session> {
+        let (kind, lr) = args.optim.resolve().map_err(Error::new)?;
+        for (flag, path) in [
+            ("--save", &args.save),
+            ("--checkpoint", &args.callbacks.checkpoint),
+            ("--metrics", &args.callbacks.metrics),
+        ] {
+            if let Some(p) = path {
+                check_output_path(flag, p)?;
+            }
+        }
+        let data = open_data(&args.data)?;
+        let threads = init_threads(args.fit.threads)?;
+        let spec = model_spec(&args.model, &data);
+        let seed = args.fit.seed;
+        let (train_idx, val_idx) = holdout(data.train.count, args.fit.validation_split, seed);
+        if train_idx.is_empty() || val_idx.is_empty() {
+            return Err(Error::new(format!(
+                "--validation-split {}: leaves {} training and {} validation images out of {}",
+                args.fit.validation_split,
+                train_idx.len(),
+                val_idx.len(),
+                data.train.count
+            )));
+        }
+        Ok(Session {
+            class_names: data.class_names(),
+            model: Model::new(spec.clone(), seed),
+            opt: Optimizer::new(kind, lr, spec.param_count()),
+            data,
+            train_idx,
+            val_idx,
+            cfg: FitConfig {
+                epochs: args.fit.epochs as usize,
+                batch_size: args.fit.batch_size as usize,
+                seed,
+                ..FitConfig::default()
+            },
+            threads,
+            save: args.save.clone(),
+            callbacks: args.callbacks.clone(),
+        })
+    }
+
+    /// One line describing the run (printed first by the headless mode).
+    pub fn header(&self) -> String {
+        format!(
+            "simdnet: {} on {} ({} train / {} validation / {} test), {}, batch {}, {} thread{}, seed {}",
+            self.model.spec.describe(),
+            self.data.dir.display(),
+            self.train_idx.len(),
+            self.val_idx.len(),
+            self.data.test.count,
+            self.opt.kind.describe(self.opt.learning_rate),
+            self.cfg.batch_size,
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
+            self.cfg.seed
+        )
+    }
+
+    /// Trains, evaluates on the test set and saves (where asked).
+    pub fn run(&mut self, monitor: &mut dyn Monitor) -> Result<Outcome> {
+        let names = self.class_names.clone();
+        let mut save = |m: &Model, p: &Path| checkpoint::save(m, &names, p);
+        let mut cbs = callbacks::build(&self.callbacks, &self.class_names)?;
+        let mut cb_refs: Vec<&mut dyn train::Callback> = cbs
+            .iter_mut()
+            .map(|c| &mut **c as &mut dyn train::Callback)
+            .collect();
+        let history = train::fit(
+            &mut self.model,
+            &mut self.opt,
+            &self.data.train,
+            &self.train_idx,
+            &self.val_idx,
+            Some(&self.data.test),
+            &self.cfg,
+            &mut cb_refs,
+            monitor,
+            &mut save,
+        )?;
+        if history.finish == FinishReason::NonFiniteLoss {
+            return Ok(Outcome {
+                history,
+                test: None,
+            });
+        }
+        let mut ws = Workspace::new(&self.model.spec, train::EVAL_BATCH, self.cfg.seed);
+        let mut batch = Batch::new(train::EVAL_BATCH, self.data.test.image_len());
+        let test = train::evaluate(&self.model, &self.data.test, None, &mut ws, &mut batch);
+        monitor.event(Event::Test {
+            loss: test.loss,
+            accuracy: test.accuracy,
+        });
+        if let Some(path) = &self.save {
+            checkpoint::save(&self.model, &self.class_names, path)?;
+            monitor.event(Event::Log(format!("saved model to {}", path.display())));
+        }
+        Ok(Outcome {
+            history,
+            test: Some(test),
+        })
+    }
+}
