@@ -32,20 +32,12 @@ pub fn open_data(args: &DataArgs) -> Result<Dataset> {
 /// Starts the global rayon pool with `threads` workers (all cores by default)
 /// and returns the count. Only the first call in a process takes effect.
 pub fn init_threads(threads: Option<u32>) -> Result<usize> {
-    let n = threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        |t| t as usize,
-    );
-    match rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .build_global()
-    {
+    let n = threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |t| t as usize);
+    match rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
         Ok(()) => Ok(n),
         // Already built (a second session in one process, e.g. tests): keep it.
         Err(_) if rayon::current_num_threads() > 0 => Ok(rayon::current_num_threads()),
-        Err(e) => Err(Error::new(format!(
-            "--threads {n}: cannot start the thread pool: {e}"
-        ))),
+        Err(e) => Err(Error::new(format!("--threads {n}: cannot start the thread pool: {e}"))),
     }
 }
 
@@ -57,16 +49,10 @@ pub fn check_output_path(flag: &str, path: &Path) -> Result<()> {
         _ => Path::new("."),
     };
     if !dir.is_dir() {
-        return Err(Error::new(format!(
-            "{flag} {}: its directory does not exist",
-            path.display()
-        )));
+        return Err(Error::new(format!("{flag} {}: its directory does not exist", path.display())));
     }
     if path.is_dir() {
-        return Err(Error::new(format!(
-            "{flag} {}: is a directory",
-            path.display()
-        )));
+        return Err(Error::new(format!("{flag} {}: is a directory", path.display())));
     }
     Ok(())
 }
@@ -159,10 +145,8 @@ impl Session {
         let names = self.class_names.clone();
         let mut save = |m: &Model, p: &Path| checkpoint::save(m, &names, p);
         let mut cbs = callbacks::build(&self.callbacks, &self.class_names)?;
-        let mut cb_refs: Vec<&mut dyn train::Callback> = cbs
-            .iter_mut()
-            .map(|c| &mut **c as &mut dyn train::Callback)
-            .collect();
+        let mut cb_refs: Vec<&mut dyn train::Callback> =
+            cbs.iter_mut().map(|c| &mut **c as &mut dyn train::Callback).collect();
         let history = train::fit(
             &mut self.model,
             &mut self.opt,
@@ -176,25 +160,16 @@ impl Session {
             &mut save,
         )?;
         if history.finish == FinishReason::NonFiniteLoss {
-            return Ok(Outcome {
-                history,
-                test: None,
-            });
+            return Ok(Outcome { history, test: None });
         }
         let mut ws = Workspace::new(&self.model.spec, train::EVAL_BATCH, self.cfg.seed);
         let mut batch = Batch::new(train::EVAL_BATCH, self.data.test.image_len());
         let test = train::evaluate(&self.model, &self.data.test, None, &mut ws, &mut batch);
-        monitor.event(Event::Test {
-            loss: test.loss,
-            accuracy: test.accuracy,
-        });
+        monitor.event(Event::Test { loss: test.loss, accuracy: test.accuracy });
         if let Some(path) = &self.save {
             checkpoint::save(&self.model, &self.class_names, path)?;
             monitor.event(Event::Log(format!("saved model to {}", path.display())));
         }
-        Ok(Outcome {
-            history,
-            test: Some(test),
-        })
+        Ok(Outcome { history, test: Some(test) })
     }
 }

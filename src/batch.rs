@@ -25,22 +25,14 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(capacity: usize, image_len: usize) -> Batch {
-        Batch {
-            x: vec![0.0; capacity * image_len],
-            y: vec![0; capacity],
-            len: 0,
-        }
+        Batch { x: vec![0.0; capacity * image_len], y: vec![0; capacity], len: 0 }
     }
 
     /// Copies images `indices` of `split` into the buffers, pixels scaled by
     /// 1/255. Never allocates: `indices.len()` must not exceed the capacity.
     pub fn gather(&mut self, split: &Split, indices: &[u32]) {
         let d = split.image_len();
-        assert!(
-            indices.len() * d <= self.x.len(),
-            "batch of {} exceeds capacity",
-            indices.len()
-        );
+        assert!(indices.len() * d <= self.x.len(), "batch of {} exceeds capacity", indices.len());
         let labels = split.labels();
         for (row, &i) in indices.iter().enumerate() {
             let i = i as usize;
@@ -81,11 +73,7 @@ pub fn scale_pixels(out: &mut [f32], pixels: &[u8]) {
         ]) * scale;
         o.copy_from_slice(&v.to_array());
     }
-    for (o, &p) in out_chunks
-        .into_remainder()
-        .iter_mut()
-        .zip(pix_chunks.remainder())
-    {
+    for (o, &p) in out_chunks.into_remainder().iter_mut().zip(pix_chunks.remainder()) {
         *o = p as f32 * SCALE;
     }
 }

@@ -21,35 +21,17 @@ pub fn to_bytes(model: &Model, class_names: &[String]) -> Result<Vec<u8>> {
     let spec = &model.spec;
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
-    meta.insert(
-        "input_shape".to_string(),
-        format!("{},{}", spec.input_shape.0, spec.input_shape.1),
-    );
-    meta.insert(
-        "hidden".to_string(),
-        spec.hidden
-            .iter()
-            .map(|h| h.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
-    );
+    meta.insert("input_shape".to_string(), format!("{},{}", spec.input_shape.0, spec.input_shape.1));
+    meta.insert("hidden".to_string(), spec.hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(","));
     meta.insert("activation".to_string(), spec.activation.name().to_string());
     meta.insert("classes".to_string(), spec.classes.to_string());
     meta.insert("dropout".to_string(), spec.dropout.to_string());
-    meta.insert(
-        "class_names".to_string(),
-        serde_json::to_string(class_names).expect("strings serialize"),
-    );
+    meta.insert("class_names".to_string(), serde_json::to_string(class_names).expect("strings serialize"));
     let bytes: Vec<Vec<u8>> = model
         .layers
         .iter()
         .flat_map(|l| [l.kernel.clone(), l.bias.clone()])
-        .map(|r| {
-            model.params[r]
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect()
-        })
+        .map(|r| model.params[r].iter().flat_map(|v| v.to_le_bytes()).collect())
         .collect();
     let mut tensors = Vec::new();
     for (i, l) in model.layers.iter().enumerate() {
@@ -60,8 +42,7 @@ pub fn to_bytes(model: &Model, class_names: &[String]) -> Result<Vec<u8>> {
         tensors.push((format!("{}.kernel", l.name), kernel));
         tensors.push((format!("{}.bias", l.name), bias));
     }
-    safetensors::serialize(tensors, Some(meta))
-        .map_err(|e| Error::new(format!("cannot serialize model: {e}")))
+    safetensors::serialize(tensors, Some(meta)).map_err(|e| Error::new(format!("cannot serialize model: {e}")))
 }
 
 /// Saves `model` to `path` atomically.
@@ -77,82 +58,46 @@ pub struct Loaded {
 }
 
 fn parse_usize(field: &str, v: &str) -> std::result::Result<usize, String> {
-    v.trim()
-        .parse::<usize>()
-        .map_err(|_| format!("metadata {field} = {v:?} is not a non-negative integer"))
+    v.trim().parse::<usize>().map_err(|_| format!("metadata {field} = {v:?} is not a non-negative integer"))
 }
 
 /// Parses and validates safetensors bytes (pure: fuzzed).
 pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Loaded, String> {
-    let (_, metadata) =
-        SafeTensors::read_metadata(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
-    let meta = metadata
-        .metadata()
-        .clone()
-        .ok_or("no simdnet metadata in the header")?;
-    let get = |k: &str| {
-        meta.get(k)
-            .map(String::as_str)
-            .ok_or_else(|| format!("metadata lacks {k:?}"))
-    };
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
+    let meta = metadata.metadata().clone().ok_or("no simdnet metadata in the header")?;
+    let get = |k: &str| meta.get(k).map(String::as_str).ok_or_else(|| format!("metadata lacks {k:?}"));
     if get("format")? != FORMAT {
-        return Err(format!(
-            "unknown format {:?} (expected {FORMAT:?})",
-            get("format")?
-        ));
+        return Err(format!("unknown format {:?} (expected {FORMAT:?})", get("format")?));
     }
     let shape: Vec<&str> = get("input_shape")?.split(',').collect();
     if shape.len() != 2 {
-        return Err(format!(
-            "metadata input_shape = {:?} needs two numbers",
-            get("input_shape")?
-        ));
+        return Err(format!("metadata input_shape = {:?} needs two numbers", get("input_shape")?));
     }
-    let input_shape = (
-        parse_usize("input_shape", shape[0])?,
-        parse_usize("input_shape", shape[1])?,
-    );
+    let input_shape = (parse_usize("input_shape", shape[0])?, parse_usize("input_shape", shape[1])?);
     let hidden_s = get("hidden")?;
     let hidden = if hidden_s.is_empty() {
         Vec::new()
     } else {
-        hidden_s
-            .split(',')
-            .map(|h| parse_usize("hidden", h))
-            .collect::<std::result::Result<Vec<_>, _>>()?
+        hidden_s.split(',').map(|h| parse_usize("hidden", h)).collect::<std::result::Result<Vec<_>, _>>()?
     };
     let activation = match get("activation")? {
         "relu" => Activation::Relu,
         "sigmoid" => Activation::Sigmoid,
-        other => {
-            return Err(format!(
-                "metadata activation {other:?} is not relu or sigmoid"
-            ))
-        }
+        other => return Err(format!("metadata activation {other:?} is not relu or sigmoid")),
     };
     let classes = parse_usize("classes", get("classes")?)?;
-    let dropout: f32 = get("dropout")?
-        .parse()
-        .map_err(|_| "metadata dropout is not a number".to_string())?;
+    let dropout: f32 = get("dropout")?.parse().map_err(|_| "metadata dropout is not a number".to_string())?;
     if !(0.0..1.0).contains(&dropout) {
         return Err(format!("metadata dropout {dropout} is outside [0, 1)"));
     }
-    let class_names: Vec<String> = serde_json::from_str(get("class_names")?)
-        .map_err(|e| format!("metadata class_names: {e}"))?;
-    let input_dim = input_shape
-        .0
-        .checked_mul(input_shape.1)
-        .ok_or("input_shape overflows")?;
+    let class_names: Vec<String> =
+        serde_json::from_str(get("class_names")?).map_err(|e| format!("metadata class_names: {e}"))?;
+    let input_dim = input_shape.0.checked_mul(input_shape.1).ok_or("input_shape overflows")?;
     if input_dim == 0 || classes < 2 || hidden.contains(&0) {
-        return Err(
-            "metadata describes an empty layer (0 inputs, 0 units or fewer than 2 classes)".into(),
-        );
+        return Err("metadata describes an empty layer (0 inputs, 0 units or fewer than 2 classes)".into());
     }
     if class_names.len() != classes {
-        return Err(format!(
-            "{} class names for {classes} classes",
-            class_names.len()
-        ));
+        return Err(format!("{} class names for {classes} classes", class_names.len()));
     }
     // Size the model from the metadata only after checking it fits the file:
     // a lying header must not make us allocate more than the file holds.
@@ -168,70 +113,41 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Loaded, String> {
             .ok_or("layer sizes overflow")?;
     }
     if count.saturating_mul(4) > bytes.len() {
-        return Err(format!(
-            "metadata describes {count} parameters, the file holds fewer"
-        ));
+        return Err(format!("metadata describes {count} parameters, the file holds fewer"));
     }
-    let spec = ModelSpec {
-        input_shape,
-        hidden,
-        activation,
-        classes,
-        dropout,
-    };
-    let tensors =
-        SafeTensors::deserialize(bytes).map_err(|e| format!("corrupt safetensors data: {e}"))?;
+    let spec = ModelSpec { input_shape, hidden, activation, classes, dropout };
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| format!("corrupt safetensors data: {e}"))?;
     let layers = spec.layers();
     let expected_names = 2 * layers.len();
     if tensors.len() != expected_names {
-        return Err(format!(
-            "{} tensors, the architecture has {expected_names}",
-            tensors.len()
-        ));
+        return Err(format!("{} tensors, the architecture has {expected_names}", tensors.len()));
     }
     let mut params = vec![0.0f32; spec.param_count()];
     for l in &layers {
-        for (suffix, range, shape) in [
-            ("kernel", l.kernel.clone(), vec![l.in_dim, l.out_dim]),
-            ("bias", l.bias.clone(), vec![l.out_dim]),
-        ] {
+        for (suffix, range, shape) in
+            [("kernel", l.kernel.clone(), vec![l.in_dim, l.out_dim]), ("bias", l.bias.clone(), vec![l.out_dim])]
+        {
             let name = format!("{}.{suffix}", l.name);
-            let t = tensors
-                .tensor(&name)
-                .map_err(|_| format!("missing tensor {name}"))?;
+            let t = tensors.tensor(&name).map_err(|_| format!("missing tensor {name}"))?;
             if t.dtype() != Dtype::F32 {
-                return Err(format!(
-                    "tensor {name} has dtype {:?}, expected F32",
-                    t.dtype()
-                ));
+                return Err(format!("tensor {name} has dtype {:?}, expected F32", t.dtype()));
             }
             if t.shape() != shape.as_slice() {
-                return Err(format!(
-                    "tensor {name} has shape {:?}, expected {shape:?}",
-                    t.shape()
-                ));
+                return Err(format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape()));
             }
             for (p, b) in params[range].iter_mut().zip(t.data().chunks_exact(4)) {
                 *p = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             }
         }
     }
-    Ok(Loaded {
-        model: Model::from_params(spec, params),
-        class_names,
-    })
+    Ok(Loaded { model: Model::from_params(spec, params), class_names })
 }
 
 /// Loads and validates a model file.
 pub fn load(path: &Path) -> Result<Loaded> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::file(path, e))?
-        .len();
+    let len = std::fs::metadata(path).map_err(|e| Error::file(path, e))?.len();
     if len > MAX_FILE_BYTES {
-        return Err(Error::file(
-            path,
-            format!("{len} bytes is too large for a simdnet model"),
-        ));
+        return Err(Error::file(path, format!("{len} bytes is too large for a simdnet model")));
     }
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
     from_bytes(&bytes).map_err(|p| Error::file(path, p))

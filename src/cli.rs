@@ -15,9 +15,13 @@ use std::path::PathBuf;
                   Without a subcommand, `simdnet` trains the Keras tutorial model (784-100-10, relu, Adam) \
                   on the bundled Fashion-MNIST for 5 epochs."
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Flags of `train`, for `simdnet` without a subcommand.
+    #[command(flatten)]
+    pub train: TrainArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -65,9 +69,7 @@ impl DataArgs {
     }
 
     pub fn cache_dir(&self) -> PathBuf {
-        self.cache_dir
-            .clone()
-            .unwrap_or_else(|| self.data_dir().join(".cache"))
+        self.cache_dir.clone().unwrap_or_else(|| self.data_dir().join(".cache"))
     }
 }
 
@@ -81,7 +83,7 @@ pub struct ModelArgs {
     #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
     pub activation: ActivationArg,
     /// Dropout rate after each hidden layer, in [0, 1) (0 = no dropout)
-    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_dropout)]
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_dropout, allow_negative_numbers = true)]
     pub dropout: f32,
 }
 
@@ -119,10 +121,10 @@ pub struct OptimArgs {
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
     pub optimizer: OptimizerArg,
     /// Learning rate [default: 0.01 for sgd, 0.001 for the others, as Keras]
-    #[arg(long, value_name = "LR", value_parser = parse_learning_rate)]
+    #[arg(long, value_name = "LR", value_parser = parse_learning_rate, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// Momentum for sgd, in [0, 1)
-    #[arg(long, value_name = "M", value_parser = parse_momentum)]
+    #[arg(long, value_name = "M", value_parser = parse_momentum, allow_negative_numbers = true)]
     pub momentum: Option<f32>,
     /// Nesterov momentum for sgd
     #[arg(long)]
@@ -133,18 +135,12 @@ impl OptimArgs {
     /// The optimizer kind and learning rate, or a message for flags that don't fit.
     pub fn resolve(&self) -> Result<(OptimizerKind, f32), String> {
         let kind = match self.optimizer {
-            OptimizerArg::Sgd => OptimizerKind::Sgd {
-                momentum: self.momentum.unwrap_or(0.0),
-                nesterov: self.nesterov,
-            },
+            OptimizerArg::Sgd => OptimizerKind::Sgd { momentum: self.momentum.unwrap_or(0.0), nesterov: self.nesterov },
             other => {
                 if self.momentum.is_some() || self.nesterov {
                     return Err(format!(
                         "--momentum and --nesterov apply to --optimizer sgd only, not {}",
-                        other
-                            .to_possible_value()
-                            .expect("no skipped variants")
-                            .get_name()
+                        other.to_possible_value().expect("no skipped variants").get_name()
                     ));
                 }
                 match other {
@@ -162,13 +158,13 @@ impl OptimArgs {
 #[derive(Args, Debug, Clone)]
 pub struct FitArgs {
     /// Number of epochs
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, default_value_t = 5, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub epochs: u32,
     /// Samples per training step
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    #[arg(long, default_value_t = 32, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub batch_size: u32,
     /// Fraction of the training set held out for validation, in (0, 1)
-    #[arg(long, value_name = "F", default_value_t = 0.2, value_parser = parse_validation_split)]
+    #[arg(long, value_name = "F", default_value_t = 0.2, value_parser = parse_validation_split, allow_negative_numbers = true)]
     pub validation_split: f64,
     /// Seed of the initialisation, the split, the shuffles and dropout
     #[arg(long, default_value_t = 42)]
@@ -205,7 +201,7 @@ pub struct CallbackArgs {
     #[arg(long, value_name = "PATIENCE", value_parser = clap::value_parser!(u32).range(1..))]
     pub early_stopping: Option<u32>,
     /// Smallest decrease of val_loss that counts as an improvement
-    #[arg(long, value_name = "DELTA", default_value_t = 0.0, value_parser = parse_min_delta)]
+    #[arg(long, value_name = "DELTA", default_value_t = 0.0, value_parser = parse_min_delta, allow_negative_numbers = true)]
     pub min_delta: f32,
     /// At the end, put back the weights of the epoch with the best val_loss
     #[arg(long)]
@@ -273,7 +269,7 @@ pub struct CompareArgs {
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Seconds to spend on each measurement
-    #[arg(long, value_name = "S", default_value_t = 0.5, value_parser = parse_learning_rate)]
+    #[arg(long, value_name = "S", default_value_t = 0.5, value_parser = parse_learning_rate, allow_negative_numbers = true)]
     pub seconds: f32,
     /// Worker threads [default: 1]
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=512))]
@@ -293,19 +289,14 @@ fn parse_hidden(s: &str) -> Result<Hidden, String> {
         .split(',')
         .map(|u| match u.trim().parse::<usize>() {
             Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
-            _ => Err(format!(
-                "{u:?} is not a layer size (a whole number from 1 to 1000000)"
-            )),
+            _ => Err(format!("{u:?} is not a layer size (a whole number from 1 to 1000000)")),
         })
         .collect();
     units.map(Hidden)
 }
 
 fn parse_f32(s: &str) -> Result<f32, String> {
-    let v: f32 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number"))?;
+    let v: f32 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
     if v.is_finite() {
         Ok(v)
     } else {
@@ -327,10 +318,7 @@ fn parse_unit_interval(s: &str, what: &str, zero_ok: bool) -> Result<f32, String
     if (zero_ok && v == 0.0) || (v > 0.0 && v < 1.0) {
         Ok(v)
     } else {
-        Err(format!(
-            "{v} is outside {} ({what})",
-            if zero_ok { "[0, 1)" } else { "(0, 1)" }
-        ))
+        Err(format!("{v} is outside {} ({what})", if zero_ok { "[0, 1)" } else { "(0, 1)" }))
     }
 }
 

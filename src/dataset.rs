@@ -12,18 +12,8 @@ pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
 
 /// Fashion-MNIST's class names, used when a data set has exactly 10 classes
 /// and looks like Fashion-MNIST (the default data set).
-pub const FASHION_CLASSES: [&str; 10] = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-];
+pub const FASHION_CLASSES: [&str; 10] =
+    ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 /// Images `[count, rows, cols]` of u8 and their labels, memory-mapped.
 pub struct Split {
@@ -39,35 +29,20 @@ impl Split {
     pub fn new(images: IdxFile, labels: IdxFile) -> Result<Split> {
         let d = &images.header.dims;
         if d.len() != 3 {
-            return Err(Error::file(
-                &images.path,
-                format!("images need 3 dimensions, found {}", d.len()),
-            ));
+            return Err(Error::file(&images.path, format!("images need 3 dimensions, found {}", d.len())));
         }
         let (count, rows, cols) = (d[0], d[1], d[2]);
         if rows == 0 || cols == 0 {
-            return Err(Error::file(
-                &images.path,
-                format!("empty images ({rows}x{cols} pixels)"),
-            ));
+            return Err(Error::file(&images.path, format!("empty images ({rows}x{cols} pixels)")));
         }
         let n_labels = labels.header.dims[0];
         if n_labels != count {
             return Err(Error::file(
                 &labels.path,
-                format!(
-                    "{n_labels} labels but {} holds {count} images",
-                    images.path.display()
-                ),
+                format!("{n_labels} labels but {} holds {count} images", images.path.display()),
             ));
         }
-        Ok(Split {
-            images,
-            labels,
-            count,
-            rows,
-            cols,
-        })
+        Ok(Split { images, labels, count, rows, cols })
     }
 
     /// Pixels per image.
@@ -123,30 +98,18 @@ impl Dataset {
     /// once into `cache_dir`.
     pub fn open(dir: &Path, cache_dir: &Path) -> Result<Dataset> {
         if !dir.is_dir() {
-            return Err(Error::file(
-                dir,
-                "not a directory (--data needs a directory holding the four IDX files)",
-            ));
+            return Err(Error::file(dir, "not a directory (--data needs a directory holding the four IDX files)"));
         }
         let open = |name: &str, magic| IdxFile::open(&find_file(dir, name)?, magic, cache_dir);
-        let train = Split::new(
-            open(TRAIN_IMAGES, MAGIC_IMAGES)?,
-            open(TRAIN_LABELS, MAGIC_LABELS)?,
-        )?;
-        let test = Split::new(
-            open(TEST_IMAGES, MAGIC_IMAGES)?,
-            open(TEST_LABELS, MAGIC_LABELS)?,
-        )?;
+        let train = Split::new(open(TRAIN_IMAGES, MAGIC_IMAGES)?, open(TRAIN_LABELS, MAGIC_LABELS)?)?;
+        let test = Split::new(open(TEST_IMAGES, MAGIC_IMAGES)?, open(TEST_LABELS, MAGIC_LABELS)?)?;
         Self::from_splits(dir.to_path_buf(), train, test)
     }
 
     /// Checks that two splits form a data set and derives the class count.
     pub fn from_splits(dir: PathBuf, train: Split, test: Split) -> Result<Dataset> {
         if train.count == 0 {
-            return Err(Error::file(
-                &train.images.path,
-                "the training set is empty (0 images)",
-            ));
+            return Err(Error::file(&train.images.path, "the training set is empty (0 images)"));
         }
         if (test.rows, test.cols) != (train.rows, train.cols) {
             return Err(Error::file(
@@ -159,28 +122,16 @@ impl Dataset {
         }
         let classes = *train.labels().iter().max().unwrap_or(&0) as usize + 1;
         if classes < 2 {
-            return Err(Error::file(
-                train.label_path(),
-                "needs at least 2 classes, all labels are 0",
-            ));
+            return Err(Error::file(train.label_path(), "needs at least 2 classes, all labels are 0"));
         }
         check_labels(&test, classes)?;
-        Ok(Dataset {
-            dir,
-            train,
-            test,
-            classes,
-        })
+        Ok(Dataset { dir, train, test, classes })
     }
 
     /// Class names: Fashion-MNIST's for a 10-class set in a directory whose
     /// path names it "fashion", else "0", "1", ….
     pub fn class_names(&self) -> Vec<String> {
-        let fashion = self
-            .dir
-            .to_string_lossy()
-            .to_lowercase()
-            .contains("fashion");
+        let fashion = self.dir.to_string_lossy().to_lowercase().contains("fashion");
         default_class_names(self.classes, fashion)
     }
 }
@@ -195,18 +146,10 @@ pub fn default_class_names(classes: usize, fashion: bool) -> Vec<String> {
 
 /// Every label of `split` must be below `classes`.
 pub fn check_labels(split: &Split, classes: usize) -> Result<()> {
-    if let Some((i, &l)) = split
-        .labels()
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| l as usize >= classes)
-    {
+    if let Some((i, &l)) = split.labels().iter().enumerate().find(|(_, &l)| l as usize >= classes) {
         return Err(Error::file(
             split.label_path(),
-            format!(
-                "label {l} at index {i} is out of range: the model has {classes} classes (0..{})",
-                classes - 1
-            ),
+            format!("label {l} at index {i} is out of range: the model has {classes} classes (0..{})", classes - 1),
         ));
     }
     Ok(())

@@ -23,10 +23,7 @@ pub fn dense_forward(
         MatRef::row_major(weight, in_dim, out_dim),
         0.0,
         MatMut::row_major(&mut out[..batch * out_dim], batch, out_dim),
-        Epilogue {
-            bias: Some(bias),
-            act,
-        },
+        Epilogue { bias: Some(bias), act },
     );
 }
 
@@ -82,10 +79,7 @@ pub fn activation_backward_and_bias_grad(
     act: Activation,
 ) {
     dbias.fill(0.0);
-    for (drow, orow) in dout
-        .chunks_exact_mut(out_dim)
-        .zip(out.chunks_exact(out_dim))
-    {
+    for (drow, orow) in dout.chunks_exact_mut(out_dim).zip(out.chunks_exact(out_dim)) {
         for ((d, &y), db) in drow.iter_mut().zip(orow).zip(dbias.iter_mut()) {
             *d *= act.derivative_from_output(y);
             *db += *d;
@@ -136,15 +130,12 @@ pub mod reference {
             dout[k] *= act.derivative_from_output(out[k]);
         }
         for o in 0..out_dim {
-            dbias[o] = (0..batch)
-                .map(|b| dout[b * out_dim + o] as f64)
-                .sum::<f64>() as f32;
+            dbias[o] = (0..batch).map(|b| dout[b * out_dim + o] as f64).sum::<f64>() as f32;
         }
         for i in 0..in_dim {
             for o in 0..out_dim {
-                dweight[i * out_dim + o] = (0..batch)
-                    .map(|b| inp[b * in_dim + i] as f64 * dout[b * out_dim + o] as f64)
-                    .sum::<f64>() as f32;
+                dweight[i * out_dim + o] =
+                    (0..batch).map(|b| inp[b * in_dim + i] as f64 * dout[b * out_dim + o] as f64).sum::<f64>() as f32;
             }
         }
         if let Some(dinp) = dinp.as_deref_mut() {

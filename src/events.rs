@@ -48,10 +48,7 @@ pub struct Confusion {
 
 impl Confusion {
     pub fn new(classes: usize) -> Confusion {
-        Confusion {
-            classes,
-            counts: vec![0; classes * classes],
-        }
+        Confusion { classes, counts: vec![0; classes * classes] }
     }
     pub fn add(&mut self, truth: usize, predicted: usize) {
         self.counts[truth * self.classes + predicted] += 1;

@@ -31,29 +31,17 @@ pub struct IdxHeader {
 /// beyond the (at most 255) dimensions.
 pub fn parse_header(bytes: &[u8], expected_magic: u32) -> std::result::Result<IdxHeader, String> {
     if bytes.len() < 4 {
-        return Err(format!(
-            "truncated header: {} bytes, an IDX file needs at least 4",
-            bytes.len()
-        ));
+        return Err(format!("truncated header: {} bytes, an IDX file needs at least 4", bytes.len()));
     }
     let magic = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     if bytes[0] != 0 || bytes[1] != 0 {
-        return Err(format!(
-            "not an IDX file (magic 0x{magic:08x}, expected 0x{expected_magic:08x})"
-        ));
+        return Err(format!("not an IDX file (magic 0x{magic:08x}, expected 0x{expected_magic:08x})"));
     }
     if bytes[2] != 0x08 {
-        return Err(format!(
-            "unsupported IDX data type 0x{:02x} (only unsigned bytes, 0x08, are supported)",
-            bytes[2]
-        ));
+        return Err(format!("unsupported IDX data type 0x{:02x} (only unsigned bytes, 0x08, are supported)", bytes[2]));
     }
     if magic != expected_magic {
-        let kind = if expected_magic == MAGIC_LABELS {
-            "labels"
-        } else {
-            "images"
-        };
+        let kind = if expected_magic == MAGIC_LABELS { "labels" } else { "images" };
         return Err(format!(
             "wrong magic 0x{magic:08x} for {kind} (expected 0x{expected_magic:08x}, {} dimension(s))",
             expected_magic & 0xff
@@ -62,10 +50,7 @@ pub fn parse_header(bytes: &[u8], expected_magic: u32) -> std::result::Result<Id
     let ndims = bytes[3] as usize;
     let data_offset = 4 + 4 * ndims;
     if bytes.len() < data_offset {
-        return Err(format!(
-            "truncated header: {} bytes, {ndims} dimensions need {data_offset}",
-            bytes.len()
-        ));
+        return Err(format!("truncated header: {} bytes, {ndims} dimensions need {data_offset}", bytes.len()));
     }
     let dims: Vec<usize> = (0..ndims)
         .map(|d| {
@@ -76,14 +61,10 @@ pub fn parse_header(bytes: &[u8], expected_magic: u32) -> std::result::Result<Id
     let data_len = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| {
-            format!("dimensions {dims:?} overflow: their product does not fit in memory")
-        })?;
+        .ok_or_else(|| format!("dimensions {dims:?} overflow: their product does not fit in memory"))?;
     let available = bytes.len() - data_offset;
     if available < data_len {
-        return Err(format!(
-            "truncated data: dimensions {dims:?} need {data_len} bytes, the file has {available}"
-        ));
+        return Err(format!("truncated data: dimensions {dims:?} need {data_len} bytes, the file has {available}"));
     }
     if available > data_len {
         return Err(format!(
@@ -91,11 +72,7 @@ pub fn parse_header(bytes: &[u8], expected_magic: u32) -> std::result::Result<Id
             available - data_len
         ));
     }
-    Ok(IdxHeader {
-        dims,
-        data_offset,
-        data_len,
-    })
+    Ok(IdxHeader { dims, data_offset, data_len })
 }
 
 /// Where the bytes of a mapped IDX file live.
@@ -123,10 +100,7 @@ impl IdxFile {
             path.to_path_buf()
         };
         let file = File::open(&raw).map_err(|e| Error::file(&raw, io_problem(&e)))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::file(&raw, io_problem(&e)))?
-            .len();
+        let len = file.metadata().map_err(|e| Error::file(&raw, io_problem(&e)))?.len();
         let backing = if len == 0 {
             Backing::Owned(Vec::new())
         } else {
@@ -150,11 +124,7 @@ impl IdxFile {
             Backing::Owned(v) => v,
         };
         let header = parse_header(bytes, expected_magic).map_err(|p| Error::file(path, p))?;
-        Ok(IdxFile {
-            backing,
-            header,
-            path: path.to_path_buf(),
-        })
+        Ok(IdxFile { backing, header, path: path.to_path_buf() })
     }
 
     /// The data bytes (after the header).
@@ -181,64 +151,38 @@ fn io_problem(e: &io::Error) -> String {
 /// renamed into place, so a killed run never leaves a partial cache file.
 pub fn decompress_to_cache(gz: &Path, cache_dir: &Path) -> Result<PathBuf> {
     let meta = fs::metadata(gz).map_err(|e| Error::file(gz, io_problem(&e)))?;
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs());
-    let stem = gz
-        .file_stem()
-        .map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned());
+    let mtime =
+        meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+    let stem = gz.file_stem().map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned());
     let cached = cache_dir.join(format!("{stem}.{}-{mtime}", meta.len()));
     if cached.is_file() {
         return Ok(cached);
     }
     fs::create_dir_all(cache_dir).map_err(|e| {
-        Error::file(
-            cache_dir,
-            format!(
-                "cannot create cache directory: {} (use --cache-dir)",
-                io_problem(&e)
-            ),
-        )
+        Error::file(cache_dir, format!("cannot create cache directory: {} (use --cache-dir)", io_problem(&e)))
     })?;
     let input = File::open(gz).map_err(|e| Error::file(gz, io_problem(&e)))?;
     let mut decoder = flate2::read::GzDecoder::new(io::BufReader::new(input));
     let tmp = cache_dir.join(format!(".{stem}.{}.tmp", std::process::id()));
     let result = (|| -> Result<()> {
-        let out = File::create(&tmp).map_err(|e| {
-            Error::file(
-                cache_dir,
-                format!("cannot write cache: {} (use --cache-dir)", io_problem(&e)),
-            )
-        })?;
+        let out = File::create(&tmp)
+            .map_err(|e| Error::file(cache_dir, format!("cannot write cache: {} (use --cache-dir)", io_problem(&e))))?;
         let mut out = io::BufWriter::new(out);
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            let n = decoder
-                .read(&mut buf)
-                .map_err(|e| Error::file(gz, format!("corrupt gzip data: {e}")))?;
+            let n = decoder.read(&mut buf).map_err(|e| Error::file(gz, format!("corrupt gzip data: {e}")))?;
             if n == 0 {
                 break;
             }
             out.write_all(&buf[..n]).map_err(|e| {
-                Error::file(
-                    cache_dir,
-                    format!("cannot write cache: {} (use --cache-dir)", io_problem(&e)),
-                )
+                Error::file(cache_dir, format!("cannot write cache: {} (use --cache-dir)", io_problem(&e)))
             })?;
         }
-        let file = out.into_inner().map_err(|e| {
-            Error::file(
-                cache_dir,
-                format!("cannot write cache: {}", io_problem(e.error())),
-            )
-        })?;
-        file.sync_all().map_err(|e| {
-            Error::file(cache_dir, format!("cannot write cache: {}", io_problem(&e)))
-        })?;
-        fs::rename(&tmp, &cached)
-            .map_err(|e| Error::file(&cached, format!("cannot write cache: {}", io_problem(&e))))
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::file(cache_dir, format!("cannot write cache: {}", io_problem(e.error()))))?;
+        file.sync_all().map_err(|e| Error::file(cache_dir, format!("cannot write cache: {}", io_problem(&e))))?;
+        fs::rename(&tmp, &cached).map_err(|e| Error::file(&cached, format!("cannot write cache: {}", io_problem(&e))))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

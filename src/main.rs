@@ -12,12 +12,8 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // `simdnet` alone trains with every default.
-    let command =
-        cli.command
-            .unwrap_or_else(|| match Cli::parse_from(["simdnet", "train"]).command {
-                Some(c) => c,
-                None => unreachable!("the train subcommand was given"),
-            });
+    // `simdnet [train flags]` without a subcommand trains.
+    let command = cli.command.unwrap_or(Command::Train(cli.train));
     let result = match command {
         Command::Train(args) => run_train(args),
         Command::Summary(args) => run_summary(args),
@@ -43,19 +39,11 @@ fn run_summary(args: SummaryArgs) -> Result<ExitCode> {
 fn run_train(args: TrainArgs) -> Result<ExitCode> {
     let mut session = Session::from_args(&args)?;
     println!("{}", session.header());
-    let signals = StopSignals::install()
-        .map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
-    let mut monitor = Headless {
-        signals: signals.clone(),
-        quiet: false,
-    };
+    let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
+    let mut monitor = Headless { signals: signals.clone(), quiet: false };
     let outcome = session.run(&mut monitor)?;
     if outcome.history.finish == FinishReason::NonFiniteLoss {
-        return Err(Error::new(
-            "training stopped: the loss became NaN or infinite (try a lower --lr)",
-        ));
+        return Err(Error::new("training stopped: the loss became NaN or infinite (try a lower --lr)"));
     }
-    Ok(signals
-        .exit_code()
-        .map_or(ExitCode::SUCCESS, ExitCode::from))
+    Ok(signals.exit_code().map_or(ExitCode::SUCCESS, ExitCode::from))
 }

@@ -58,18 +58,10 @@ impl ModelSpec {
                 let bias = kernel.end..kernel.end + out_dim;
                 offset = bias.end;
                 LayerView {
-                    name: if l == 0 {
-                        "dense".into()
-                    } else {
-                        format!("dense_{l}")
-                    },
+                    name: if l == 0 { "dense".into() } else { format!("dense_{l}") },
                     in_dim,
                     out_dim,
-                    act: if l + 1 < dims.len() - 1 {
-                        self.activation
-                    } else {
-                        Activation::Linear
-                    },
+                    act: if l + 1 < dims.len() - 1 { self.activation } else { Activation::Linear },
                     kernel,
                     bias,
                 }
@@ -134,25 +126,13 @@ impl Model {
                 *w = (rng.f32() * 2.0 - 1.0) * limit;
             }
         }
-        Model {
-            spec,
-            layers,
-            params,
-        }
+        Model { spec, layers, params }
     }
 
     /// A model from existing parameters (e.g. loaded from a file).
     pub fn from_params(spec: ModelSpec, params: Vec<f32>) -> Model {
-        assert_eq!(
-            params.len(),
-            spec.param_count(),
-            "parameter count does not match the architecture"
-        );
-        Model {
-            layers: spec.layers(),
-            spec,
-            params,
-        }
+        assert_eq!(params.len(), spec.param_count(), "parameter count does not match the architecture");
+        Model { layers: spec.layers(), spec, params }
     }
 
     /// Forward pass in inference mode (no dropout): fills `ws` and returns the
@@ -164,11 +144,7 @@ impl Model {
     }
 
     fn forward_impl(&self, ws: &mut Workspace, x: &[f32], batch: usize, training: bool) {
-        assert!(
-            batch <= ws.capacity,
-            "batch {batch} exceeds workspace capacity {}",
-            ws.capacity
-        );
+        assert!(batch <= ws.capacity, "batch {batch} exceeds workspace capacity {}", ws.capacity);
         let dropout = training && self.spec.dropout > 0.0;
         for (l, layer) in self.layers.iter().enumerate() {
             let (before, rest) = ws.outs.split_at_mut(l);
@@ -228,11 +204,7 @@ impl Model {
             let grads = &mut ws.grads[layer.kernel.start..layer.bias.end];
             let (dweight, dbias) = grads.split_at_mut(layer.in_dim * layer.out_dim);
             dense::dense_backward(
-                if l == 0 {
-                    None
-                } else {
-                    Some(&mut dbefore[l - 1])
-                },
+                if l == 0 { None } else { Some(&mut dbefore[l - 1]) },
                 dweight,
                 dbias,
                 &mut drest[0],
@@ -256,13 +228,7 @@ impl Model {
     }
 
     /// One training step: forward, backward, optimizer update. Allocates nothing.
-    pub fn train_step(
-        &mut self,
-        opt: &mut Optimizer,
-        ws: &mut Workspace,
-        x: &[f32],
-        labels: &[u32],
-    ) -> (f64, usize) {
+    pub fn train_step(&mut self, opt: &mut Optimizer, ws: &mut Workspace, x: &[f32], labels: &[u32]) -> (f64, usize) {
         let result = self.forward_backward(ws, x, labels);
         opt.step(&mut self.params, &ws.grads);
         result
@@ -271,13 +237,7 @@ impl Model {
 
 /// Inverted dropout: each value survives with probability 1 − rate and is
 /// scaled by 1/(1 − rate); `mask` keeps the factor (0 or 1/(1 − rate)).
-pub fn apply_dropout(
-    out: &mut [f32],
-    mask: &mut [f32],
-    inp: &[f32],
-    rate: f32,
-    rng: &mut fastrand::Rng,
-) {
+pub fn apply_dropout(out: &mut [f32], mask: &mut [f32], inp: &[f32], rate: f32, rng: &mut fastrand::Rng) {
     let keep_scale = 1.0 / (1.0 - rate);
     for ((o, m), &x) in out.iter_mut().zip(mask.iter_mut()).zip(inp) {
         *m = if rng.f32() >= rate { keep_scale } else { 0.0 };
@@ -305,31 +265,16 @@ impl Workspace {
     pub fn new(spec: &ModelSpec, capacity: usize, seed: u64) -> Workspace {
         let layers = spec.layers();
         let per_layer = |only_hidden: bool| -> Vec<Vec<f32>> {
-            let n = if only_hidden {
-                layers.len() - 1
-            } else {
-                layers.len()
-            };
-            layers[..n]
-                .iter()
-                .map(|l| vec![0.0; capacity * l.out_dim])
-                .collect()
+            let n = if only_hidden { layers.len() - 1 } else { layers.len() };
+            layers[..n].iter().map(|l| vec![0.0; capacity * l.out_dim]).collect()
         };
         let with_dropout = spec.dropout > 0.0;
         Workspace {
             capacity,
             outs: per_layer(false),
             douts: per_layer(false),
-            dropped: if with_dropout {
-                per_layer(true)
-            } else {
-                Vec::new()
-            },
-            masks: if with_dropout {
-                per_layer(true)
-            } else {
-                Vec::new()
-            },
+            dropped: if with_dropout { per_layer(true) } else { Vec::new() },
+            masks: if with_dropout { per_layer(true) } else { Vec::new() },
             grads: vec![0.0; spec.param_count()],
             rng: fastrand::Rng::with_seed(seed ^ 0x5eed_d20f),
         }

@@ -10,45 +10,25 @@ pub enum OptimizerKind {
     /// `SGD(learning_rate=0.01, momentum=0.0, nesterov=False)`.
     Sgd { momentum: f32, nesterov: bool },
     /// `Adagrad(learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7)`.
-    Adagrad {
-        initial_accumulator: f32,
-        epsilon: f32,
-    },
+    Adagrad { initial_accumulator: f32, epsilon: f32 },
     /// `RMSprop(learning_rate=0.001, rho=0.9, epsilon=1e-7)` (no momentum, not centered).
     RmsProp { rho: f32, epsilon: f32 },
     /// `Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7)`.
-    Adam {
-        beta_1: f32,
-        beta_2: f32,
-        epsilon: f32,
-    },
+    Adam { beta_1: f32, beta_2: f32, epsilon: f32 },
 }
 
 impl OptimizerKind {
     pub fn sgd() -> Self {
-        OptimizerKind::Sgd {
-            momentum: 0.0,
-            nesterov: false,
-        }
+        OptimizerKind::Sgd { momentum: 0.0, nesterov: false }
     }
     pub fn adagrad() -> Self {
-        OptimizerKind::Adagrad {
-            initial_accumulator: 0.1,
-            epsilon: 1e-7,
-        }
+        OptimizerKind::Adagrad { initial_accumulator: 0.1, epsilon: 1e-7 }
     }
     pub fn rmsprop() -> Self {
-        OptimizerKind::RmsProp {
-            rho: 0.9,
-            epsilon: 1e-7,
-        }
+        OptimizerKind::RmsProp { rho: 0.9, epsilon: 1e-7 }
     }
     pub fn adam() -> Self {
-        OptimizerKind::Adam {
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-7,
-        }
+        OptimizerKind::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 }
     }
 
     /// Keras' default learning rate for this optimizer.
@@ -104,23 +84,12 @@ pub struct Optimizer {
 impl Optimizer {
     pub fn new(kind: OptimizerKind, learning_rate: f32, param_count: usize) -> Optimizer {
         let (n1, fill_1, n2) = match kind {
-            OptimizerKind::Sgd { momentum, .. } => {
-                (if momentum != 0.0 { param_count } else { 0 }, 0.0, 0)
-            }
-            OptimizerKind::Adagrad {
-                initial_accumulator,
-                ..
-            } => (param_count, initial_accumulator, 0),
+            OptimizerKind::Sgd { momentum, .. } => (if momentum != 0.0 { param_count } else { 0 }, 0.0, 0),
+            OptimizerKind::Adagrad { initial_accumulator, .. } => (param_count, initial_accumulator, 0),
             OptimizerKind::RmsProp { .. } => (param_count, 0.0, 0),
             OptimizerKind::Adam { .. } => (param_count, 0.0, param_count),
         };
-        Optimizer {
-            kind,
-            learning_rate,
-            iterations: 0,
-            slot_1: vec![fill_1; n1],
-            slot_2: vec![0.0; n2],
-        }
+        Optimizer { kind, learning_rate, iterations: 0, slot_1: vec![fill_1; n1], slot_2: vec![0.0; n2] }
     }
 
     /// One update of `params` from `grads` (same layout), in place.
@@ -158,23 +127,14 @@ impl Optimizer {
                     *w -= lr * g / (*v + epsilon).sqrt();
                 }
             }
-            OptimizerKind::Adam {
-                beta_1,
-                beta_2,
-                epsilon,
-            } => {
+            OptimizerKind::Adam { beta_1, beta_2, epsilon } => {
                 // m ← m + (g − m)(1 − β₁); v ← v + (g² − v)(1 − β₂);
                 // w ← w − α·m / (√v + ε), α = lr·√(1 − β₂ᵗ) / (1 − β₁ᵗ)
                 let t = self.iterations as f64;
-                let alpha = (lr as f64 * (1.0 - (beta_2 as f64).powf(t)).sqrt()
-                    / (1.0 - (beta_1 as f64).powf(t))) as f32;
+                let alpha =
+                    (lr as f64 * (1.0 - (beta_2 as f64).powf(t)).sqrt() / (1.0 - (beta_1 as f64).powf(t))) as f32;
                 let (one_minus_b1, one_minus_b2) = (1.0 - beta_1, 1.0 - beta_2);
-                for (((w, &g), m), v) in params
-                    .iter_mut()
-                    .zip(grads)
-                    .zip(&mut self.slot_1)
-                    .zip(&mut self.slot_2)
-                {
+                for (((w, &g), m), v) in params.iter_mut().zip(grads).zip(&mut self.slot_1).zip(&mut self.slot_2) {
                     *m += (g - *m) * one_minus_b1;
                     *v += (g * g - *v) * one_minus_b2;
                     *w -= alpha * *m / (v.sqrt() + epsilon);

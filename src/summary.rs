@@ -30,11 +30,7 @@ fn human_bytes(bytes: usize) -> String {
 /// The summary table of a Sequential model with this architecture.
 pub fn summary(spec: &ModelSpec) -> String {
     // (name (type), output shape, params)
-    let mut rows = vec![(
-        "flatten (Flatten)".to_string(),
-        format!("(None, {})", spec.input_dim()),
-        0usize,
-    )];
+    let mut rows = vec![("flatten (Flatten)".to_string(), format!("(None, {})", spec.input_dim()), 0usize)];
     let layers = spec.layers();
     let mut dropout_index = 0;
     for (l, layer) in layers.iter().enumerate() {
@@ -44,27 +40,14 @@ pub fn summary(spec: &ModelSpec) -> String {
             layer.bias.end - layer.kernel.start,
         ));
         if spec.dropout > 0.0 && l + 1 < layers.len() {
-            let name = if dropout_index == 0 {
-                "dropout".to_string()
-            } else {
-                format!("dropout_{dropout_index}")
-            };
+            let name = if dropout_index == 0 { "dropout".to_string() } else { format!("dropout_{dropout_index}") };
             dropout_index += 1;
-            rows.push((
-                format!("{name} (Dropout)"),
-                format!("(None, {})", layer.out_dim),
-                0,
-            ));
+            rows.push((format!("{name} (Dropout)"), format!("(None, {})", layer.out_dim), 0));
         }
     }
     let widths = [33usize, 24, 15];
     let line = |l: &str, m: &str, r: &str, fill: &str| {
-        format!(
-            "{l}{}{m}{}{m}{}{r}\n",
-            fill.repeat(widths[0]),
-            fill.repeat(widths[1]),
-            fill.repeat(widths[2])
-        )
+        format!("{l}{}{m}{}{m}{}{r}\n", fill.repeat(widths[0]), fill.repeat(widths[1]), fill.repeat(widths[2]))
     };
     let row = |a: &str, b: &str, c: &str, sep: &str| {
         format!(
@@ -80,23 +63,11 @@ pub fn summary(spec: &ModelSpec) -> String {
     out += &line("┡", "╇", "┩", "━");
     for (i, (name, shape, params)) in rows.iter().enumerate() {
         out += &row(name, shape, &thousands(*params), "│");
-        out += &if i + 1 < rows.len() {
-            line("├", "┼", "┤", "─")
-        } else {
-            line("└", "┴", "┘", "─")
-        };
+        out += &if i + 1 < rows.len() { line("├", "┼", "┤", "─") } else { line("└", "┴", "┘", "─") };
     }
     let total = spec.param_count();
-    out += &format!(
-        " Total params: {} ({})\n",
-        thousands(total),
-        human_bytes(total * 4)
-    );
-    out += &format!(
-        " Trainable params: {} ({})\n",
-        thousands(total),
-        human_bytes(total * 4)
-    );
+    out += &format!(" Total params: {} ({})\n", thousands(total), human_bytes(total * 4));
+    out += &format!(" Trainable params: {} ({})\n", thousands(total), human_bytes(total * 4));
     out += &format!(" Non-trainable params: 0 ({})\n", human_bytes(0));
     out
 }

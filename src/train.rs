@@ -4,9 +4,7 @@
 use crate::batch::Batch;
 use crate::dataset::Split;
 use crate::error::Result;
-use crate::events::{
-    Command, Confusion, EpochResult, Event, FinishReason, SamplePrediction, StepProgress,
-};
+use crate::events::{Command, Confusion, EpochResult, Event, FinishReason, SamplePrediction, StepProgress};
 use crate::loss;
 use crate::model::{Model, Workspace};
 use crate::optim::Optimizer;
@@ -61,12 +59,7 @@ pub enum Flow {
 /// Keras-style callbacks: early stopping, checkpoints, metrics files.
 pub trait Callback {
     /// After validation of each epoch. `log` sends a line to the log pane / stdout.
-    fn on_epoch_end(
-        &mut self,
-        _result: &EpochResult,
-        _model: &Model,
-        _log: &mut dyn FnMut(String),
-    ) -> Result<Flow> {
+    fn on_epoch_end(&mut self, _result: &EpochResult, _model: &Model, _log: &mut dyn FnMut(String)) -> Result<Flow> {
         Ok(Flow::Continue)
     }
     /// Once, after the last epoch (also after a stop), except on a non-finite loss.
@@ -118,11 +111,7 @@ pub fn evaluate(
     }
     let n = indices.len().max(1) as f64;
     let correct: u32 = (0..classes).map(|c| confusion.get(c, c)).sum();
-    Evaluation {
-        loss: loss_sum / n,
-        accuracy: correct as f64 / n,
-        confusion,
-    }
+    Evaluation { loss: loss_sum / n, accuracy: correct as f64 / n, confusion }
 }
 
 /// Predictions for the first `n` images of `split`, misclassified first.
@@ -194,10 +183,7 @@ pub fn fit(
     let mut order = train_idx.to_vec();
     let mut rng = fastrand::Rng::with_seed(cfg.seed.wrapping_add(1));
     let steps = train_idx.len().div_ceil(batch_size);
-    let mut history = History {
-        epochs: Vec::new(),
-        finish: FinishReason::Completed,
-    };
+    let mut history = History { epochs: Vec::new(), finish: FinishReason::Completed };
     let mut paused = false;
     'epochs: for epoch in 1..=cfg.epochs {
         let epoch_start = Instant::now();
@@ -208,11 +194,7 @@ pub fn fit(
         for (step, chunk) in order.chunks(batch_size).enumerate() {
             // Commands between steps: the current step always completes.
             loop {
-                let command = if paused {
-                    monitor.wait()
-                } else {
-                    monitor.poll()
-                };
+                let command = if paused { monitor.wait() } else { monitor.poll() };
                 match command {
                     None if paused => {
                         history.finish = FinishReason::Stopped;
@@ -230,19 +212,14 @@ pub fn fit(
                     }
                     Some(Command::ScaleLearningRate(f)) => {
                         opt.learning_rate *= f;
-                        monitor.event(Event::Log(format!(
-                            "learning rate set to {:.3e}",
-                            opt.learning_rate
-                        )));
+                        monitor.event(Event::Log(format!("learning rate set to {:.3e}", opt.learning_rate)));
                     }
                     Some(Command::Stop) => {
                         history.finish = FinishReason::Stopped;
                         break 'epochs;
                     }
                     Some(Command::Save(path)) => match save(model, &path) {
-                        Ok(()) => {
-                            monitor.event(Event::Log(format!("saved model to {}", path.display())))
-                        }
+                        Ok(()) => monitor.event(Event::Log(format!("saved model to {}", path.display()))),
                         Err(e) => monitor.event(Event::Log(format!("save failed: {e}"))),
                     },
                 }
@@ -252,13 +229,9 @@ pub fn fit(
             let (l, c) = model.train_step(opt, &mut ws, batch.inputs(d), batch.labels());
             train_time += t0.elapsed();
             if !l.is_finite() {
-                monitor.event(Event::Log(format!(
-                    "Batch {step}: Invalid loss, terminating training"
-                )));
+                monitor.event(Event::Log(format!("Batch {step}: Invalid loss, terminating training")));
                 history.finish = FinishReason::NonFiniteLoss;
-                monitor.event(Event::Finished {
-                    reason: history.finish.clone(),
-                });
+                monitor.event(Event::Finished { reason: history.finish.clone() });
                 return Ok(history);
             }
             loss_sum += l;
@@ -291,13 +264,7 @@ pub fn fit(
         };
         if cfg.sample_predictions > 0 {
             if let Some(test) = test_split {
-                let samples = sample_predictions(
-                    model,
-                    test,
-                    cfg.sample_predictions,
-                    &mut eval_ws,
-                    &mut eval_batch,
-                );
+                let samples = sample_predictions(model, test, cfg.sample_predictions, &mut eval_ws, &mut eval_batch);
                 monitor.event(Event::Samples(samples));
             }
         }
@@ -333,8 +300,6 @@ pub fn fit(
         let mut log = |s: String| monitor.event(Event::Log(s));
         cb.on_train_end(model, &mut log)?;
     }
-    monitor.event(Event::Finished {
-        reason: history.finish.clone(),
-    });
+    monitor.event(Event::Finished { reason: history.finish.clone() });
     Ok(history)
 }

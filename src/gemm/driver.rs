@@ -35,19 +35,12 @@ thread_local! {
 /// Borrows a thread-local buffer for the closure. Taking the Vec out (rather
 /// than a RefCell borrow) keeps re-entrant calls (rayon work stealing) safe:
 /// they simply get a fresh buffer.
-fn with_buf<R>(
-    key: &'static std::thread::LocalKey<Cell<Vec<f32>>>,
-    f: impl FnOnce(&mut Vec<f32>) -> R,
-) -> R {
+fn with_buf<R>(key: &'static std::thread::LocalKey<Cell<Vec<f32>>>, f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
     let mut v = key.with(|c| c.take());
     let r = f(&mut v);
     key.with(|c| {
         let old = c.take();
-        c.set(if old.capacity() > v.capacity() {
-            old
-        } else {
-            v
-        });
+        c.set(if old.capacity() > v.capacity() { old } else { v });
     });
     r
 }
@@ -84,24 +77,44 @@ impl<T: Copy> SendPtr<T> {
 /// `b` must be valid for the view's extent and `dst` for
 /// `ceil(nc / NR) · NR · kc` floats.
 unsafe fn pack_b(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, nr: usize, dst: *mut f32) {
+    debug_assert!(nr % 16 == 0);
     let src = b.data.as_ptr();
-    let mut d = dst;
     let mut j = 0;
     while j < nc {
         let w = (nc - j).min(nr);
-        for p in 0..kc {
-            let row = src.add((p0 + p) * b.rs + (j0 + j) * b.cs);
-            if b.cs == 1 {
-                std::ptr::copy_nonoverlapping(row, d, w);
-            } else {
-                for jj in 0..w {
-                    *d.add(jj) = *row.add(jj * b.cs);
+        let d = dst.add(j * kc);
+        if b.cs == 1 {
+            for p in 0..kc {
+                let row = src.add((p0 + p) * b.rs + j0 + j);
+                let dr = d.add(p * nr);
+                if w == nr {
+                    // Whole panel row: fixed-size copies (no memcpy call).
+                    for c in (0..nr).step_by(16) {
+                        (dr.add(c) as *mut [f32; 16])
+                            .write_unaligned((row.add(c) as *const [f32; 16]).read_unaligned());
+                    }
+                } else {
+                    for jj in 0..w {
+                        *dr.add(jj) = *row.add(jj);
+                    }
+                    for jj in w..nr {
+                        *dr.add(jj) = 0.0;
+                    }
                 }
             }
-            for jj in w..nr {
-                *d.add(jj) = 0.0;
+        } else {
+            // Column-contiguous (transposed) or general B: read down each column.
+            for jj in 0..w {
+                let col = src.add(p0 * b.rs + (j0 + j + jj) * b.cs);
+                for p in 0..kc {
+                    *d.add(p * nr + jj) = *col.add(p * b.rs);
+                }
             }
-            d = d.add(nr);
+            for p in 0..kc {
+                for jj in w..nr {
+                    *d.add(p * nr + jj) = 0.0;
+                }
+            }
         }
         j += nr;
     }
@@ -143,14 +156,7 @@ unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usi
 }
 
 /// The blocked GEMM for one kernel. Shapes are already checked.
-pub(crate) fn gemm<K: Kernel>(
-    alpha: f32,
-    a: &MatRef,
-    b: &MatRef,
-    beta: f32,
-    c: &mut MatMut,
-    epi: &Epilogue,
-) {
+pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: &mut MatMut, epi: &Epilogue) {
     let (m, n, k) = (c.rows, c.cols, a.cols);
     if m == 0 || n == 0 {
         return;
@@ -162,7 +168,8 @@ pub(crate) fn gemm<K: Kernel>(
     let parallel = threads > 1 && c_disjoint && 2 * m * n * k >= PAR_MIN_FLOPS;
 
     // Read B in place (unit column stride) unless many row panels reuse it.
-    let b_direct = b.cs == 1 && m <= 4 * K::MR;
+    // Narrow B (rows ≤ 1 KiB apart) stays compact in cache anyway.
+    let b_direct = b.cs == 1 && (m <= 4 * K::MR || b.rs <= 256);
     // Read A in place (a unit stride either way) unless many column panels reuse it.
     let a_direct = (a.cs == 1 || a.rs == 1) && n <= 4 * K::NR;
 
@@ -183,25 +190,12 @@ pub(crate) fn gemm<K: Kernel>(
                 let first = pc == 0;
                 let last = pc + kc >= k;
                 // Pack B → B~ (or only its partial edge panel when read in place).
-                let full_panels = nc / K::NR;
-                let edge_w = nc - full_panels * K::NR;
-                let (bp, rsb, b_panel, b_edge, rsb_edge);
+                let (bp, rsb, b_panel);
                 if b_direct {
                     // Not dereferenced when kc = 0 (B may be empty), hence wrapping.
                     bp = b.data.as_ptr().wrapping_add(pc * b.rs + jc);
                     rsb = b.rs as isize;
                     b_panel = K::NR as isize;
-                    let edge_vecs = edge_w.div_ceil(K::LANES) * K::LANES;
-                    if edge_w > 0 && jc + full_panels * K::NR + edge_vecs > b.cols {
-                        let d = aligned(buf_b, kc * K::NR);
-                        // SAFETY: d holds kc·NR floats; the sub-view is inside B.
-                        unsafe { pack_b(b, pc, jc + full_panels * K::NR, kc, edge_w, K::NR, d) };
-                        b_edge = d as *const f32;
-                        rsb_edge = K::NR as isize;
-                    } else {
-                        b_edge = std::ptr::null();
-                        rsb_edge = 0;
-                    }
                 } else {
                     let panels = nc.div_ceil(K::NR);
                     let d = aligned(buf_b, panels * K::NR * kc);
@@ -210,8 +204,6 @@ pub(crate) fn gemm<K: Kernel>(
                     bp = d;
                     rsb = K::NR as isize;
                     b_panel = (K::NR * kc) as isize;
-                    b_edge = std::ptr::null();
-                    rsb_edge = 0;
                 }
                 let proto = Block {
                     mc: 0,
@@ -224,19 +216,14 @@ pub(crate) fn gemm<K: Kernel>(
                     b: bp,
                     rsb,
                     b_panel,
-                    b_edge,
-                    rsb_edge,
+                    b_masked: b_direct,
                     c: std::ptr::null_mut(),
                     rsc: crs as isize,
                     csc: ccs as isize,
                     alpha,
                     beta: if first { beta } else { 1.0 },
                     // SAFETY: bias has n values (checked), jc < n.
-                    bias: if last && !bias.is_null() {
-                        unsafe { bias.add(jc) }
-                    } else {
-                        std::ptr::null()
-                    },
+                    bias: if last && !bias.is_null() { unsafe { bias.add(jc) } } else { std::ptr::null() },
                     act: if last { epi.act } else { Activation::Linear },
                 };
                 let proto = SendPtr(proto);
@@ -257,9 +244,6 @@ pub(crate) fn gemm<K: Kernel>(
                         }
                     }
                     blk.nc = ncs;
-                    if jr0 + ncs < nc {
-                        blk.b_edge = std::ptr::null();
-                    }
                     if a_direct {
                         // Not dereferenced when kc = 0 (A may be empty), hence wrapping.
                         blk.a = a.data.as_ptr().wrapping_add(ic * a.rs + pc * a.cs);

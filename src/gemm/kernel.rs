@@ -22,9 +22,9 @@ use super::Activation;
 /// That covers both packed panels (`rsa = 1, csa = MR, a_panel = MR·kc`) and
 /// reading A in place (`rsa = lda, csa = 1, a_panel = MR·lda`, or a
 /// transposed A with `rsa = 1, csa = lda`). B~ likewise: column panel `jr / NR`
-/// starts at `b + (jr / NR) * b_panel`, row p at `+ p * rsb`, and must hold
-/// whole vectors (the last panel is either fully inside B or packed with zero
-/// padding into `b_edge`).
+/// starts at `b + (jr / NR) * b_panel`, row p at `+ p * rsb`. A packed B~
+/// holds whole vectors (zero padding); B read in place (`b_masked`) has its
+/// partial last vector loaded with a mask, so nothing past column nc is read.
 #[derive(Clone, Copy)]
 pub(crate) struct Block {
     pub mc: usize,
@@ -37,9 +37,8 @@ pub(crate) struct Block {
     pub b: *const f32,
     pub rsb: isize,
     pub b_panel: isize,
-    /// Replacement for the last column panel when it is partial (null: use `b`).
-    pub b_edge: *const f32,
-    pub rsb_edge: isize,
+    /// B~ is B itself: load a partial last vector masked.
+    pub b_masked: bool,
     pub c: *mut f32,
     pub rsc: isize,
     pub csc: isize,
@@ -71,16 +70,30 @@ struct Tile {
     act: Activation,
 }
 
+/// `for $i in 0..$n` with `$n ≤ 8` a constant, unrolled in the source so
+/// every index is a literal before LLVM's SROA runs: the accumulators then
+/// live in registers instead of a stack array.
+macro_rules! unroll {
+    ($n:expr, $i:ident, $body:block) => {
+        unroll!(@ $n, $i, $body, 0, 1, 2, 3, 4, 5, 6, 7)
+    };
+    (@ $n:expr, $i:ident, $body:block, $($k:literal),*) => {
+        $( if $k < $n { let $i: usize = $k; $body } )*
+    };
+}
+
 /// The microkernel: `M × NV·LANES` accumulators in registers, one rank-1
 /// update per k, then the fused epilogue (α, β, bias, activation) in
 /// registers, written straight to C (masked last vector) or via scratch.
 ///
 /// # Safety
 /// `S`'s instructions must be available; A~ must be readable for `M` rows ×
-/// `k`, B~ for `k` rows × `NV·LANES` columns, C writable (and readable when
+/// `k`, B~ for `k` rows × `NV·LANES` columns (only `(NV-1)·LANES + tail`
+/// when `TAIL`), C writable (and readable when
 /// β ≠ 0) for `M × n`, bias readable for `n` values when non-null.
 #[inline(always)]
-unsafe fn tile<S: Simd, const M: usize, const NV: usize>(t: &Tile) {
+unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &Tile, tail: usize) {
+    const { assert!(M <= 8 && NV <= 8) };
     let mut acc = [[S::zero(); NV]; M];
     let mut a = t.a;
     let mut b = t.b;
@@ -88,41 +101,53 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize>(t: &Tile) {
     // Unrolled by 2 so the loop overhead stays below the FMA issue rate.
     while k >= 2 {
         let mut bv = [S::zero(); NV];
-        for v in 0..NV {
-            bv[v] = S::load(b.wrapping_add(v * S::LANES));
-        }
-        for i in 0..M {
+        unroll!(NV, v, {
+            bv[v] = if TAIL && v + 1 == NV {
+                S::load_part(b.wrapping_add(v * S::LANES), tail)
+            } else {
+                S::load(b.wrapping_add(v * S::LANES))
+            };
+        });
+        unroll!(M, i, {
             let ai = S::bcast(a.wrapping_offset(i as isize * t.rsa));
-            for v in 0..NV {
+            unroll!(NV, v, {
                 acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
-            }
-        }
+            });
+        });
         let a1 = a.wrapping_offset(t.csa);
         let b1 = b.wrapping_offset(t.rsb);
-        for v in 0..NV {
-            bv[v] = S::load(b1.wrapping_add(v * S::LANES));
-        }
-        for i in 0..M {
+        unroll!(NV, v, {
+            bv[v] = if TAIL && v + 1 == NV {
+                S::load_part(b1.wrapping_add(v * S::LANES), tail)
+            } else {
+                S::load(b1.wrapping_add(v * S::LANES))
+            };
+        });
+        unroll!(M, i, {
             let ai = S::bcast(a1.wrapping_offset(i as isize * t.rsa));
-            for v in 0..NV {
+            unroll!(NV, v, {
                 acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
-            }
-        }
+            });
+        });
         a = a1.wrapping_offset(t.csa);
         b = b1.wrapping_offset(t.rsb);
         k -= 2;
     }
     if k == 1 {
         let mut bv = [S::zero(); NV];
-        for v in 0..NV {
-            bv[v] = S::load(b.wrapping_add(v * S::LANES));
-        }
-        for i in 0..M {
+        unroll!(NV, v, {
+            bv[v] = if TAIL && v + 1 == NV {
+                S::load_part(b.wrapping_add(v * S::LANES), tail)
+            } else {
+                S::load(b.wrapping_add(v * S::LANES))
+            };
+        });
+        unroll!(M, i, {
             let ai = S::bcast(a.wrapping_offset(i as isize * t.rsa));
-            for v in 0..NV {
+            unroll!(NV, v, {
                 acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
-            }
-        }
+            });
+        });
     }
 
     let alpha = S::splat(t.alpha);
@@ -132,27 +157,19 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize>(t: &Tile) {
     let relu = t.act == Activation::Relu;
     if t.csc == 1 {
         // Direct path: epilogue in registers, last vector masked if partial.
-        for i in 0..M {
+        unroll!(M, i, {
             let crow = t.c.offset(i as isize * t.rsc);
-            for v in 0..NV {
+            unroll!(NV, v, {
                 let j = v * S::LANES;
                 let cols = t.n - j; // ≥ 1 by the NV choice
                 let full = cols >= S::LANES;
                 let mut x = S::mul(acc[i][v], alpha);
                 if read_c {
-                    let cv = if full {
-                        S::load(crow.add(j))
-                    } else {
-                        S::load_part(crow.add(j), cols)
-                    };
+                    let cv = if full { S::load(crow.add(j)) } else { S::load_part(crow.add(j), cols) };
                     x = S::fmadd(beta, cv, x);
                 }
                 if has_bias {
-                    let bb = if full {
-                        S::load(t.bias.add(j))
-                    } else {
-                        S::load_part(t.bias.add(j), cols)
-                    };
+                    let bb = if full { S::load(t.bias.add(j)) } else { S::load_part(t.bias.add(j), cols) };
                     x = S::add(x, bb);
                 }
                 if relu {
@@ -163,8 +180,8 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize>(t: &Tile) {
                 } else {
                     S::store_part(crow.add(j), cols, x)
                 }
-            }
-        }
+            });
+        });
         if t.act == Activation::Sigmoid {
             for i in 0..M {
                 let crow = t.c.offset(i as isize * t.rsc);
@@ -177,11 +194,11 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize>(t: &Tile) {
     } else {
         // Scratch path (C with a non-unit column stride, e.g. a transposed view).
         let mut scratch = [[S::zero(); NV]; M];
-        for i in 0..M {
-            for v in 0..NV {
+        unroll!(M, i, {
+            unroll!(NV, v, {
                 scratch[i][v] = S::mul(acc[i][v], alpha);
-            }
-        }
+            });
+        });
         let s = scratch.as_ptr() as *const f32;
         for i in 0..M {
             for j in 0..t.n {
@@ -201,18 +218,19 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize>(t: &Tile) {
 
 /// Picks the `(M, NV)` instantiation for an edge or full tile.
 macro_rules! dispatch_tile {
-    ($S:ty, $t:expr, $m:expr, $nv:expr, [$($M:literal),*], [$($NV:literal),*]) => {
-        dispatch_tile!(@rows $S, $t, $m, $nv, [$($M),*], [$($NV),*])
+    ($S:ty, $t:expr, $m:expr, $nv:expr, $tail:expr, [$($M:literal),*], [$($NV:literal),*]) => {
+        dispatch_tile!(@rows $S, $t, $m, $nv, $tail, [$($M),*], [$($NV),*])
     };
-    (@rows $S:ty, $t:expr, $m:expr, $nv:expr, [$($M:literal),*], $nvs:tt) => {
+    (@rows $S:ty, $t:expr, $m:expr, $nv:expr, $tail:expr, [$($M:literal),*], $nvs:tt) => {
         match $m {
-            $( $M => dispatch_tile!(@cols $S, $t, $M, $nv, $nvs), )*
+            $( $M => dispatch_tile!(@cols $S, $t, $M, $nv, $tail, $nvs), )*
             _ => unreachable!(),
         }
     };
-    (@cols $S:ty, $t:expr, $M:literal, $nv:expr, [$($NV:literal),*]) => {
-        match $nv {
-            $( $NV => tile::<$S, $M, $NV>($t), )*
+    (@cols $S:ty, $t:expr, $M:literal, $nv:expr, $tail:expr, [$($NV:literal),*]) => {
+        match ($nv, $tail) {
+            $( ($NV, 0) => tile::<$S, $M, $NV, false>($t, 0), )*
+            $( ($NV, tail) => tile::<$S, $M, $NV, true>($t, tail), )*
             _ => unreachable!(),
         }
     };
@@ -225,24 +243,17 @@ macro_rules! dispatch_tile {
 #[inline(always)]
 unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize>(
     blk: &Block,
-    run: impl Fn(usize, usize, &Tile),
+    run: impl Fn(usize, usize, usize, &Tile),
 ) {
     let mut jr = 0;
     // LOOP 2: step NR through the nc columns of B~ / C.
     while jr < blk.nc {
         let n = (blk.nc - jr).min(NR);
         let panel = (jr / NR) as isize;
-        let (b, rsb) = if n < NR && !blk.b_edge.is_null() {
-            (blk.b_edge, blk.rsb_edge)
-        } else {
-            (blk.b.wrapping_offset(panel * blk.b_panel), blk.rsb)
-        };
+        let (b, rsb) = (blk.b.wrapping_offset(panel * blk.b_panel), blk.rsb);
         let nv = n.div_ceil(S::LANES);
-        let bias = if blk.bias.is_null() {
-            blk.bias
-        } else {
-            blk.bias.add(jr)
-        };
+        let tail = if blk.b_masked && n % S::LANES != 0 { n % S::LANES } else { 0 };
+        let bias = if blk.bias.is_null() { blk.bias } else { blk.bias.add(jr) };
         let mut ir = 0;
         // LOOP 1: step MR through the mc rows of A~ / C.
         while ir < blk.mc {
@@ -263,7 +274,7 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize>(
                 bias,
                 act: blk.act,
             };
-            run(m, nv, &t);
+            run(m, nv, tail, &t);
             ir += MR;
         }
         jr += NR;
@@ -301,9 +312,9 @@ pub(crate) struct Portable;
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn block_avx512(blk: &Block) {
     use super::simd::V512;
-    block_loops::<V512, 8, 32>(blk, |m, nv, t| {
+    block_loops::<V512, 8, 32>(blk, |m, nv, tail, t| {
         // SAFETY: same contract as `block`; the tile lies inside the block.
-        unsafe { dispatch_tile!(V512, t, m, nv, [1, 2, 3, 4, 5, 6, 7, 8], [1, 2]) }
+        unsafe { dispatch_tile!(V512, t, m, nv, tail, [1, 2, 3, 4, 5, 6, 7, 8], [1, 2]) }
     })
 }
 
@@ -311,9 +322,9 @@ unsafe fn block_avx512(blk: &Block) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn block_avx2(blk: &Block) {
     use super::simd::V256;
-    block_loops::<V256, 6, 16>(blk, |m, nv, t| {
+    block_loops::<V256, 6, 16>(blk, |m, nv, tail, t| {
         // SAFETY: same contract as `block`; the tile lies inside the block.
-        unsafe { dispatch_tile!(V256, t, m, nv, [1, 2, 3, 4, 5, 6], [1, 2]) }
+        unsafe { dispatch_tile!(V256, t, m, nv, tail, [1, 2, 3, 4, 5, 6], [1, 2]) }
     })
 }
 
@@ -322,9 +333,7 @@ fn block_portable(blk: &Block) {
     // SAFETY: `Kernel::block`'s caller guarantees the block's memory contract;
     // the portable vector type needs no CPU feature.
     unsafe {
-        block_loops::<VWide, 4, 16>(blk, |m, nv, t| {
-            dispatch_tile!(VWide, t, m, nv, [1, 2, 3, 4], [1, 2])
-        })
+        block_loops::<VWide, 4, 16>(blk, |m, nv, tail, t| dispatch_tile!(VWide, t, m, nv, tail, [1, 2, 3, 4], [1, 2]))
     }
 }
 

@@ -99,10 +99,7 @@ fn cpu_features() -> &'static (bool, bool) {
 /// The optimized paths this CPU can run, fastest first (the reference loop
 /// is not listed; it is always available through [`sgemm_with`]).
 pub fn available_isas() -> Vec<Isa> {
-    [Isa::Avx512, Isa::Avx2, Isa::Portable]
-        .into_iter()
-        .filter(|i| i.is_available())
-        .collect()
+    [Isa::Avx512, Isa::Avx2, Isa::Portable].into_iter().filter(|i| i.is_available()).collect()
 }
 
 /// The path [`sgemm`] uses: `SIMDNET_ISA` if set and available, else the
@@ -115,18 +112,11 @@ pub fn selected_isa() -> Isa {
             Ok(s) if !s.trim().is_empty() => match Isa::from_name(&s) {
                 Some(isa) if isa.is_available() => isa,
                 Some(isa) => {
-                    eprintln!(
-                        "SIMDNET_ISA={s}: {} is not supported by this CPU, using {}",
-                        isa.name(),
-                        best.name()
-                    );
+                    eprintln!("SIMDNET_ISA={s}: {} is not supported by this CPU, using {}", isa.name(), best.name());
                     best
                 }
                 None => {
-                    eprintln!(
-                        "SIMDNET_ISA={s}: unknown (avx512|avx2|portable|reference), using {}",
-                        best.name()
-                    );
+                    eprintln!("SIMDNET_ISA={s}: unknown (avx512|avx2|portable|reference), using {}", best.name());
                     best
                 }
             },
@@ -207,10 +197,7 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
     if rows == 0 || cols == 0 {
         return Some(0);
     }
-    (rows - 1)
-        .checked_mul(rs)?
-        .checked_add((cols - 1).checked_mul(cs)?)?
-        .checked_add(1)
+    (rows - 1).checked_mul(rs)?.checked_add((cols - 1).checked_mul(cs)?)?.checked_add(1)
 }
 
 impl<'a> MatRef<'a> {
@@ -220,29 +207,13 @@ impl<'a> MatRef<'a> {
     }
     /// Strided view; panics if the view does not fit in `data`.
     pub fn strided(data: &'a [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
-        let m = MatRef {
-            data,
-            rows,
-            cols,
-            rs,
-            cs,
-        };
-        assert!(
-            m.fits(),
-            "MatRef {rows}x{cols} (rs {rs}, cs {cs}) exceeds buffer of {}",
-            data.len()
-        );
+        let m = MatRef { data, rows, cols, rs, cs };
+        assert!(m.fits(), "MatRef {rows}x{cols} (rs {rs}, cs {cs}) exceeds buffer of {}", data.len());
         m
     }
     /// The transpose, as a view of the same memory.
     pub fn t(self) -> Self {
-        MatRef {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-        }
+        MatRef { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
     }
     pub fn fits(&self) -> bool {
         extent(self.rows, self.cols, self.rs, self.cs).is_some_and(|e| e <= self.data.len())
@@ -259,17 +230,8 @@ impl<'a> MatMut<'a> {
     }
     pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         let len = data.len();
-        let m = MatMut {
-            data,
-            rows,
-            cols,
-            rs,
-            cs,
-        };
-        assert!(
-            m.fits(),
-            "MatMut {rows}x{cols} (rs {rs}, cs {cs}) exceeds buffer of {len}"
-        );
+        let m = MatMut { data, rows, cols, rs, cs };
+        assert!(m.fits(), "MatMut {rows}x{cols} (rs {rs}, cs {cs}) exceeds buffer of {len}");
         m
     }
     pub fn fits(&self) -> bool {
@@ -290,33 +252,12 @@ pub struct Epilogue<'a> {
 }
 
 fn check_shapes(a: &MatRef, b: &MatRef, c: &MatMut, epi: &Epilogue) {
-    assert_eq!(
-        a.cols, b.rows,
-        "sgemm: A is {}x{} but B is {}x{}",
-        a.rows, a.cols, b.rows, b.cols
-    );
-    assert_eq!(
-        c.rows, a.rows,
-        "sgemm: C has {} rows, A has {}",
-        c.rows, a.rows
-    );
-    assert_eq!(
-        c.cols, b.cols,
-        "sgemm: C has {} cols, B has {}",
-        c.cols, b.cols
-    );
-    assert!(
-        a.fits() && b.fits() && c.fits(),
-        "sgemm: a view exceeds its buffer"
-    );
+    assert_eq!(a.cols, b.rows, "sgemm: A is {}x{} but B is {}x{}", a.rows, a.cols, b.rows, b.cols);
+    assert_eq!(c.rows, a.rows, "sgemm: C has {} rows, A has {}", c.rows, a.rows);
+    assert_eq!(c.cols, b.cols, "sgemm: C has {} cols, B has {}", c.cols, b.cols);
+    assert!(a.fits() && b.fits() && c.fits(), "sgemm: a view exceeds its buffer");
     if let Some(bias) = epi.bias {
-        assert_eq!(
-            bias.len(),
-            c.cols,
-            "sgemm: bias has {} values, C has {} cols",
-            bias.len(),
-            c.cols
-        );
+        assert_eq!(bias.len(), c.cols, "sgemm: bias has {} values, C has {} cols", bias.len(), c.cols);
     }
 }
 
@@ -333,21 +274,9 @@ pub fn sgemm(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut, epi: Epilog
 /// # Panics
 /// On a shape mismatch, a view exceeding its buffer, or an ISA this CPU
 /// does not support.
-pub fn sgemm_with(
-    isa: Isa,
-    alpha: f32,
-    a: MatRef,
-    b: MatRef,
-    beta: f32,
-    mut c: MatMut,
-    epi: Epilogue,
-) {
+pub fn sgemm_with(isa: Isa, alpha: f32, a: MatRef, b: MatRef, beta: f32, mut c: MatMut, epi: Epilogue) {
     check_shapes(&a, &b, &c, &epi);
-    assert!(
-        isa.is_available(),
-        "sgemm: ISA {} is not supported by this CPU",
-        isa.name()
-    );
+    assert!(isa.is_available(), "sgemm: ISA {} is not supported by this CPU", isa.name());
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => driver::gemm::<kernel::Avx512>(alpha, &a, &b, beta, &mut c, &epi),

@@ -77,11 +77,7 @@ pub fn fma_peak_gflops(duration: Duration) -> f64 {
 
 /// [`fma_peak_gflops`] for an explicit ISA (which must be available).
 pub fn fma_peak_gflops_with(isa: Isa, duration: Duration) -> f64 {
-    assert!(
-        isa.is_available(),
-        "fma_peak_gflops: ISA {} is not supported by this CPU",
-        isa.name()
-    );
+    assert!(isa.is_available(), "fma_peak_gflops: ISA {} is not supported by this CPU", isa.name());
     on_isa(isa, duration)
 }
 

@@ -188,14 +188,23 @@ impl Simd for VWide {
     }
     #[inline(always)]
     unsafe fn load_part(p: *const f32, n: usize) -> wide::f32x8 {
+        // An explicit lane loop: a copy_nonoverlapping of n would be a memcpy call.
         let mut t = [0.0f32; 8];
-        std::ptr::copy_nonoverlapping(p, t.as_mut_ptr(), n);
+        for (l, x) in t.iter_mut().enumerate() {
+            if l < n {
+                *x = *p.add(l);
+            }
+        }
         wide::f32x8::from(t)
     }
     #[inline(always)]
     unsafe fn store_part(p: *mut f32, n: usize, v: wide::f32x8) {
         let t = v.to_array();
-        std::ptr::copy_nonoverlapping(t.as_ptr(), p, n);
+        for (l, x) in t.iter().enumerate() {
+            if l < n {
+                *p.add(l) = *x;
+            }
+        }
     }
     #[inline(always)]
     unsafe fn bcast(p: *const f32) -> wide::f32x8 {

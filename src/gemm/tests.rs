@@ -4,14 +4,10 @@ use super::*;
 
 /// Deterministic values in [-1, 1).
 fn fill(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -30,12 +26,7 @@ enum Layout {
     General,
 }
 
-const LAYOUTS: [Layout; 4] = [
-    Layout::RowMajor,
-    Layout::Trans,
-    Layout::Padded,
-    Layout::General,
-];
+const LAYOUTS: [Layout; 4] = [Layout::RowMajor, Layout::Trans, Layout::Padded, Layout::General];
 
 /// (buffer length, rs, cs) for a rows × cols view.
 fn geometry(l: Layout, rows: usize, cols: usize) -> (usize, usize, usize) {
@@ -99,13 +90,7 @@ fn variant(c: Case, v: usize) -> Case {
         7 => (2.0, 0.0, false, Activation::Linear),
         _ => (-0.5, 1.0, true, Activation::Sigmoid),
     };
-    Case {
-        alpha,
-        beta,
-        bias,
-        act,
-        ..c
-    }
+    Case { alpha, beta, bias, act, ..c }
 }
 
 /// Runs one case on `isa` and on the reference; returns the optimized C.
@@ -118,35 +103,13 @@ fn check(isa: Isa, c: Case) -> Vec<f32> {
     let a = fill(la_len, seed);
     let b = fill(lb_len, seed + 1);
     let bias = fill(n, seed + 2);
-    let c0 = if c.beta == 0.0 {
-        vec![f32::NAN; lc_len]
-    } else {
-        fill(lc_len, seed + 3)
-    };
-    let epi = Epilogue {
-        bias: c.bias.then_some(&bias[..]),
-        act: c.act,
-    };
+    let c0 = if c.beta == 0.0 { vec![f32::NAN; lc_len] } else { fill(lc_len, seed + 3) };
+    let epi = Epilogue { bias: c.bias.then_some(&bias[..]), act: c.act };
 
     let mut got = c0.clone();
-    sgemm_with(
-        isa,
-        c.alpha,
-        view(&a, c.la, m, k),
-        view(&b, c.lb, k, n),
-        c.beta,
-        cview(&mut got, c.lc, m, n),
-        epi,
-    );
+    sgemm_with(isa, c.alpha, view(&a, c.la, m, k), view(&b, c.lb, k, n), c.beta, cview(&mut got, c.lc, m, n), epi);
     let mut want = c0.clone();
-    reference::sgemm(
-        c.alpha,
-        view(&a, c.la, m, k),
-        view(&b, c.lb, k, n),
-        c.beta,
-        cview(&mut want, c.lc, m, n),
-        epi,
-    );
+    reference::sgemm(c.alpha, view(&a, c.la, m, k), view(&b, c.lb, k, n), c.beta, cview(&mut want, c.lc, m, n), epi);
 
     let av = view(&a, c.la, m, k);
     let bv = view(&b, c.lb, k, n);
@@ -182,12 +145,7 @@ fn check(isa: Isa, c: Case) -> Vec<f32> {
     }
     for (idx, (&g, &w)) in got.iter().zip(&c0).enumerate() {
         if !inside[idx] {
-            assert!(
-                g.to_bits() == w.to_bits(),
-                "{} {:?}: wrote outside C at {idx}",
-                isa.name(),
-                c
-            );
+            assert!(g.to_bits() == w.to_bits(), "{} {:?}: wrote outside C at {idx}", isa.name(), c);
         }
     }
     got
@@ -240,12 +198,7 @@ fn every_layout_and_epilogue() {
                             if (v + ci + s) % 3 != 0 && v != 0 && v != 3 {
                                 continue;
                             }
-                            let c = Case {
-                                la,
-                                lb,
-                                lc,
-                                ..variant(Case::new(m, n, k), v)
-                            };
+                            let c = Case { la, lb, lc, ..variant(Case::new(m, n, k), v) };
                             check(isa, c);
                         }
                     }
@@ -254,13 +207,7 @@ fn every_layout_and_epilogue() {
         }
         // A transposed C view (scratch tile path).
         for v in 0..9 {
-            check(
-                isa,
-                Case {
-                    lc: Layout::Trans,
-                    ..variant(Case::new(13, 21, 7), v)
-                },
-            );
+            check(isa, Case { lc: Layout::Trans, ..variant(Case::new(13, 21, 7), v) });
         }
     }
 }
@@ -287,22 +234,8 @@ fn odd_sizes_and_block_boundaries() {
         check(isa, variant(Case::new(20, 40, 2 * KC + 3), 6));
         check(isa, variant(Case::new(20, 40, KC), 8));
         check(isa, variant(Case::new(3, NC + 21, 5), 2));
-        check(
-            isa,
-            Case {
-                la: Layout::Trans,
-                lb: Layout::General,
-                ..variant(Case::new(MC + 9, 70, KC + 1), 3)
-            },
-        );
-        check(
-            isa,
-            Case {
-                la: Layout::General,
-                lb: Layout::Trans,
-                ..variant(Case::new(70, 200, KC + 1), 5)
-            },
-        );
+        check(isa, Case { la: Layout::Trans, lb: Layout::General, ..variant(Case::new(MC + 9, 70, KC + 1), 3) });
+        check(isa, Case { la: Layout::General, lb: Layout::Trans, ..variant(Case::new(70, 200, KC + 1), 5) });
     }
 }
 
@@ -311,76 +244,34 @@ fn mlp_shapes() {
     // (m, n, k) as the Dense layers call them, for batches 32, 128, 256.
     for isa in isas() {
         for &batch in &[32, 128, 256] {
-            let fwd1 = Case {
-                bias: true,
-                act: Activation::Relu,
-                ..Case::new(batch, 100, 784)
-            };
-            let fwd2 = Case {
-                bias: true,
-                ..Case::new(batch, 10, 100)
-            };
-            let dw1 = Case {
-                la: Layout::Trans,
-                ..Case::new(784, 100, batch)
-            };
-            let dw2 = Case {
-                la: Layout::Trans,
-                ..Case::new(100, 10, batch)
-            };
-            let dx2 = Case {
-                lb: Layout::Trans,
-                ..Case::new(batch, 100, 10)
-            };
-            let dx1 = Case {
-                lb: Layout::Trans,
-                ..Case::new(batch, 784, 100)
-            };
+            let fwd1 = Case { bias: true, act: Activation::Relu, ..Case::new(batch, 100, 784) };
+            let fwd2 = Case { bias: true, ..Case::new(batch, 10, 100) };
+            let dw1 = Case { la: Layout::Trans, ..Case::new(784, 100, batch) };
+            let dw2 = Case { la: Layout::Trans, ..Case::new(100, 10, batch) };
+            let dx2 = Case { lb: Layout::Trans, ..Case::new(batch, 100, 10) };
+            let dx1 = Case { lb: Layout::Trans, ..Case::new(batch, 784, 100) };
             for c in [fwd1, fwd2, dw1, dw2, dx2, dx1] {
                 check(isa, c);
             }
         }
-        check(
-            isa,
-            Case {
-                bias: true,
-                act: Activation::Sigmoid,
-                ..Case::new(32, 100, 784)
-            },
-        );
+        check(isa, Case { bias: true, act: Activation::Sigmoid, ..Case::new(32, 100, 784) });
     }
 }
 
 #[test]
 fn threads_give_bit_identical_results() {
-    let pool = |t| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(t)
-            .build()
-            .unwrap()
-    };
+    let pool = |t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
     let (p1, p2) = (pool(1), pool(2));
     // Above PAR_MIN_FLOPS: a row split (m large) and a column split (m small).
-    let shapes = [
-        (256, 100, 784, Layout::RowMajor),
-        (8, 700, 784, Layout::RowMajor),
-        (784, 100, 128, Layout::Trans),
-    ];
+    let shapes = [(256, 100, 784, Layout::RowMajor), (8, 700, 784, Layout::RowMajor), (784, 100, 128, Layout::Trans)];
     for isa in isas() {
         for &(m, n, k, la) in &shapes {
             assert!(2 * m * n * k >= PAR_MIN_FLOPS);
-            let c = Case {
-                la,
-                bias: true,
-                act: Activation::Relu,
-                ..Case::new(m, n, k)
-            };
+            let c = Case { la, bias: true, act: Activation::Relu, ..Case::new(m, n, k) };
             let one = p1.install(|| check(isa, c));
             let two = p2.install(|| check(isa, c));
             assert!(
-                one.iter()
-                    .zip(&two)
-                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                one.iter().zip(&two).all(|(x, y)| x.to_bits() == y.to_bits()),
                 "{}: 1 and 2 threads differ on {m}x{n}x{k}",
                 isa.name()
             );
