@@ -12,9 +12,9 @@ pub enum OptimizerKind {
     /// `Adagrad(learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7)`.
     Adagrad { initial_accumulator: f32, epsilon: f32 },
     /// `RMSprop(learning_rate=0.001, rho=0.9, epsilon=1e-7)` (no momentum, not centered).
-    RmsProp { rho: f32, epsilon: f32 },
+    RmsProp { rho: f64, epsilon: f32 },
     /// `Adam(learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7)`.
-    Adam { beta_1: f32, beta_2: f32, epsilon: f32 },
+    Adam { beta_1: f64, beta_2: f64, epsilon: f32 },
 }
 
 impl OptimizerKind {
@@ -121,7 +121,8 @@ impl Optimizer {
             }
             OptimizerKind::RmsProp { rho, epsilon } => {
                 // v ← ρ·v + (1 − ρ)·g²; w ← w − lr·g / √(v + ε)
-                let one_minus_rho = 1.0 - rho;
+                // Keras computes 1 − ρ in Python (f64), then casts.
+                let (rho, one_minus_rho) = (rho as f32, (1.0 - rho) as f32);
                 for ((w, &g), v) in params.iter_mut().zip(grads).zip(&mut self.slot_1) {
                     *v = rho * *v + one_minus_rho * g * g;
                     *w -= lr * g / (*v + epsilon).sqrt();
@@ -130,14 +131,15 @@ impl Optimizer {
             OptimizerKind::Adam { beta_1, beta_2, epsilon } => {
                 // m ← m + (g − m)(1 − β₁); v ← v + (g² − v)(1 − β₂);
                 // w ← w − α·m / (√v + ε), α = lr·√(1 − β₂ᵗ) / (1 − β₁ᵗ)
-                let t = self.iterations as f64;
-                let alpha =
-                    (lr as f64 * (1.0 - (beta_2 as f64).powf(t)).sqrt() / (1.0 - (beta_1 as f64).powf(t))) as f32;
-                let (one_minus_b1, one_minus_b2) = (1.0 - beta_1, 1.0 - beta_2);
+                // As Keras: βᵗ and α in f32 (β cast first); 1 − β in f64, then cast.
+                let t = self.iterations as f32;
+                let (b1_power, b2_power) = ((beta_1 as f32).powf(t), (beta_2 as f32).powf(t));
+                let alpha = lr * (1.0 - b2_power).sqrt() / (1.0 - b1_power);
+                let (one_minus_b1, one_minus_b2) = ((1.0 - beta_1) as f32, (1.0 - beta_2) as f32);
                 for (((w, &g), m), v) in params.iter_mut().zip(grads).zip(&mut self.slot_1).zip(&mut self.slot_2) {
                     *m += (g - *m) * one_minus_b1;
                     *v += (g * g - *v) * one_minus_b2;
-                    *w -= alpha * *m / (v.sqrt() + epsilon);
+                    *w -= *m * alpha / (v.sqrt() + epsilon);
                 }
             }
         }
