@@ -114,7 +114,7 @@ pub mod reference {
 
     /// Same contract as [`super::dense_backward`].
     pub fn dense_backward(
-        mut dinp: Option<&mut [f32]>,
+        dinp: Option<&mut [f32]>,
         dweight: &mut [f32],
         dbias: &mut [f32],
         dout: &mut [f32],
@@ -138,7 +138,7 @@ pub mod reference {
                     (0..batch).map(|b| inp[b * in_dim + i] as f64 * dout[b * out_dim + o] as f64).sum::<f64>() as f32;
             }
         }
-        if let Some(dinp) = dinp.as_deref_mut() {
+        if let Some(dinp) = dinp {
             for b in 0..batch {
                 for i in 0..in_dim {
                     dinp[b * in_dim + i] = (0..out_dim)
