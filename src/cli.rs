@@ -268,6 +268,8 @@ pub struct CompareArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Seconds to spend on each measurement
     #[arg(long, value_name = "S", default_value_t = 0.5, value_parser = parse_learning_rate, allow_negative_numbers = true)]
     pub seconds: f32,

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod atomic;
 pub mod batch;
+pub mod bench;
 pub mod callbacks;
 pub mod checkpoint;
 pub mod cli;

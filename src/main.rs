@@ -17,7 +17,8 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Train(args) => run_train(args),
         Command::Summary(args) => run_summary(args),
-        Command::Eval(_) | Command::Predict(_) | Command::Compare(_) | Command::Bench(_) => {
+        Command::Bench(args) => simdnet::bench::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Eval(_) | Command::Predict(_) | Command::Compare(_) => {
             Err(Error::new("this command is not available yet"))
         }
     };

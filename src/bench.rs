@@ -1,0 +1,135 @@
+//! `simdnet bench`: GEMM GFLOP/s against this core's measured FP32 FMA peak,
+//! and training samples/s per batch size, without criterion.
+
+use crate::batch::Batch;
+use crate::cli::BenchArgs;
+use crate::dataset::Dataset;
+use crate::error::Result;
+use crate::gemm::{self, Activation, Epilogue, MatMut, MatRef};
+use crate::model::{Model, ModelSpec, Workspace};
+use crate::optim::{Optimizer, OptimizerKind};
+use std::time::{Duration, Instant};
+
+/// GEMM shapes (m, n, k) the bench reports: squares, then the tutorial
+/// model's training GEMMs at batch 32 (forward, dW, dX) and batch 256.
+pub const SHAPES: &[(usize, usize, usize, &str)] = &[
+    (64, 64, 64, "square"),
+    (128, 128, 128, "square"),
+    (256, 256, 256, "square"),
+    (512, 512, 512, "square"),
+    (1024, 1024, 1024, "square"),
+    (32, 100, 784, "fwd dense, batch 32"),
+    (784, 100, 32, "dW dense, batch 32"),
+    (32, 10, 100, "fwd dense_1, batch 32"),
+    (100, 10, 32, "dW dense_1, batch 32"),
+    (32, 100, 10, "dX dense_1, batch 32"),
+    (256, 100, 784, "fwd dense, batch 256"),
+    (784, 100, 256, "dW dense, batch 256"),
+];
+
+/// Calls `f` repeatedly for about `budget` and returns the best seconds per
+/// call over chunks of calls (the minimum is the least noisy estimate on a
+/// shared machine).
+pub fn best_seconds_per_call(budget: Duration, mut f: impl FnMut()) -> f64 {
+    f(); // warm caches and packing buffers
+    let t = Instant::now();
+    f();
+    let one = t.elapsed().as_secs_f64().max(1e-9);
+    let per_chunk = ((budget.as_secs_f64() / 10.0 / one) as usize).max(1);
+    let start = Instant::now();
+    let mut best = f64::INFINITY;
+    while start.elapsed() < budget || best.is_infinite() {
+        let t = Instant::now();
+        for _ in 0..per_chunk {
+            f();
+        }
+        best = best.min(t.elapsed().as_secs_f64() / per_chunk as f64);
+    }
+    best
+}
+
+/// GFLOP/s of `sgemm` (β = 0, no epilogue) on an m×n×k problem.
+pub fn gemm_gflops(isa: gemm::Isa, m: usize, n: usize, k: usize, budget: Duration) -> f64 {
+    let mut rng = fastrand::Rng::with_seed(1);
+    let a: Vec<f32> = (0..m * k).map(|_| rng.f32() - 0.5).collect();
+    let b: Vec<f32> = (0..k * n).map(|_| rng.f32() - 0.5).collect();
+    let mut c = vec![0.0f32; m * n];
+    let s = best_seconds_per_call(budget, || {
+        gemm::sgemm_with(
+            isa,
+            1.0,
+            MatRef::row_major(&a, m, k),
+            MatRef::row_major(&b, k, n),
+            0.0,
+            MatMut::row_major(&mut c, m, n),
+            Epilogue::default(),
+        )
+    });
+    2.0 * (m * n * k) as f64 / s / 1e9
+}
+
+/// Samples/s of full training steps (gather from the data set, forward,
+/// backward, optimizer) of `spec` at `batch_size`.
+pub fn train_samples_per_second(
+    data: &Dataset,
+    spec: &ModelSpec,
+    kind: OptimizerKind,
+    batch_size: usize,
+    budget: Duration,
+) -> f64 {
+    let mut model = Model::new(spec.clone(), 42);
+    let mut opt = Optimizer::new(kind, kind.default_learning_rate(), spec.param_count());
+    let mut ws = Workspace::new(spec, batch_size, 42);
+    let d = data.train.image_len();
+    let mut batch = Batch::new(batch_size, d);
+    let indices: Vec<u32> = (0..data.train.count as u32).collect();
+    let mut chunks = indices.chunks_exact(batch_size).cycle();
+    let s = best_seconds_per_call(budget, || {
+        let chunk = chunks.next().expect("cycle never ends");
+        batch.gather(&data.train, chunk);
+        model.train_step(&mut opt, &mut ws, batch.inputs(d), batch.labels());
+    });
+    batch_size as f64 / s
+}
+
+/// Runs the whole report.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let budget = Duration::from_secs_f32(args.seconds);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads as usize)
+        .build()
+        .map_err(|e| crate::Error::new(format!("--threads {}: {e}", args.threads)))?;
+    let data = Dataset::open(&args.data.data_dir(), &args.data.cache_dir())?;
+    pool.install(|| {
+        let isa = gemm::selected_isa();
+        let peak = gemm::fma_peak_gflops(budget);
+        println!("FP32 FMA peak, one core ({}): {peak:.1} GFLOP/s", isa.name());
+        println!("\nSGEMM, {} thread(s), path {}", args.threads, isa.name());
+        println!("  {:<16} {:<22} {:>9} {:>10}", "m×n×k", "what", "GFLOP/s", "% of peak");
+        for &(m, n, k, what) in SHAPES {
+            let g = gemm_gflops(isa, m, n, k, budget);
+            let pct = 100.0 * g / (peak * args.threads as f64);
+            println!("  {:<16} {:<22} {g:>9.1} {pct:>9.1}%", format!("{m}×{n}×{k}"), what);
+        }
+        let spec = ModelSpec {
+            input_shape: (data.train.rows, data.train.cols),
+            hidden: vec![100],
+            activation: Activation::Relu,
+            classes: data.classes,
+            dropout: 0.0,
+        };
+        let flops = spec.train_flops_per_sample() as f64;
+        println!("\nTraining {} with Adam, {} thread(s) ({:.0} FLOP per sample)", spec.describe(), args.threads, flops);
+        println!("  {:<6} {:>12} {:>10} {:>9} {:>10}", "batch", "samples/s", "µs/step", "GFLOP/s", "% of peak");
+        for batch in [32, 128, 256] {
+            let sps = train_samples_per_second(&data, &spec, OptimizerKind::adam(), batch, budget * 2);
+            let g = sps * flops / 1e9;
+            println!(
+                "  {batch:<6} {sps:>12.0} {:>10.1} {g:>9.1} {:>9.1}%",
+                batch as f64 / sps * 1e6,
+                100.0 * g / (peak * args.threads as f64)
+            );
+        }
+    });
+    Ok(())
+}
