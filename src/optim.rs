@@ -102,8 +102,7 @@ impl Optimizer {
         self.iterations += 1;
         let lr = f32x8::splat(self.learning_rate);
         match self.kind {
-            OptimizerKind::Sgd { momentum, nesterov } if momentum == 0.0 => {
-                let _ = nesterov;
+            OptimizerKind::Sgd { momentum: 0.0, .. } => {
                 // w ← w − lr·g
                 for_each_lane(params, grads, |w, g| *w -= lr * g);
             }
