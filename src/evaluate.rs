@@ -62,7 +62,7 @@ pub fn run_eval(args: &EvalArgs, out: &mut dyn Write) -> Result<()> {
     let (loaded, data) = open(&args.model, &args.data)?;
     let ev = evaluate_test(&loaded, &data);
     let text = format!(
-        "model {}: {}\ndata {}: {} test images\n{}",
+        "model: {} ({})\ntest set: {} ({} images)\n{}",
         args.model.display(),
         loaded.model.spec.describe(),
         data.dir.display(),

@@ -398,7 +398,14 @@ fn load_refuses_truncated_files() {
     let path = dir.path().join("cut.safetensors");
     std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
     let err = checkpoint::load(&path).unwrap_err().to_string();
-    assert!(err.starts_with(&format!("{}: ", path.display())), "names the file: {err}");
+    assert!(err.starts_with(&format!("{}: truncated", path.display())), "names the file and problem: {err}");
+    for len in [3, 8, 40] {
+        let err = checkpoint::from_bytes(&bytes[..len]).unwrap_err();
+        assert!(err.contains("truncated"), "{len} bytes: {err}");
+    }
+    let mut padded = bytes.clone();
+    padded.extend([0; 3]);
+    assert!(checkpoint::from_bytes(&padded).unwrap_err().contains("padded"));
 }
 
 #[test]
