@@ -727,3 +727,33 @@ fn early_stopping_through_fit_stops_and_restores() {
     assert!(out.contains("Restoring model weights from the end of the best epoch: 1."), "{out}");
     assert!(!out.contains("Epoch 3/30"), "{out}");
 }
+
+#[test]
+fn metrics_survive_a_killed_run() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write_dataset(&data, 300, 20, 4, 8, 8, 5);
+    let metrics = dir.path().join("m.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_simdnet"))
+        .args(["train", "--no-tui", "--epochs", "100000", "--hidden", "8", "--data"])
+        .arg(&data)
+        .arg("--metrics")
+        .arg(&metrics)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let seen = lines.by_ref().map(|l| l.unwrap()).find(|l| l.starts_with("Epoch 3/"));
+    assert!(seen.is_some(), "the run printed its third epoch");
+    child.kill().unwrap(); // SIGKILL: nothing gets to clean up
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    // Epoch 3's line comes before its callbacks run, after epoch 2's did.
+    assert!(text.lines().count() >= 2, "at least epochs 1 and 2:\n{text}");
+    assert!(text.ends_with('\n'), "only whole records");
+    for (i, line) in text.lines().enumerate() {
+        let rec: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(rec["epoch"], i + 1);
+    }
+}
