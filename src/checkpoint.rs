@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::gemm::Activation;
 use crate::model::{Model, ModelSpec};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::SafeTensorError;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -61,9 +62,31 @@ fn parse_usize(field: &str, v: &str) -> std::result::Result<usize, String> {
     v.trim().parse::<usize>().map_err(|_| format!("metadata {field} = {v:?} is not a non-negative integer"))
 }
 
+/// Headers larger than this are refused by the safetensors crate as "too large".
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Names a file cut short inside its header as truncated.
+fn check_length(bytes: &[u8]) -> std::result::Result<(), String> {
+    let Some(head) = bytes.first_chunk::<8>() else {
+        return Err(format!("truncated or not a safetensors file: only {} bytes", bytes.len()));
+    };
+    let header = u64::from_le_bytes(*head);
+    let rest = bytes.len() as u64 - 8;
+    if header <= MAX_HEADER_BYTES && header > rest {
+        return Err(format!("truncated: the header needs {header} bytes, only {rest} follow"));
+    }
+    Ok(())
+}
+
 /// Parses and validates safetensors bytes (pure: fuzzed).
 pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Loaded, String> {
-    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
+    check_length(bytes)?;
+    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| match e {
+        SafeTensorError::MetadataIncompleteBuffer => {
+            format!("truncated or padded: {} bytes do not match the tensor data its header describes", bytes.len())
+        }
+        e => format!("not a safetensors file: {e}"),
+    })?;
     let meta = metadata.metadata().clone().ok_or("no simdnet metadata in the header")?;
     let get = |k: &str| meta.get(k).map(String::as_str).ok_or_else(|| format!("metadata lacks {k:?}"));
     if get("format")? != FORMAT {

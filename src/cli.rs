@@ -210,7 +210,7 @@ pub struct CallbackArgs {
     #[arg(long, value_name = "PATH")]
     pub checkpoint: Option<PathBuf>,
     /// Write one record per epoch to PATH (.csv or .jsonl), flushed every epoch
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = parse_metrics_path)]
     pub metrics: Option<PathBuf>,
 }
 
@@ -286,7 +286,7 @@ pub struct SummaryArgs {
     pub model: ModelArgs,
 }
 
-fn parse_hidden(s: &str) -> Result<Hidden, String> {
+pub fn parse_hidden(s: &str) -> Result<Hidden, String> {
     let units: Result<Vec<usize>, String> = s
         .split(',')
         .map(|u| match u.trim().parse::<usize>() {
@@ -306,7 +306,7 @@ fn parse_f32(s: &str) -> Result<f32, String> {
     }
 }
 
-fn parse_learning_rate(s: &str) -> Result<f32, String> {
+pub fn parse_learning_rate(s: &str) -> Result<f32, String> {
     let v = parse_f32(s)?;
     if v > 0.0 {
         Ok(v)
@@ -333,11 +333,16 @@ fn parse_min_delta(s: &str) -> Result<f32, String> {
     }
 }
 
-fn parse_dropout(s: &str) -> Result<f32, String> {
+fn parse_metrics_path(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    crate::metrics::Format::from_path(&path).map(|_| path)
+}
+
+pub fn parse_dropout(s: &str) -> Result<f32, String> {
     parse_unit_interval(s, "a dropout rate", true)
 }
 
-fn parse_momentum(s: &str) -> Result<f32, String> {
+pub fn parse_momentum(s: &str) -> Result<f32, String> {
     parse_unit_interval(s, "a momentum", true)
 }
 

@@ -2,11 +2,14 @@
 
 use clap::Parser;
 use simdnet::app::{self, Session};
-use simdnet::cli::{Cli, Command, SummaryArgs, TrainArgs};
+use simdnet::cli::{Cli, Command, CompareArgs, SummaryArgs, TrainArgs};
+use simdnet::compare::{self, HeadlessCompare};
 use simdnet::error::{Error, Result};
+use simdnet::evaluate;
 use simdnet::events::FinishReason;
 use simdnet::headless::{Headless, StopSignals};
 use simdnet::summary::summary;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -17,10 +20,13 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Train(args) => run_train(args),
         Command::Summary(args) => run_summary(args),
-        Command::Bench(args) => simdnet::bench::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Eval(_) | Command::Predict(_) | Command::Compare(_) => {
-            Err(Error::new("this command is not available yet"))
+        Command::Eval(args) => evaluate::run_eval(&args, &mut std::io::stdout()).map(|()| ExitCode::SUCCESS),
+        Command::Predict(args) => {
+            let color = std::io::stdout().is_terminal();
+            evaluate::run_predict(&args, &mut std::io::stdout(), color).map(|()| ExitCode::SUCCESS)
         }
+        Command::Compare(args) => run_compare(args),
+        Command::Bench(args) => simdnet::bench::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -46,5 +52,16 @@ fn run_train(args: TrainArgs) -> Result<ExitCode> {
     if outcome.history.finish == FinishReason::NonFiniteLoss {
         return Err(Error::new("training stopped: the loss became NaN or infinite (try a lower --lr)"));
     }
+    Ok(signals.exit_code().map_or(ExitCode::SUCCESS, ExitCode::from))
+}
+
+fn run_compare(args: CompareArgs) -> Result<ExitCode> {
+    let configs = compare::configurations(&args)?;
+    let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
+    let names = configs.iter().map(|(n, _)| n.clone()).collect();
+    let mut monitor = HeadlessCompare { names, signals: signals.clone() };
+    let results = compare::run(&configs, &mut monitor)?;
+    println!();
+    print!("{}", compare::table(&results));
     Ok(signals.exit_code().map_or(ExitCode::SUCCESS, ExitCode::from))
 }
