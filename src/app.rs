@@ -33,7 +33,11 @@ pub fn open_data(args: &DataArgs) -> Result<Dataset> {
 /// and returns the count. Only the first call in a process takes effect.
 pub fn init_threads(threads: Option<u32>) -> Result<usize> {
     let n = threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |t| t as usize);
-    match rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .start_handler(|_| crate::fpu::flush_denormals_to_zero())
+        .build_global()
+    {
         Ok(()) => Ok(n),
         // Already built (a second session in one process, e.g. tests): keep it.
         Err(_) if rayon::current_num_threads() > 0 => Ok(rayon::current_num_threads()),

@@ -97,10 +97,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let budget = Duration::from_secs_f32(args.seconds);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads as usize)
+        .start_handler(|_| crate::fpu::flush_denormals_to_zero())
         .build()
         .map_err(|e| crate::Error::new(format!("--threads {}: {e}", args.threads)))?;
     let data = Dataset::open(&args.data.data_dir(), &args.data.cache_dir())?;
     pool.install(|| {
+        crate::fpu::flush_denormals_to_zero();
         let isa = gemm::selected_isa();
         let peak = gemm::fma_peak_gflops(budget);
         println!("FP32 FMA peak, one core ({}): {peak:.1} GFLOP/s", isa.name());

@@ -18,6 +18,7 @@ pub mod dense;
 pub mod error;
 pub mod evaluate;
 pub mod events;
+pub mod fpu;
 pub mod gemm;
 pub mod headless;
 pub mod idx;

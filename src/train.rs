@@ -174,6 +174,7 @@ pub fn fit(
     monitor: &mut dyn Monitor,
     save: &mut SaveFn,
 ) -> Result<History> {
+    crate::fpu::flush_denormals_to_zero();
     let d = split.image_len();
     let batch_size = cfg.batch_size.max(1);
     let mut ws = Workspace::new(&model.spec, batch_size, cfg.seed);

@@ -1,20 +1,41 @@
 //! Single-precision GEMM: C ← α·A·B + β·C on strided views, with an optional
 //! fused epilogue (bias + activation) for the Dense layers.
 //!
-//! Interim interface (reference path only) while the SIMD engine lands.
+//! Transposes are strides, not copies: Aᵀ of a row-major `[k, m]` buffer is the
+//! view `rows = m, cols = k, rs = 1, cs = m`. With β = 0, C is never read (it
+//! may hold NaN).
+//!
+//! `reference` keeps the plain triple loop; it is the test oracle for every
+//! optimized path.
+//!
+//! The fast path is BLIS-style (see `driver.rs` for the five loops and the
+//! block sizes, `kernel.rs` for the register-blocked microkernels) with one
+//! microkernel per instruction set: AVX-512F, AVX2+FMA (both `std::arch`,
+//! picked at run time) and a portable one on `wide::f32x8`. The choice is
+//! detected once and cached; `SIMDNET_ISA=avx512|avx2|portable|reference`
+//! forces one.
 
+mod driver;
+mod kernel;
+mod peak;
 pub mod reference;
+mod simd;
+#[cfg(test)]
+mod tests;
 
-use std::time::Duration;
+pub use driver::{KC, MC, NC, PAR_MIN_FLOPS};
+pub use peak::{fma_peak_gflops, fma_peak_gflops_with};
 
-/// A GEMM implementation path.
+use std::sync::OnceLock;
+
+/// An instruction-set path for [`sgemm_with`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
-    /// AVX-512F microkernel.
+    /// AVX-512F microkernel (8 × 32 tile).
     Avx512,
-    /// AVX2 + FMA microkernel.
+    /// AVX2 + FMA microkernel (6 × 16 tile).
     Avx2,
-    /// Portable `wide::f32x8` microkernel.
+    /// Portable `wide::f32x8` microkernel (6 × 8 tile).
     Portable,
     /// The plain triple loop (test oracle; slow).
     Reference,
@@ -29,21 +50,79 @@ impl Isa {
             Isa::Reference => "reference",
         }
     }
+
+    /// Parses the names `name()` returns (as used by `SIMDNET_ISA`).
+    pub fn from_name(s: &str) -> Option<Isa> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "avx512" | "avx512f" => Some(Isa::Avx512),
+            "avx2" => Some(Isa::Avx2),
+            "portable" | "wide" => Some(Isa::Portable),
+            "reference" | "ref" => Some(Isa::Reference),
+            _ => None,
+        }
+    }
+
+    /// Whether this CPU can run the path (detected once, cached).
+    pub fn is_available(self) -> bool {
+        let (avx512, avx2) = *cpu_features();
+        match self {
+            Isa::Avx512 => avx512,
+            Isa::Avx2 => avx2,
+            Isa::Portable | Isa::Reference => true,
+        }
+    }
 }
 
-/// Paths usable on this machine.
+impl std::fmt::Display for Isa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// (avx512f, avx2 + fma), detected once.
+fn cpu_features() -> &'static (bool, bool) {
+    static FEATURES: OnceLock<(bool, bool)> = OnceLock::new();
+    FEATURES.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            let avx512 = avx2 && is_x86_feature_detected!("avx512f");
+            (avx512, avx2)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            (false, false)
+        }
+    })
+}
+
+/// The optimized paths this CPU can run, fastest first (the reference loop
+/// is not listed; it is always available through [`sgemm_with`]).
 pub fn available_isas() -> Vec<Isa> {
-    vec![Isa::Reference]
+    [Isa::Avx512, Isa::Avx2, Isa::Portable].into_iter().filter(|i| i.is_available()).collect()
 }
 
-/// The path `sgemm` uses.
+/// The path [`sgemm`] uses: `SIMDNET_ISA` if set and available, else the
+/// fastest available one. Decided once per process.
 pub fn selected_isa() -> Isa {
-    Isa::Reference
-}
-
-/// This core's FP32 FMA peak in GFLOP/s (interim estimate).
-pub fn fma_peak_gflops(_duration: Duration) -> f64 {
-    114.5
+    static SELECTED: OnceLock<Isa> = OnceLock::new();
+    *SELECTED.get_or_init(|| {
+        let best = available_isas()[0];
+        match std::env::var("SIMDNET_ISA") {
+            Ok(s) if !s.trim().is_empty() => match Isa::from_name(&s) {
+                Some(isa) if isa.is_available() => isa,
+                Some(isa) => {
+                    eprintln!("SIMDNET_ISA={s}: {} is not supported by this CPU, using {}", isa.name(), best.name());
+                    best
+                }
+                None => {
+                    eprintln!("SIMDNET_ISA={s}: unknown (avx512|avx2|portable|reference), using {}", best.name());
+                    best
+                }
+            },
+            _ => best,
+        }
+    })
 }
 
 /// Elementwise activation applied in a GEMM epilogue or a Dense layer.
@@ -184,12 +263,28 @@ fn check_shapes(a: &MatRef, b: &MatRef, c: &MatMut, epi: &Epilogue) {
 
 /// C ← act(α·A·B + β·C + bias). Shapes and bounds are checked (panics on a
 /// mismatch, which is a programming error, never an input error).
+/// Uses [`selected_isa`]; parallel over the current rayon pool above
+/// [`PAR_MIN_FLOPS`], with results bit-identical for any thread count.
 pub fn sgemm(alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut, epi: Epilogue) {
-    sgemm_with(selected_isa(), alpha, a, b, beta, c, epi)
+    sgemm_with(selected_isa(), alpha, a, b, beta, c, epi);
 }
 
-/// [`sgemm`] on an explicit path.
-pub fn sgemm_with(_isa: Isa, alpha: f32, a: MatRef, b: MatRef, beta: f32, c: MatMut, epi: Epilogue) {
+/// [`sgemm`] on an explicit instruction-set path.
+///
+/// # Panics
+/// On a shape mismatch, a view exceeding its buffer, or an ISA this CPU
+/// does not support.
+pub fn sgemm_with(isa: Isa, alpha: f32, a: MatRef, b: MatRef, beta: f32, mut c: MatMut, epi: Epilogue) {
     check_shapes(&a, &b, &c, &epi);
-    reference::sgemm(alpha, a, b, beta, c, epi);
+    assert!(isa.is_available(), "sgemm: ISA {} is not supported by this CPU", isa.name());
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => driver::gemm::<kernel::Avx512>(alpha, &a, &b, beta, &mut c, &epi),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => driver::gemm::<kernel::Avx2>(alpha, &a, &b, beta, &mut c, &epi),
+        Isa::Portable => driver::gemm::<kernel::Portable>(alpha, &a, &b, beta, &mut c, &epi),
+        Isa::Reference => reference::sgemm(alpha, a, b, beta, c, epi),
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("unavailable ISA"),
+    }
 }

@@ -1,0 +1,321 @@
+//! The BLIS-style driver: LOOP 5 (NC), LOOP 4 (KC, pack B → B~), LOOP 3 (MC,
+//! pack A → A~), then the kernel's LOOP 2 / LOOP 1 / microkernel.
+//!
+//! Small shapes decide the MLP's speed, so packing is skipped whenever the
+//! operand can be read in place at no loss: B with unit column stride is read
+//! directly (only a partial last column panel is packed, zero-padded) unless
+//! it is reused by many row panels; A with a unit stride in either direction
+//! is broadcast straight from memory unless its panels are reused across many
+//! column panels. Packing buffers are thread-local and only grow, so a
+//! training step does not allocate after the first call.
+
+use std::cell::Cell;
+
+use super::kernel::{Block, Kernel};
+use super::{Activation, Epilogue, MatMut, MatRef};
+
+/// NC: LOOP 5 splits the n columns into NC-wide parts; a packed B~ block
+/// (KC × NC) is sized for the L3 cache (multiple of every NR).
+pub const NC: usize = 4096;
+/// KC: LOOP 4 splits the k dimension into KC-deep blocks; a B~ micro-panel
+/// (KC × NR) fits in the L1 cache alongside the A~ sliver.
+pub const KC: usize = 256;
+/// MC: LOOP 3 splits the m rows into MC-tall parts; a packed A~ block
+/// (MC × KC) is sized for the L2 cache (multiple of every MR).
+pub const MC: usize = 192;
+
+/// B is read in place (not packed) when C has at most this many rows.
+const DIRECT_B_MAX_M: usize = 32;
+/// A is read in place (not packed) when C has at most this many columns.
+const DIRECT_A_MAX_N: usize = 128;
+
+/// Below this many flops (2·m·n·k) a call stays on the calling thread.
+pub const PAR_MIN_FLOPS: usize = 1 << 22;
+
+thread_local! {
+    static BUF_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    static BUF_B: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// Borrows a thread-local buffer for the closure. Taking the Vec out (rather
+/// than a RefCell borrow) keeps re-entrant calls (rayon work stealing) safe:
+/// they simply get a fresh buffer.
+fn with_buf<R>(key: &'static std::thread::LocalKey<Cell<Vec<f32>>>, f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    let mut v = key.with(|c| c.take());
+    let r = f(&mut v);
+    key.with(|c| {
+        let old = c.take();
+        c.set(if old.capacity() > v.capacity() { old } else { v });
+    });
+    r
+}
+
+/// A 64-byte aligned region of `len` floats inside `v` (grown if needed).
+fn aligned(v: &mut Vec<f32>, len: usize) -> *mut f32 {
+    if v.len() < len + 16 {
+        v.resize(len + 16, 0.0);
+    }
+    let p = v.as_mut_ptr();
+    let off = p.align_offset(64).min(15);
+    // SAFETY: off ≤ 15 and v.len() ≥ len + 16, so [off, off + len) is in bounds.
+    unsafe { p.add(off) }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr<T>(T);
+// SAFETY: the raw pointers wrapped here point into buffers that outlive the
+// parallel region; tasks write disjoint parts of C and only read the rest.
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T: Copy> SendPtr<T> {
+    /// By-value access, so closures capture the whole (Send) wrapper.
+    fn get(self) -> T {
+        self.0
+    }
+}
+
+/// Packs B[p0.., j0..][..kc, ..nc] into NR-wide column panels, each `kc × NR`
+/// row-major, zero-padded on the right.
+///
+/// # Safety
+/// `b` must be valid for the view's extent and `dst` for
+/// `ceil(nc / NR) · NR · kc` floats.
+unsafe fn pack_b(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, nr: usize, dst: *mut f32) {
+    debug_assert!(nr % 8 == 0);
+    let src = b.data.as_ptr();
+    let mut j = 0;
+    while j < nc {
+        let w = (nc - j).min(nr);
+        let d = dst.add(j * kc);
+        if b.cs == 1 {
+            for p in 0..kc {
+                let row = src.add((p0 + p) * b.rs + j0 + j);
+                let dr = d.add(p * nr);
+                if w == nr {
+                    // Whole panel row: fixed-size copies (no memcpy call).
+                    for c in (0..nr).step_by(8) {
+                        (dr.add(c) as *mut [f32; 8]).write_unaligned((row.add(c) as *const [f32; 8]).read_unaligned());
+                    }
+                } else {
+                    for jj in 0..w {
+                        *dr.add(jj) = *row.add(jj);
+                    }
+                    for jj in w..nr {
+                        *dr.add(jj) = 0.0;
+                    }
+                }
+            }
+        } else {
+            // Column-contiguous (transposed) or general B: read down each column.
+            for jj in 0..w {
+                let col = src.add(p0 * b.rs + (j0 + j + jj) * b.cs);
+                for p in 0..kc {
+                    *d.add(p * nr + jj) = *col.add(p * b.rs);
+                }
+            }
+            for p in 0..kc {
+                for jj in w..nr {
+                    *d.add(p * nr + jj) = 0.0;
+                }
+            }
+        }
+        j += nr;
+    }
+}
+
+/// Packs A[i0.., p0..][..mc, ..kc] into MR-tall row panels, each `kc × MR`
+/// with the MR values of one k contiguous (the last panel keeps stride MR
+/// but only its valid rows are read).
+///
+/// # Safety
+/// `a` valid for its extent; `dst` for `ceil(mc / MR) · MR · kc` floats.
+unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usize, dst: *mut f32) {
+    if kc == 0 {
+        return;
+    }
+    let src = a.data.as_ptr();
+    let mut i = 0;
+    while i < mc {
+        let h = (mc - i).min(mr);
+        let d = dst.add(i * kc);
+        let base = src.add((i0 + i) * a.rs + p0 * a.cs);
+        if a.cs == 1 && h == mr {
+            // Row-major A: walk each row once, scattering with stride MR.
+            for r in 0..mr {
+                let row = base.add(r * a.rs);
+                for p in 0..kc {
+                    *d.add(p * mr + r) = *row.add(p);
+                }
+            }
+        } else {
+            for p in 0..kc {
+                for r in 0..h {
+                    *d.add(p * mr + r) = *base.add(r * a.rs + p * a.cs);
+                }
+            }
+        }
+        i += mr;
+    }
+}
+
+/// The blocked GEMM for one kernel. Shapes are already checked.
+pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: &mut MatMut, epi: &Epilogue) {
+    let (m, n, k) = (c.rows, c.cols, a.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    // Tasks write disjoint rows (or column panels) of C, which is only true
+    // when the C view does not overlap itself; otherwise stay sequential.
+    let c_disjoint = (c.cs >= 1 && c.rs >= n * c.cs) || (c.rs >= 1 && c.cs >= m * c.rs);
+    let parallel = threads > 1 && c_disjoint && 2 * m * n * k >= PAR_MIN_FLOPS;
+
+    // Read B in place (unit column stride) unless many row panels reuse it:
+    // packing costs about k·n copies, amortized over m / MR tiles.
+    let b_direct = b.cs == 1 && m <= DIRECT_B_MAX_M;
+    // Read A in place (a unit stride either way) unless many column panels
+    // reuse it: packing costs about m·k copies, amortized over n / NR tiles.
+    let a_direct = (a.cs == 1 || a.rs == 1) && n <= DIRECT_A_MAX_N;
+
+    let (crs, ccs) = (c.rs, c.cs);
+    let c_ptr = SendPtr(c.data.as_mut_ptr());
+    let bias = epi.bias.map_or(std::ptr::null(), |s| s.as_ptr());
+
+    with_buf(&BUF_B, |buf_b| {
+        // LOOP 5: NC-wide column parts of B and C.
+        let mut jc = 0;
+        while jc < n {
+            let nc = (n - jc).min(NC);
+            // LOOP 4: KC-deep blocks of k; a k = 0 product still runs once
+            // for the epilogue (C = act(β·C + bias)).
+            let mut pc = 0;
+            loop {
+                let kc = (k - pc).min(KC);
+                let first = pc == 0;
+                let last = pc + kc >= k;
+                // Pack B → B~, or read B in place (its partial last vector masked).
+                let (bp, rsb, b_panel);
+                if b_direct {
+                    // Not dereferenced when kc = 0 (B may be empty), hence wrapping.
+                    bp = b.data.as_ptr().wrapping_add(pc * b.rs + jc);
+                    rsb = b.rs as isize;
+                    b_panel = K::NR as isize;
+                } else {
+                    let panels = nc.div_ceil(K::NR);
+                    let d = aligned(buf_b, panels * K::NR * kc);
+                    // SAFETY: d holds panels·NR·kc floats; the sub-view is inside B.
+                    unsafe { pack_b(b, pc, jc, kc, nc, K::NR, d) };
+                    bp = d;
+                    rsb = K::NR as isize;
+                    b_panel = (K::NR * kc) as isize;
+                }
+                let proto = Block {
+                    mc: 0,
+                    nc,
+                    kc,
+                    a: std::ptr::null(),
+                    rsa: 0,
+                    csa: 0,
+                    a_panel: 0,
+                    a_packed: false,
+                    b: bp,
+                    rsb,
+                    b_panel,
+                    b_masked: b_direct,
+                    c: std::ptr::null_mut(),
+                    rsc: crs as isize,
+                    csc: ccs as isize,
+                    alpha,
+                    beta: if first { beta } else { 1.0 },
+                    // SAFETY: bias has n values (checked), jc < n.
+                    bias: if last && !bias.is_null() { unsafe { bias.add(jc) } } else { std::ptr::null() },
+                    act: if last { epi.act } else { Activation::Linear },
+                };
+                let proto = SendPtr(proto);
+
+                // LOOP 3: MC-tall row parts of A and C (a task each when parallel).
+                let run_rows = |ic: usize, mc: usize, jr0: usize, ncs: usize| {
+                    let mut blk = proto.get();
+                    blk.mc = mc;
+                    // SAFETY: (ic, jc + jr0) is inside C; the block covers rows
+                    // ic..ic+mc and columns jc+jr0.. of C only.
+                    blk.c = unsafe { c_ptr.get().add(ic * crs + (jc + jr0) * ccs) };
+                    if jr0 > 0 {
+                        let panels = (jr0 / K::NR) as isize;
+                        blk.b = blk.b.wrapping_offset(panels * blk.b_panel);
+                        if !blk.bias.is_null() {
+                            // SAFETY: jc + jr0 < n.
+                            blk.bias = unsafe { blk.bias.add(jr0) };
+                        }
+                    }
+                    blk.nc = ncs;
+                    if a_direct {
+                        // Not dereferenced when kc = 0 (A may be empty), hence wrapping.
+                        blk.a = a.data.as_ptr().wrapping_add(ic * a.rs + pc * a.cs);
+                        if a.cs == 1 {
+                            blk.rsa = a.rs as isize;
+                            blk.csa = 1;
+                        } else {
+                            blk.rsa = 1;
+                            blk.csa = a.cs as isize;
+                        }
+                        blk.a_panel = K::MR as isize * blk.rsa;
+                        // SAFETY: Block's memory contract holds (see above).
+                        unsafe { K::block(&blk) };
+                    } else {
+                        with_buf(&BUF_A, |buf_a| {
+                            let d = aligned(buf_a, mc.div_ceil(K::MR) * K::MR * kc);
+                            // SAFETY: d is large enough; the sub-view is inside A.
+                            unsafe { pack_a(a, ic, pc, mc, kc, K::MR, d) };
+                            blk.a = d;
+                            blk.rsa = 1;
+                            blk.csa = K::MR as isize;
+                            blk.a_panel = (K::MR * kc) as isize;
+                            blk.a_packed = true;
+                            // SAFETY: Block's memory contract holds (see above).
+                            unsafe { K::block(&blk) };
+                        })
+                    }
+                };
+
+                if parallel {
+                    use rayon::prelude::*;
+                    if m >= 2 * K::MR {
+                        // Split LOOP 3 over rows: a multiple of `threads` tasks of
+                        // whole MR panels, each ≤ MC rows, so the load balances.
+                        let rounds = m.div_ceil(threads * MC);
+                        let chunk = m.div_ceil(threads * rounds).div_ceil(K::MR) * K::MR;
+                        let tasks = m.div_ceil(chunk);
+                        (0..tasks).into_par_iter().for_each(|t| {
+                            let ic = t * chunk;
+                            run_rows(ic, (m - ic).min(chunk), 0, nc);
+                        });
+                    } else {
+                        // Few rows: split LOOP 2 over whole NR column panels.
+                        let panels = nc.div_ceil(K::NR);
+                        let per = panels.div_ceil(threads);
+                        let tasks = panels.div_ceil(per);
+                        (0..tasks).into_par_iter().for_each(|t| {
+                            let jr0 = t * per * K::NR;
+                            run_rows(0, m, jr0, (nc - jr0).min(per * K::NR));
+                        });
+                    }
+                } else {
+                    let mut ic = 0;
+                    while ic < m {
+                        let mc = (m - ic).min(MC);
+                        run_rows(ic, mc, 0, nc);
+                        ic += mc;
+                    }
+                }
+
+                pc += kc;
+                if pc >= k {
+                    break;
+                }
+            }
+            jc += nc;
+        }
+    });
+}

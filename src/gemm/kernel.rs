@@ -1,0 +1,397 @@
+//! Register-blocked microkernels (BLIS loops 2 and 1 plus the microkernel),
+//! one zero-sized type per instruction set behind one trait.
+//!
+//! The microkernel body `tile` is written once, generic over the vector type
+//! and over the tile shape (`M` rows × `NV` vectors), and is `#[inline(always)]`;
+//! each ISA's `#[target_feature]` entry point (`Kernel::block`) is a thin
+//! wrapper that inlines LOOP 2, LOOP 1 and the tile bodies, so the whole
+//! macro-block compiles to that ISA's instructions.
+//!
+//! Edge tiles: rows are exact (`M` is chosen per tile, so no padded rows are
+//! ever computed); columns are rounded up to whole vectors, the padded lanes
+//! come from zero-padded packing (or a masked load when B is read in place)
+//! and are masked off when C is written. When C does not have unit column
+//! stride the tile goes through a scratch buffer instead. Thin panels (one
+//! vector wide, e.g. N = 10) run taller tiles (`MR_THIN` rows) so enough
+//! independent FMA chains are in flight.
+
+use super::simd::Simd;
+use super::Activation;
+
+/// One macro-block: `C[..mc, ..nc] = epilogue(α·A~·B~ (+ β·C))` over `kc`.
+///
+/// A~ is described by strides: element (i, p) of the row panel starting at
+/// row `ir` (a multiple of MR) is `a[(ir / MR) * a_panel + (i % MR) * rsa + p * csa]`.
+/// That covers both packed panels (`rsa = 1, csa = MR, a_panel = MR·kc`) and
+/// reading A in place (`rsa = lda, csa = 1, a_panel = MR·lda`, or a
+/// transposed A with `rsa = 1, csa = lda`). B~ likewise: column panel `jr / NR`
+/// starts at `b + (jr / NR) * b_panel`, row p at `+ p * rsb`. A packed B~
+/// holds whole vectors (zero padding); B read in place (`b_masked`) has its
+/// partial last vector loaded with a mask, so nothing past column nc is read.
+#[derive(Clone, Copy)]
+pub(crate) struct Block {
+    pub mc: usize,
+    pub nc: usize,
+    pub kc: usize,
+    pub a: *const f32,
+    pub rsa: isize,
+    pub csa: isize,
+    pub a_panel: isize,
+    /// A~ is a packed buffer (row panels of exactly MR rows).
+    pub a_packed: bool,
+    pub b: *const f32,
+    pub rsb: isize,
+    pub b_panel: isize,
+    /// B~ is B itself: load a partial last vector masked.
+    pub b_masked: bool,
+    pub c: *mut f32,
+    pub rsc: isize,
+    pub csc: isize,
+    pub alpha: f32,
+    /// 0: C is write-only for this block (never read, may hold NaN).
+    pub beta: f32,
+    /// `bias[j]` for columns of this block, or null.
+    pub bias: *const f32,
+    pub act: Activation,
+}
+
+/// One register tile's operands (a row panel of A~ × a column panel of B~).
+#[derive(Clone, Copy)]
+struct Tile {
+    k: usize,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    c: *mut f32,
+    rsc: isize,
+    csc: isize,
+    /// Valid columns, `(NV-1)·LANES < n ≤ NV·LANES`.
+    n: usize,
+    alpha: f32,
+    beta: f32,
+    bias: *const f32,
+    act: Activation,
+}
+
+/// `for $i in 0..$n` with `$n ≤ 16` a constant, unrolled in the source so
+/// every index is a literal before LLVM's SROA runs: the accumulators then
+/// live in registers instead of a stack array.
+macro_rules! unroll {
+    ($n:expr, $i:ident, $body:block) => {
+        unroll!(@ $n, $i, $body, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+    };
+    (@ $n:expr, $i:ident, $body:block, $($k:literal),*) => {
+        $( if $k < $n { let $i: usize = $k; $body } )*
+    };
+}
+
+/// Hides a pointer's provenance from the optimizer (an empty asm block), so
+/// independent pointers stay independent induction variables.
+#[inline(always)]
+fn opaque(p: *const f32) -> *const f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut p = p;
+        // SAFETY: an empty asm block that only passes the value through.
+        unsafe { std::arch::asm!("/* {0} */", inout(reg) p, options(pure, nomem, nostack, preserves_flags)) };
+        p
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::hint::black_box(p)
+    }
+}
+
+/// Hint that the cache line holding `p` will be written soon (no fault if
+/// the address is invalid; a no-op off x86-64).
+#[inline(always)]
+fn prefetch(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// The microkernel: `M × NV·LANES` accumulators in registers, one rank-1
+/// update per k, then the fused epilogue (α, β, bias, activation) in
+/// registers, written straight to C (masked last vector) or via scratch.
+///
+/// # Safety
+/// `S`'s instructions must be available; A~ must be readable for `M` rows ×
+/// `k`, B~ for `k` rows × `NV·LANES` columns (only `(NV-1)·LANES + tail`
+/// when `TAIL`), C writable (and readable when
+/// β ≠ 0) for `M × n`, bias readable for `n` values when non-null.
+#[inline(always)]
+unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &Tile, tail: usize) {
+    const { assert!(M <= 16 && NV <= 16) };
+    // Ask for the C tile now so its lines arrive while the k loop runs.
+    if t.csc == 1 {
+        unroll!(M, i, {
+            let row = t.c.wrapping_offset(i as isize * t.rsc);
+            prefetch(row);
+            prefetch(row.wrapping_add(t.n - 1));
+        });
+    }
+    let mut acc = [[S::zero(); NV]; M];
+    // Rows are addressed from one base pointer per group of 4 rows; the
+    // bases are made opaque to LLVM so it cannot rewrite row i's address as
+    // row (i-1)'s plus rsa, a serial add chain of M cycles per k step that
+    // would otherwise bound the kernel.
+    let rsa = t.rsa;
+    let mut ag = [t.a; 16]; // only the first ceil(M / 4) are used
+    unroll!(M.div_ceil(4), g, {
+        ag[g] = opaque(t.a.wrapping_offset(4 * g as isize * rsa));
+    });
+    let mut b = t.b;
+    let mut k = t.k;
+    while k > 0 {
+        let mut bv = [S::zero(); NV];
+        unroll!(NV, v, {
+            bv[v] = if TAIL && v + 1 == NV {
+                S::load_part(b.wrapping_add(v * S::LANES), tail)
+            } else {
+                S::load(b.wrapping_add(v * S::LANES))
+            };
+        });
+        unroll!(M, i, {
+            let ai = S::bcast(ag[i / 4].wrapping_offset((i % 4) as isize * rsa));
+            unroll!(NV, v, {
+                acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
+            });
+        });
+        unroll!(M.div_ceil(4), g, {
+            ag[g] = ag[g].wrapping_offset(t.csa);
+        });
+        b = b.wrapping_offset(t.rsb);
+        k -= 1;
+    }
+
+    let alpha = S::splat(t.alpha);
+    let beta = S::splat(t.beta);
+    let read_c = t.beta != 0.0;
+    let has_bias = !t.bias.is_null();
+    let relu = t.act == Activation::Relu;
+    if t.csc == 1 {
+        // Direct path: epilogue in registers, last vector masked if partial.
+        unroll!(M, i, {
+            let crow = t.c.offset(i as isize * t.rsc);
+            unroll!(NV, v, {
+                let j = v * S::LANES;
+                let cols = t.n - j; // ≥ 1 by the NV choice
+                let full = cols >= S::LANES;
+                let mut x = S::mul(acc[i][v], alpha);
+                if read_c {
+                    let cv = if full { S::load(crow.add(j)) } else { S::load_part(crow.add(j), cols) };
+                    x = S::fmadd(beta, cv, x);
+                }
+                if has_bias {
+                    let bb = if full { S::load(t.bias.add(j)) } else { S::load_part(t.bias.add(j), cols) };
+                    x = S::add(x, bb);
+                }
+                if relu {
+                    x = S::relu(x);
+                }
+                if full {
+                    S::store(crow.add(j), x)
+                } else {
+                    S::store_part(crow.add(j), cols, x)
+                }
+            });
+        });
+        if t.act == Activation::Sigmoid {
+            for i in 0..M {
+                let crow = t.c.offset(i as isize * t.rsc);
+                for j in 0..t.n {
+                    let p = crow.add(j);
+                    *p = Activation::Sigmoid.apply(*p);
+                }
+            }
+        }
+    } else {
+        // Scratch path (C with a non-unit column stride, e.g. a transposed view).
+        let mut scratch = [[S::zero(); NV]; M];
+        unroll!(M, i, {
+            unroll!(NV, v, {
+                scratch[i][v] = S::mul(acc[i][v], alpha);
+            });
+        });
+        let s = scratch.as_ptr() as *const f32;
+        for i in 0..M {
+            for j in 0..t.n {
+                let mut x = *s.add(i * NV * S::LANES + j);
+                let p = t.c.offset(i as isize * t.rsc + j as isize * t.csc);
+                if read_c {
+                    x += t.beta * *p;
+                }
+                if has_bias {
+                    x += *t.bias.add(j);
+                }
+                *p = t.act.apply(x);
+            }
+        }
+    }
+}
+
+/// Picks the `M`-row instantiation (masked-tail or not) for `NV` vectors.
+macro_rules! tile_rows {
+    ($S:ty, $t:expr, $m:expr, $tail:expr, $NV:literal, [$($M:literal),*]) => {
+        match ($m, $tail) {
+            $(
+                ($M, 0) => tile::<$S, $M, $NV, false>($t, 0),
+                ($M, tail) => tile::<$S, $M, $NV, true>($t, tail),
+            )*
+            _ => unreachable!(),
+        }
+    };
+}
+
+/// LOOP 2 (NR columns) and LOOP 1 (MR rows) over one macro-block.
+///
+/// # Safety
+/// As `tile` for every tile of the block.
+#[inline(always)]
+unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: usize>(
+    blk: &Block,
+    run: impl Fn(usize, usize, usize, &Tile),
+) {
+    let mut jr = 0;
+    // LOOP 2: step NR through the nc columns of B~ / C.
+    while jr < blk.nc {
+        let n = (blk.nc - jr).min(NR);
+        let panel = (jr / NR) as isize;
+        let (b, rsb) = (blk.b.wrapping_offset(panel * blk.b_panel), blk.rsb);
+        let nv = n.div_ceil(S::LANES);
+        let tail = if blk.b_masked && n % S::LANES != 0 { n % S::LANES } else { 0 };
+        let bias = if blk.bias.is_null() { blk.bias } else { blk.bias.add(jr) };
+        // A one-vector-wide panel (thin N) has few accumulators per row, so
+        // when A is read in place take MR_THIN rows at once to keep enough
+        // independent FMA chains in flight.
+        let step = if nv == 1 && !blk.a_packed { MR_THIN } else { MR };
+        let mut ir = 0;
+        // LOOP 1: step MR through the mc rows of A~ / C.
+        while ir < blk.mc {
+            let m = (blk.mc - ir).min(step);
+            let t = Tile {
+                k: blk.kc,
+                a: blk.a.wrapping_offset((ir / MR) as isize * blk.a_panel),
+                rsa: blk.rsa,
+                csa: blk.csa,
+                b,
+                rsb,
+                c: blk.c.offset(ir as isize * blk.rsc + jr as isize * blk.csc),
+                rsc: blk.rsc,
+                csc: blk.csc,
+                n,
+                alpha: blk.alpha,
+                beta: blk.beta,
+                bias,
+                act: blk.act,
+            };
+            run(m, nv, tail, &t);
+            ir += step;
+        }
+        jr += NR;
+    }
+}
+
+/// One instruction set's microkernel family.
+pub(crate) trait Kernel {
+    /// MR: rows of a register tile; LOOP 1 steps by MR. A tile's A~ sliver
+    /// (MR × KC) streams from L1/L2.
+    const MR: usize;
+    /// NR: columns of a register tile (whole vectors); LOOP 2 steps by NR.
+    /// The B~ micro-panel (KC × NR) stays in L1 while LOOP 1 runs.
+    const NR: usize;
+    /// Runs LOOP 2, LOOP 1 and the microkernels over one macro-block.
+    ///
+    /// # Safety
+    /// The CPU must support the ISA, and `blk` must describe valid memory as
+    /// documented on [`Block`].
+    unsafe fn block(blk: &Block);
+}
+
+/// AVX-512F microkernel: 8 × 32 tile, 16 zmm accumulators.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Avx512;
+/// AVX2 + FMA microkernel: 6 × 16 tile, 12 ymm accumulators.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Avx2;
+/// Portable microkernel on `wide::f32x8`: 6 × 8 tile (12 accumulator
+/// halves fit the 16 SSE registers of baseline x86-64).
+pub(crate) struct Portable;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn block_avx512(blk: &Block) {
+    use super::simd::V512;
+    block_loops::<V512, 8, 32, 16>(blk, |m, nv, tail, t| {
+        // SAFETY: same contract as `block`; the tile lies inside the block.
+        unsafe {
+            match nv {
+                1 => tile_rows!(V512, t, m, tail, 1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]),
+                _ => tile_rows!(V512, t, m, tail, 2, [1, 2, 3, 4, 5, 6, 7, 8]),
+            }
+        }
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_avx2(blk: &Block) {
+    use super::simd::V256;
+    block_loops::<V256, 6, 16, 12>(blk, |m, nv, tail, t| {
+        // SAFETY: same contract as `block`; the tile lies inside the block.
+        unsafe {
+            match nv {
+                1 => tile_rows!(V256, t, m, tail, 1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+                _ => tile_rows!(V256, t, m, tail, 2, [1, 2, 3, 4, 5, 6]),
+            }
+        }
+    })
+}
+
+fn block_portable(blk: &Block) {
+    use super::simd::VWide;
+    // SAFETY: `Kernel::block`'s caller guarantees the block's memory contract;
+    // the portable vector type needs no CPU feature.
+    unsafe {
+        block_loops::<VWide, 6, 8, 6>(blk, |m, nv, tail, t| {
+            debug_assert_eq!(nv, 1);
+            tile_rows!(VWide, t, m, tail, 1, [1, 2, 3, 4, 5, 6])
+        })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Kernel for Avx512 {
+    const MR: usize = 8;
+    const NR: usize = 32;
+    #[inline]
+    unsafe fn block(blk: &Block) {
+        block_avx512(blk)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Kernel for Avx2 {
+    const MR: usize = 6;
+    const NR: usize = 16;
+    #[inline]
+    unsafe fn block(blk: &Block) {
+        block_avx2(blk)
+    }
+}
+
+impl Kernel for Portable {
+    const MR: usize = 6;
+    const NR: usize = 8;
+    #[inline]
+    unsafe fn block(blk: &Block) {
+        block_portable(blk)
+    }
+}

@@ -1,0 +1,95 @@
+//! Measures this core's FP32 FMA peak, the 100 % line for GEMM efficiency.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use super::simd::Simd;
+use super::Isa;
+
+/// 12 independent accumulator chains: enough to cover FMA latency × ports on
+/// current x86 cores (4 cycles × 2 ports = 8 in flight).
+const CHAINS: usize = 12;
+/// FMA rounds per timed batch.
+const ROUNDS: usize = 1 << 16;
+
+/// `ROUNDS × CHAINS` vector FMAs; returns the accumulators so nothing is
+/// optimised away.
+#[inline(always)]
+unsafe fn fma_loop<S: Simd>(seed: f32) -> f32 {
+    let x = S::splat(black_box(0.999_999));
+    let y = S::splat(black_box(1e-7));
+    let mut acc = [S::splat(seed); CHAINS];
+    for _ in 0..ROUNDS {
+        for a in acc.iter_mut() {
+            *a = S::fmadd(*a, x, y);
+        }
+    }
+    let mut s = S::zero();
+    for a in acc {
+        s = S::add(s, a);
+    }
+    let mut out = [0.0f32; 16];
+    S::store(out.as_mut_ptr(), s);
+    out[0]
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn loop_avx512(seed: f32) -> f32 {
+    fma_loop::<super::simd::V512>(seed)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn loop_avx2(seed: f32) -> f32 {
+    fma_loop::<super::simd::V256>(seed)
+}
+
+fn loop_portable(seed: f32) -> f32 {
+    // SAFETY: the portable vector type needs no CPU feature.
+    unsafe { fma_loop::<super::simd::VWide>(seed) }
+}
+
+/// Runs `f` (one batch of `flops`) repeatedly for about `duration` and
+/// returns the best batch rate in GFLOP/s.
+fn best_rate(duration: Duration, flops: f64, mut f: impl FnMut() -> f32) -> f64 {
+    let start = Instant::now();
+    let mut best = f64::INFINITY;
+    loop {
+        let t = Instant::now();
+        black_box(f());
+        best = best.min(t.elapsed().as_secs_f64());
+        if start.elapsed() >= duration {
+            break;
+        }
+    }
+    flops / best / 1e9
+}
+
+/// This core's FP32 FMA peak in GFLOP/s (one thread), measured for about
+/// `duration` with a loop of 12 independent vector accumulators on the
+/// widest vectors of [`super::selected_isa`] (AVX-512 or AVX2; `wide` f32x8
+/// for the portable/reference paths). Best of many short batches, so a noisy
+/// machine reads close to its true peak.
+pub fn fma_peak_gflops(duration: Duration) -> f64 {
+    on_isa(super::selected_isa(), duration)
+}
+
+/// [`fma_peak_gflops`] for an explicit ISA (which must be available).
+pub fn fma_peak_gflops_with(isa: Isa, duration: Duration) -> f64 {
+    assert!(isa.is_available(), "fma_peak_gflops: ISA {} is not supported by this CPU", isa.name());
+    on_isa(isa, duration)
+}
+
+fn on_isa(isa: Isa, duration: Duration) -> f64 {
+    let batch = |lanes: usize| (ROUNDS * CHAINS * lanes * 2) as f64;
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F availability was checked (selected/asserted).
+        Isa::Avx512 => best_rate(duration, batch(16), || unsafe { loop_avx512(1.0) }),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 + FMA availability was checked (selected/asserted).
+        Isa::Avx2 => best_rate(duration, batch(8), || unsafe { loop_avx2(1.0) }),
+        _ => best_rate(duration, batch(8), || loop_portable(1.0)),
+    }
+}

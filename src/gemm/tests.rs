@@ -1,0 +1,320 @@
+//! Every optimized path against `reference::sgemm`.
+
+use super::*;
+
+/// Deterministic values in [-1, 1).
+fn fill(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// How an operand is laid out in memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Layout {
+    /// Contiguous row-major.
+    RowMajor,
+    /// `.t()` of a contiguous row-major buffer of the transposed shape.
+    Trans,
+    /// Row-major inside a wider buffer (row stride = cols + 3).
+    Padded,
+    /// Neither stride is 1 (rs = 2·cols + 1, cs = 2).
+    General,
+}
+
+const LAYOUTS: [Layout; 4] = [Layout::RowMajor, Layout::Trans, Layout::Padded, Layout::General];
+
+/// (buffer length, rs, cs) for a rows × cols view.
+fn geometry(l: Layout, rows: usize, cols: usize) -> (usize, usize, usize) {
+    match l {
+        Layout::RowMajor => (rows * cols, cols, 1),
+        Layout::Trans => (rows * cols, 1, rows),
+        Layout::Padded => (rows * (cols + 3), cols + 3, 1),
+        Layout::General => (rows * (2 * cols + 1), 2 * cols + 1, 2),
+    }
+}
+
+fn view(data: &[f32], l: Layout, rows: usize, cols: usize) -> MatRef<'_> {
+    let (_, rs, cs) = geometry(l, rows, cols);
+    match l {
+        Layout::Trans => MatRef::row_major(data, cols, rows).t(),
+        _ => MatRef::strided(data, rows, cols, rs, cs),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    m: usize,
+    n: usize,
+    k: usize,
+    la: Layout,
+    lb: Layout,
+    lc: Layout,
+    alpha: f32,
+    beta: f32,
+    bias: bool,
+    act: Activation,
+}
+
+impl Case {
+    fn new(m: usize, n: usize, k: usize) -> Case {
+        Case {
+            m,
+            n,
+            k,
+            la: Layout::RowMajor,
+            lb: Layout::RowMajor,
+            lc: Layout::RowMajor,
+            alpha: 1.0,
+            beta: 0.0,
+            bias: false,
+            act: Activation::Linear,
+        }
+    }
+}
+
+/// The epilogue / α / β variants the brief lists, cycled by index.
+fn variant(c: Case, v: usize) -> Case {
+    let (alpha, beta, bias, act) = match v % 9 {
+        0 => (1.0, 0.0, false, Activation::Linear),
+        1 => (1.0, 0.0, true, Activation::Linear),
+        2 => (1.0, 0.0, true, Activation::Relu),
+        3 => (1.0, 0.0, true, Activation::Sigmoid),
+        4 => (1.0, 0.0, false, Activation::Relu),
+        5 => (1.0, 1.0, false, Activation::Linear),
+        6 => (2.0, 0.5, true, Activation::Relu),
+        7 => (2.0, 0.0, false, Activation::Linear),
+        _ => (-0.5, 1.0, true, Activation::Sigmoid),
+    };
+    Case { alpha, beta, bias, act, ..c }
+}
+
+/// Runs one case on `isa` and on the reference; returns the optimized C.
+fn check(isa: Isa, c: Case) -> Vec<f32> {
+    let Case { m, n, k, .. } = c;
+    let seed = (m * 1_000_003 + n * 1009 + k) as u64;
+    let (la_len, ..) = geometry(c.la, m, k);
+    let (lb_len, ..) = geometry(c.lb, k, n);
+    let (lc_len, crs, ccs) = geometry(c.lc, m, n);
+    let a = fill(la_len, seed);
+    let b = fill(lb_len, seed + 1);
+    let bias = fill(n, seed + 2);
+    let c0 = if c.beta == 0.0 { vec![f32::NAN; lc_len] } else { fill(lc_len, seed + 3) };
+    let epi = Epilogue { bias: c.bias.then_some(&bias[..]), act: c.act };
+
+    let mut got = c0.clone();
+    sgemm_with(isa, c.alpha, view(&a, c.la, m, k), view(&b, c.lb, k, n), c.beta, cview(&mut got, c.lc, m, n), epi);
+    let mut want = c0.clone();
+    reference::sgemm(c.alpha, view(&a, c.la, m, k), view(&b, c.lb, k, n), c.beta, cview(&mut want, c.lc, m, n), epi);
+
+    let av = view(&a, c.la, m, k);
+    let bv = view(&b, c.lb, k, n);
+    for i in 0..m {
+        for j in 0..n {
+            let idx = i * crs + j * ccs;
+            let mut scale = 1.0f32;
+            for p in 0..k {
+                scale += (c.alpha * av.at(i, p) * bv.at(p, j)).abs();
+            }
+            if c.beta != 0.0 {
+                scale += (c.beta * c0[idx]).abs();
+            }
+            if c.bias {
+                scale += bias[j].abs();
+            }
+            let tol = 1e-6 * (k as f32 + 4.0) * scale;
+            let (g, w) = (got[idx], want[idx]);
+            assert!(
+                g.is_finite() && (g - w).abs() <= tol,
+                "{} {:?}: C[{i},{j}] = {g}, reference {w} (tol {tol})",
+                isa.name(),
+                c
+            );
+        }
+    }
+    // Elements outside the C view (padding) are untouched.
+    let mut inside = vec![false; lc_len];
+    for i in 0..m {
+        for j in 0..n {
+            inside[i * crs + j * ccs] = true;
+        }
+    }
+    for (idx, (&g, &w)) in got.iter().zip(&c0).enumerate() {
+        if !inside[idx] {
+            assert!(g.to_bits() == w.to_bits(), "{} {:?}: wrote outside C at {idx}", isa.name(), c);
+        }
+    }
+    got
+}
+
+fn cview(data: &mut [f32], l: Layout, rows: usize, cols: usize) -> MatMut<'_> {
+    let (_, rs, cs) = geometry(l, rows, cols);
+    MatMut::strided(data, rows, cols, rs, cs)
+}
+
+fn isas() -> Vec<Isa> {
+    let v = available_isas();
+    let names: Vec<&str> = v.iter().map(|i| i.name()).collect();
+    eprintln!("gemm tests ran ISA paths: {}", names.join(", "));
+    v
+}
+
+#[test]
+fn all_small_sizes_every_isa() {
+    for isa in isas() {
+        let mut v = 0;
+        for m in 0..20 {
+            for n in 0..20 {
+                for k in 0..20 {
+                    let mut c = variant(Case::new(m, n, k), v);
+                    // Cycle layouts too, so every edge combo meets several.
+                    c.la = LAYOUTS[v % 4];
+                    c.lb = LAYOUTS[(v / 4) % 4];
+                    c.lc = LAYOUTS[(v / 16) % 4];
+                    if c.lc == Layout::Trans {
+                        c.lc = Layout::RowMajor;
+                    }
+                    check(isa, c);
+                    v += 1;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_layout_and_epilogue() {
+    let lcs = [Layout::RowMajor, Layout::Padded, Layout::General];
+    for isa in isas() {
+        for (s, &(m, n, k)) in [(17, 37, 9), (9, 70, 33), (40, 10, 100)].iter().enumerate() {
+            for la in LAYOUTS {
+                for lb in LAYOUTS {
+                    for (ci, &lc) in lcs.iter().enumerate() {
+                        for v in 0..9 {
+                            if (v + ci + s) % 3 != 0 && v != 0 && v != 3 {
+                                continue;
+                            }
+                            let c = Case { la, lb, lc, ..variant(Case::new(m, n, k), v) };
+                            check(isa, c);
+                        }
+                    }
+                }
+            }
+        }
+        // A transposed C view (scratch tile path).
+        for v in 0..9 {
+            check(isa, Case { lc: Layout::Trans, ..variant(Case::new(13, 21, 7), v) });
+        }
+    }
+}
+
+#[test]
+fn odd_sizes_and_block_boundaries() {
+    let odd = [1, 33, 67, 129, 257];
+    for isa in isas() {
+        let mut v = 0;
+        for &m in &odd {
+            for &n in &odd {
+                for &k in &[1, 67, 257] {
+                    if m * n * k > 257 * 67 * 67 {
+                        continue;
+                    }
+                    check(isa, variant(Case::new(m, n, k), v));
+                    v += 1;
+                }
+            }
+        }
+        // Crossing MC (rows), KC (depth, several blocks, with β and epilogue
+        // only on the last), NC (columns) and mixed.
+        check(isa, variant(Case::new(MC + 5, 40, 20), 2));
+        check(isa, variant(Case::new(20, 40, 2 * KC + 3), 6));
+        check(isa, variant(Case::new(20, 40, KC), 8));
+        check(isa, variant(Case::new(3, NC + 21, 5), 2));
+        check(isa, Case { la: Layout::Trans, lb: Layout::General, ..variant(Case::new(MC + 9, 70, KC + 1), 3) });
+        check(isa, Case { la: Layout::General, lb: Layout::Trans, ..variant(Case::new(70, 200, KC + 1), 5) });
+    }
+}
+
+#[test]
+fn mlp_shapes() {
+    // (m, n, k) as the Dense layers call them, for batches 32, 128, 256
+    // (256 on the fastest path only, to keep the oracle's time down).
+    for (ii, isa) in isas().into_iter().enumerate() {
+        for &batch in &[32, 128, 256] {
+            if batch == 256 && ii > 0 {
+                continue;
+            }
+            let fwd1 = Case { bias: true, act: Activation::Relu, ..Case::new(batch, 100, 784) };
+            let fwd2 = Case { bias: true, ..Case::new(batch, 10, 100) };
+            let dw1 = Case { la: Layout::Trans, ..Case::new(784, 100, batch) };
+            let dw2 = Case { la: Layout::Trans, ..Case::new(100, 10, batch) };
+            let dx2 = Case { lb: Layout::Trans, ..Case::new(batch, 100, 10) };
+            let dx1 = Case { lb: Layout::Trans, ..Case::new(batch, 784, 100) };
+            for c in [fwd1, fwd2, dw1, dw2, dx2, dx1] {
+                check(isa, c);
+            }
+        }
+        check(isa, Case { bias: true, act: Activation::Sigmoid, ..Case::new(32, 100, 784) });
+    }
+}
+
+#[test]
+fn threads_give_bit_identical_results() {
+    let pool = |t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+    let (p1, p2) = (pool(1), pool(2));
+    // Above PAR_MIN_FLOPS: a row split (m large) and a column split (m small).
+    let shapes = [(64, 100, 784, Layout::RowMajor), (8, 700, 784, Layout::RowMajor), (784, 100, 32, Layout::Trans)];
+    for isa in isas() {
+        for &(m, n, k, la) in &shapes {
+            assert!(2 * m * n * k >= PAR_MIN_FLOPS);
+            let c = Case { la, bias: true, act: Activation::Relu, ..Case::new(m, n, k) };
+            let one = p1.install(|| check(isa, c));
+            let two = p2.install(|| check(isa, c));
+            assert!(
+                one.iter().zip(&two).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{}: 1 and 2 threads differ on {m}x{n}x{k}",
+                isa.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn isa_selection() {
+    let v = available_isas();
+    assert!(v.contains(&Isa::Portable));
+    assert!(!v.contains(&Isa::Reference));
+    assert!(selected_isa().is_available());
+    for isa in [Isa::Avx512, Isa::Avx2, Isa::Portable, Isa::Reference] {
+        assert_eq!(Isa::from_name(isa.name()), Some(isa));
+    }
+    assert_eq!(Isa::from_name("nope"), None);
+    // The reference path through sgemm_with agrees with the oracle.
+    check(Isa::Reference, variant(Case::new(5, 6, 7), 6));
+}
+
+#[test]
+fn fma_peak_is_positive() {
+    let g = fma_peak_gflops(std::time::Duration::from_millis(20));
+    assert!(g.is_finite() && g > 0.5, "peak {g}");
+}
+
+#[test]
+#[should_panic(expected = "sgemm")]
+fn shape_mismatch_panics() {
+    let a = vec![0.0; 6];
+    let b = vec![0.0; 6];
+    let mut c = vec![0.0; 4];
+    sgemm(
+        1.0,
+        MatRef::row_major(&a, 2, 3),
+        MatRef::row_major(&b, 2, 3),
+        0.0,
+        MatMut::row_major(&mut c, 2, 2),
+        Epilogue::default(),
+    );
+}
