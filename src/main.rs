@@ -7,6 +7,7 @@ use simdnet::error::{Error, Result};
 use simdnet::events::FinishReason;
 use simdnet::headless::{Headless, StopSignals};
 use simdnet::summary::summary;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -38,12 +39,16 @@ fn run_summary(args: SummaryArgs) -> Result<ExitCode> {
 
 fn run_train(args: TrainArgs) -> Result<ExitCode> {
     let mut session = Session::from_args(&args)?;
-    println!("{}", session.header());
-    let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
-    let mut monitor = Headless { signals: signals.clone(), quiet: false };
-    let outcome = session.run(&mut monitor)?;
+    let (outcome, signal) = if !args.fit.no_tui && std::io::stdout().is_terminal() {
+        simdnet::tui::run(&mut session)?
+    } else {
+        println!("{}", session.header());
+        let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
+        let mut monitor = Headless { signals: signals.clone(), quiet: false };
+        (session.run(&mut monitor)?, signals.exit_code())
+    };
     if outcome.history.finish == FinishReason::NonFiniteLoss {
         return Err(Error::new("training stopped: the loss became NaN or infinite (try a lower --lr)"));
     }
-    Ok(signals.exit_code().map_or(ExitCode::SUCCESS, ExitCode::from))
+    Ok(signal.map_or(ExitCode::SUCCESS, ExitCode::from))
 }

@@ -1,0 +1,257 @@
+//! The live training dashboard. Training runs on its own thread and sends
+//! [`Event`]s over a channel; this (the UI) thread owns the [`App`] state,
+//! redraws at most ~15 times a second and sends [`Command`]s back.
+//!
+//! The terminal is restored on every exit: normal end, `q`, Ctrl-C, SIGTERM,
+//! an error (returned after the restore, so it prints on the normal screen)
+//! and a panic (ratatui's hook).
+
+pub mod app;
+pub mod ui;
+pub mod widgets;
+
+pub use app::{App, Info, Status, View};
+
+use crate::app::{Outcome, Session};
+use crate::checkpoint;
+use crate::error::{Error, Result};
+use crate::events::{Command, Event};
+use crate::train::Monitor;
+use crossterm::event::{self as term, Event as TermEvent};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Shortest time between two frames (~15 per second).
+const FRAME: Duration = Duration::from_millis(66);
+/// Longest time between two frames (the clocks move on).
+const IDLE_FRAME: Duration = Duration::from_millis(500);
+/// Test images predicted after each epoch for the samples panel.
+pub const SAMPLES: usize = 16;
+/// How long the FMA peak is measured at startup.
+const PEAK_MEASURE: Duration = Duration::from_millis(200);
+
+/// What the trainer thread sends to the UI thread.
+#[derive(Debug)]
+pub enum Msg {
+    Event(Event),
+    /// `Session::run` returned (with its error's message, if it failed); the
+    /// thread keeps serving `Save` until the dashboard closes.
+    Done(Option<String>),
+}
+
+/// The trainer's side of the channels: events out, commands in.
+pub struct ChannelMonitor {
+    pub events: Sender<Msg>,
+    pub commands: Receiver<Command>,
+}
+
+impl Monitor for ChannelMonitor {
+    fn event(&mut self, event: Event) {
+        // The dashboard gone (it failed): nothing to tell; poll stops training.
+        let _ = self.events.send(Msg::Event(event));
+    }
+
+    fn poll(&mut self) -> Option<Command> {
+        match self.commands.try_recv() {
+            Ok(c) => Some(c),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(Command::Stop),
+        }
+    }
+
+    fn wait(&mut self) -> Option<Command> {
+        self.commands.recv().ok()
+    }
+}
+
+/// SIGTERM / SIGINT / SIGHUP: stop training and leave once the trainer is done.
+#[derive(Clone, Default)]
+struct Signals {
+    terminate: Arc<AtomicBool>,
+    interrupt: Arc<AtomicBool>,
+    hangup: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let s = Signals::default();
+        signal_hook::flag::register(SIGTERM, s.terminate.clone())?;
+        signal_hook::flag::register(SIGINT, s.interrupt.clone())?;
+        signal_hook::flag::register(SIGHUP, s.hangup.clone())?;
+        Ok(s)
+    }
+
+    /// The shell's exit code for the signal received, if any.
+    fn exit_code(&self) -> Option<u8> {
+        [(&self.hangup, 129), (&self.interrupt, 130), (&self.terminate, 143)]
+            .into_iter()
+            .find(|(flag, _)| flag.load(Ordering::Relaxed))
+            .map(|(_, code)| code)
+    }
+}
+
+/// Leaves the alternate screen and raw mode when dropped (also on an error
+/// return or an unwinding panic of the UI thread).
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// Trains `session` behind the dashboard. Returns the outcome and, when a
+/// signal ended the run, the exit code the shell expects.
+pub fn run(session: &mut Session) -> Result<(Outcome, Option<u8>)> {
+    session.cfg.sample_predictions = SAMPLES;
+    let mut app = App::new(Info::from_session(session));
+    let signals = Signals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
+    let mut terminal = ratatui::try_init().map_err(|e| Error::new(format!("cannot open the dashboard: {e}")))?;
+    let restore = Restore;
+    let draw_error = |e: std::io::Error| Error::new(format!("cannot draw the dashboard: {e}"));
+    terminal.draw(|f| f.render_widget(&app, f.area())).map_err(draw_error)?;
+    // Measured before training starts, so that neither disturbs the other.
+    app.peak_gflops = Some(crate::gemm::fma_peak_gflops(PEAK_MEASURE) * session.threads as f64);
+
+    let (event_tx, event_rx) = mpsc::channel();
+    let (command_tx, command_rx) = mpsc::channel();
+    let (ui, trained) = std::thread::scope(|scope| {
+        let trainer = scope.spawn(move || train(session, event_tx, command_rx));
+        let ui = ui_loop(&mut terminal, &mut app, &event_rx, &command_tx, &signals);
+        // Closing the command channel stops the trainer after its step (if
+        // the UI failed) or ends its save service.
+        drop(command_tx);
+        (ui, trainer.join())
+    });
+    drop(terminal);
+    drop(restore);
+    ui?;
+    let outcome = match trained {
+        Ok(result) => result?,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            return Err(Error::new(format!("the training thread panicked: {what}")));
+        }
+    };
+    Ok((outcome, signals.exit_code()))
+}
+
+/// The trainer thread: runs the session, then saves on request until the
+/// dashboard closes the command channel.
+fn train(session: &mut Session, events: Sender<Msg>, commands: Receiver<Command>) -> Result<Outcome> {
+    let mut monitor = ChannelMonitor { events, commands };
+    let result = session.run(&mut monitor);
+    let _ = monitor.events.send(Msg::Done(result.as_ref().err().map(|e| e.to_string())));
+    while let Ok(command) = monitor.commands.recv() {
+        if let Command::Save(path) = command {
+            let line = match checkpoint::save(&session.model, &session.class_names, &path) {
+                Ok(()) => format!("saved model to {}", path.display()),
+                Err(e) => format!("save failed: {e}"),
+            };
+            let _ = monitor.events.send(Msg::Event(Event::Log(line)));
+        }
+    }
+    result
+}
+
+fn ui_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    app: &mut App,
+    events: &Receiver<Msg>,
+    commands: &Sender<Command>,
+    signals: &Signals,
+) -> Result<()> {
+    let io = |e: std::io::Error| Error::new(format!("dashboard: {e}"));
+    let mut last_draw: Option<Instant> = None;
+    let mut dirty = true;
+    let mut signalled = false;
+    loop {
+        loop {
+            match events.try_recv() {
+                Ok(Msg::Event(e)) => app.on_event(e),
+                Ok(Msg::Done(error)) => app.on_trainer_done(error),
+                Err(TryRecvError::Empty) => break,
+                // Gone without `Done`: the trainer panicked (run reports it).
+                Err(TryRecvError::Disconnected) if !app.trainer_done() => return Ok(()),
+                Err(TryRecvError::Disconnected) => break,
+            }
+            dirty = true;
+        }
+        if !signalled && signals.exit_code().is_some() {
+            signalled = true;
+            dirty = true;
+            app.push_log("signal received: stopping");
+            app.quit_when_done = true;
+            if app.training() {
+                app.status = Status::Stopping;
+                let _ = commands.send(Command::Stop);
+            }
+            if app.trainer_done() {
+                app.quit = true;
+            }
+        }
+        if app.quit {
+            return Ok(());
+        }
+        let since = last_draw.map_or(Duration::MAX, |t| t.elapsed());
+        if (dirty && since >= FRAME) || since >= IDLE_FRAME {
+            terminal.draw(|f| f.render_widget(&*app, f.area())).map_err(io)?;
+            last_draw = Some(Instant::now());
+            dirty = false;
+        }
+        if term::poll(FRAME).map_err(io)? {
+            loop {
+                match term::read().map_err(io)? {
+                    TermEvent::Key(key) => {
+                        if let Some(c) = app.on_key(key) {
+                            // The trainer gone (finishing): nothing to do.
+                            let _ = commands.send(c);
+                        }
+                    }
+                    TermEvent::Resize(..) => last_draw = None,
+                    _ => {}
+                }
+                dirty = true;
+                if !term::poll(Duration::ZERO).map_err(io)? {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_stops_when_the_dashboard_is_gone() {
+        let (tx, _rx) = mpsc::channel();
+        let (ctx, crx) = mpsc::channel();
+        let mut m = ChannelMonitor { events: tx, commands: crx };
+        assert_eq!(m.poll(), None);
+        ctx.send(Command::Pause).unwrap();
+        assert_eq!(m.poll(), Some(Command::Pause));
+        ctx.send(Command::Resume).unwrap();
+        assert_eq!(m.wait(), Some(Command::Resume));
+        drop(ctx);
+        assert_eq!(m.poll(), Some(Command::Stop));
+        assert_eq!(m.wait(), None);
+    }
+
+    #[test]
+    fn events_reach_the_ui_side() {
+        let (tx, rx) = mpsc::channel();
+        let (_ctx, crx) = mpsc::channel();
+        let mut m = ChannelMonitor { events: tx, commands: crx };
+        m.event(Event::Log("hello".into()));
+        assert!(matches!(rx.try_recv(), Ok(Msg::Event(Event::Log(s))) if s == "hello"));
+    }
+}
