@@ -386,8 +386,8 @@ impl App {
                 Status::Paused => Some(Command::Resume),
                 _ => None,
             },
-            KeyCode::Char('+') | KeyCode::Char('=') if self.training() => Some(Command::ScaleLearningRate(2.0)),
-            KeyCode::Char('-') | KeyCode::Char('_') if self.training() => Some(Command::ScaleLearningRate(0.5)),
+            KeyCode::Char('+') | KeyCode::Char('=') if self.training() => Some(self.scale_learning_rate(2.0)),
+            KeyCode::Char('-') | KeyCode::Char('_') if self.training() => Some(self.scale_learning_rate(0.5)),
             KeyCode::Char('s') => {
                 self.push_log(format!("saving to {}…", self.info.save_path.display()));
                 Some(Command::Save(self.info.save_path.clone()))
@@ -426,6 +426,13 @@ impl App {
             }
             _ => None,
         }
+    }
+
+    /// The trainer applies every scale it receives (also while paused): show
+    /// the new rate at once rather than at the next progress event.
+    fn scale_learning_rate(&mut self, factor: f32) -> Command {
+        self.learning_rate *= factor;
+        Command::ScaleLearningRate(factor)
     }
 
     /// `q` / Ctrl-C: stop training first; once the trainer is done, leave.
@@ -530,7 +537,9 @@ mod tests {
     fn plus_and_minus_scale_the_learning_rate() {
         let mut app = App::new(info());
         assert_eq!(app.on_key(key(KeyCode::Char('+'))), Some(Command::ScaleLearningRate(2.0)));
+        assert_eq!(app.learning_rate, 0.02, "shown at once");
         assert_eq!(app.on_key(key(KeyCode::Char('-'))), Some(Command::ScaleLearningRate(0.5)));
+        assert_eq!(app.learning_rate, 0.01);
         app.on_event(Event::Finished { reason: FinishReason::Completed });
         assert_eq!(app.on_key(key(KeyCode::Char('+'))), None, "no trainer to scale after the end");
     }

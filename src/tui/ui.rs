@@ -136,12 +136,13 @@ fn render_throughput(app: &App, area: Rect, buf: &mut Buffer) {
         spans.push(Span::raw("paused").yellow().bold());
     } else if !app.training() {
         let state = match (&app.status, &app.finish) {
-            (Status::Done(Some(_)), _) => "failed",
-            (Status::Stopping, _) => "stopping…",
-            (_, Some(r)) => finish_text(r),
-            _ => "finishing…",
+            (Status::Done(Some(e)), _) => format!("failed: {e}"),
+            (Status::Stopping, _) => "stopping…".into(),
+            (_, Some(r)) => finish_text(r).into(),
+            _ => "finishing…".into(),
         };
-        spans.push(Span::raw(state).yellow().bold());
+        let color = if matches!(app.status, Status::Done(Some(_))) { Color::Red } else { Color::Yellow };
+        spans.push(Span::raw(state).fg(color).bold());
         if let Some((loss, acc)) = app.test {
             spans.push(Span::raw(format!("  test accuracy {acc:.4}  test loss {loss:.4}")).bold());
         }

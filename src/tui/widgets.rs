@@ -47,7 +47,7 @@ impl Widget for Confusion<'_> {
         head.extend((0..k).map(|p| Span::raw(format!("{p:>cell$}")).dark_gray()));
         head.push(Span::raw("     acc").dark_gray());
         lines.push(Line::from(head));
-        for t in 0..k {
+        for (t, acc) in accuracy.iter().enumerate() {
             let row_name = if numbered { format!("{t} {}", name(self.names, t)) } else { t.to_string() };
             let mut row = vec![Span::raw(format!("{:<label$}", fit(&row_name, label)))];
             for p in 0..k {
@@ -63,7 +63,7 @@ impl Widget for Confusion<'_> {
                 };
                 row.push(Span::styled(format!("{n:>cell$}"), style));
             }
-            let acc = match accuracy[t] {
+            let acc = match acc {
                 Some(a) => format!("  {:>5.1}%", a * 100.0),
                 None => "       -".into(),
             };
