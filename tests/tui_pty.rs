@@ -51,6 +51,11 @@ impl Tmux {
     /// Starts `command` (argv) in a `width`×`height` pane, cwd = the tempdir;
     /// the pane stays after the command exits, so its status can be read.
     fn start(width: u16, height: u16, args: &[&str]) -> Tmux {
+        Tmux::start_with_env(width, height, args, None)
+    }
+
+    /// As `start`, with `SIMDNET_FAULT=fault` in the program's environment.
+    fn start_with_env(width: u16, height: u16, args: &[&str], fault: Option<&str>) -> Tmux {
         let dir = tempfile::tempdir().unwrap();
         write_data(&dir.path().join("data").tap_create(), 2000, 300);
         std::fs::create_dir(dir.path().join("out")).unwrap();
@@ -66,6 +71,10 @@ impl Tmux {
         let mut tmux_args = vec!["-f", conf.to_str().unwrap(), "new-session", "-d", "-s", "t", "-x", &w, "-y", &h];
         let cwd = tmux.dir.path().display().to_string();
         tmux_args.extend(["-c", &cwd]);
+        let env = fault.map(|f| format!("SIMDNET_FAULT={f}"));
+        if let Some(env) = &env {
+            tmux_args.extend(["-e", env]);
+        }
         tmux_args.extend(cmd.iter().map(|s| s.as_str()));
         let out = tmux.run(&tmux_args);
         assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
@@ -153,7 +162,9 @@ fn run_step(screen: &str) -> Option<String> {
 macro_rules! require_tmux {
     () => {
         if !tmux_available() {
-            eprintln!("SKIPPED: tmux is not installed (apt-get install -y tmux); the dashboard was not tested end to end");
+            eprintln!(
+                "SKIPPED: tmux is not installed (apt-get install -y tmux); the dashboard was not tested end to end"
+            );
             return;
         }
     };
@@ -230,6 +241,33 @@ fn errors_print_after_the_terminal_is_restored() {
     let screen = String::from_utf8_lossy(&out.stdout);
     let error = screen.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line:\n{screen}"));
     assert!(error.contains("model.safetensors"), "{error}");
+}
+
+#[test]
+fn a_trainer_panic_shows_as_an_error_then_restores() {
+    require_tmux!();
+    let t = Tmux::start_with_env(100, 30, &["--epochs", "2", "--threads", "1"], Some("tui-trainer-panic"));
+    let screen = t.wait_for("the failure on the dashboard", |s| s.contains(" error "));
+    assert!(screen.contains("failed: the training thread panicked"), "{screen}");
+    assert_eq!(t.format("#{alternate_on}"), "1", "the dashboard stays up to show it");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(), 1);
+    assert_eq!(t.format("#{alternate_on}"), "0", "left the alternate screen");
+    let out = t.run(&["capture-pane", "-p", "-J", "-S", "-100", "-t", "t"]);
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("error: the training thread panicked") && screen.contains("injected fault"), "{screen}");
+}
+
+#[test]
+fn a_dashboard_panic_restores_the_terminal_first() {
+    require_tmux!();
+    let t = Tmux::start_with_env(100, 30, &["--epochs", "2", "--threads", "1"], Some("tui-ui-panic"));
+    assert_eq!(t.wait_exit(), 101, "Rust's exit code for a panic");
+    assert_eq!(t.format("#{alternate_on}"), "0", "left the alternate screen");
+    let out = t.run(&["capture-pane", "-p", "-J", "-S", "-100", "-t", "t"]);
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("injected fault (SIMDNET_FAULT=tui-ui-panic)"), "{screen}");
+    assert!(!screen.contains("samples/s"), "dashboard left on the normal screen:\n{screen}");
 }
 
 #[test]

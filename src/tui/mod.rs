@@ -4,7 +4,9 @@
 //!
 //! The terminal is restored on every exit: normal end, `q`, Ctrl-C, SIGTERM,
 //! an error (returned after the restore, so it prints on the normal screen)
-//! and a panic (ratatui's hook).
+//! and a panic. A panic of the UI thread restores at once (panic hook); one of
+//! the trainer is caught and shown on the dashboard as an error, reported
+//! again after the restore.
 
 pub mod app;
 pub mod ui;
@@ -13,14 +15,21 @@ pub mod widgets;
 pub use app::{App, Info, Status, View};
 
 use crate::app::{Outcome, Session};
+use crate::atomic::FAULT_ENV;
 use crate::checkpoint;
 use crate::error::{Error, Result};
 use crate::events::{Command, Event};
 use crate::train::Monitor;
 use crossterm::event::{self as term, Event as TermEvent};
+use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+use std::io::Stdout;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 /// Shortest time between two frames (~15 per second).
@@ -45,10 +54,15 @@ pub enum Msg {
 pub struct ChannelMonitor {
     pub events: Sender<Msg>,
     pub commands: Receiver<Command>,
+    /// Fault injection (tests): panic at the first progress event.
+    pub panic_on_progress: bool,
 }
 
 impl Monitor for ChannelMonitor {
     fn event(&mut self, event: Event) {
+        if self.panic_on_progress && matches!(event, Event::Progress(_)) {
+            panic!("injected fault ({FAULT_ENV}=tui-trainer-panic)");
+        }
         // The dashboard gone (it failed): nothing to tell; poll stops training.
         let _ = self.events.send(Msg::Event(event));
     }
@@ -93,14 +107,71 @@ impl Signals {
     }
 }
 
+type Tty = Terminal<CrosstermBackend<Stdout>>;
+
+/// The thread that draws, while the dashboard is up.
+static UI_THREAD: Mutex<Option<ThreadId>> = Mutex::new(None);
+/// The message of the latest panic outside the UI thread (the trainer's, or
+/// a kernel worker's), kept for the error report instead of printed over
+/// the dashboard.
+static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Chains a hook before the existing one (once per process): a panic in the
+/// UI thread restores the terminal before the message prints; any other
+/// while the dashboard is up is kept quiet (the trainer catches it).
+fn install_panic_hook() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let ui = *UI_THREAD.lock().unwrap_or_else(|e| e.into_inner());
+            match ui {
+                Some(id) if id != std::thread::current().id() => {
+                    *PANIC_MESSAGE.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.to_string());
+                }
+                Some(_) => {
+                    restore_terminal();
+                    previous(info);
+                }
+                None => previous(info),
+            }
+        }));
+    });
+}
+
+fn restore_terminal() {
+    let _ = terminal::disable_raw_mode();
+    let _ = crossterm::execute!(std::io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
+}
+
+/// Raw mode, the alternate screen, and this thread as the UI thread.
+fn open_terminal() -> std::io::Result<Tty> {
+    install_panic_hook();
+    *UI_THREAD.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current().id());
+    terminal::enable_raw_mode()?;
+    let mut stdout = std::io::stdout();
+    if let Err(e) = crossterm::execute!(stdout, EnterAlternateScreen) {
+        restore_terminal();
+        return Err(e);
+    }
+    Terminal::new(CrosstermBackend::new(stdout)).inspect_err(|_| restore_terminal())
+}
+
 /// Leaves the alternate screen and raw mode when dropped (also on an error
 /// return or an unwinding panic of the UI thread).
 struct Restore;
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        ratatui::restore();
+        restore_terminal();
+        *UI_THREAD.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
+}
+
+/// `SIMDNET_FAULT=tui-trainer-panic` / `tui-ui-panic`: panic at the first
+/// progress event, in the trainer or the UI thread (tests of the restore).
+fn fault(name: &str) -> bool {
+    std::env::var(FAULT_ENV).is_ok_and(|v| v == name)
 }
 
 /// Trains `session` behind the dashboard. Returns the outcome and, when a
@@ -109,7 +180,7 @@ pub fn run(session: &mut Session) -> Result<(Outcome, Option<u8>)> {
     session.cfg.sample_predictions = SAMPLES;
     let mut app = App::new(Info::from_session(session));
     let signals = Signals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
-    let mut terminal = ratatui::try_init().map_err(|e| Error::new(format!("cannot open the dashboard: {e}")))?;
+    let mut terminal = open_terminal().map_err(|e| Error::new(format!("cannot open the dashboard: {e}")))?;
     let restore = Restore;
     let draw_error = |e: std::io::Error| Error::new(format!("cannot draw the dashboard: {e}"));
     terminal.draw(|f| f.render_widget(&app, f.area())).map_err(draw_error)?;
@@ -146,8 +217,12 @@ pub fn run(session: &mut Session) -> Result<(Outcome, Option<u8>)> {
 /// The trainer thread: runs the session, then saves on request until the
 /// dashboard closes the command channel.
 fn train(session: &mut Session, events: Sender<Msg>, commands: Receiver<Command>) -> Result<Outcome> {
-    let mut monitor = ChannelMonitor { events, commands };
-    let result = session.run(&mut monitor);
+    let mut monitor = ChannelMonitor { events, commands, panic_on_progress: fault("tui-trainer-panic") };
+    // A panic becomes an error the dashboard shows (the hook kept it quiet).
+    let result = panic::catch_unwind(AssertUnwindSafe(|| session.run(&mut monitor))).unwrap_or_else(|_| {
+        let message = PANIC_MESSAGE.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+        Err(Error::new(format!("the training thread panicked: {message}")))
+    });
     let _ = monitor.events.send(Msg::Done(result.as_ref().err().map(|e| e.to_string())));
     while let Ok(command) = monitor.commands.recv() {
         if let Command::Save(path) = command {
@@ -162,7 +237,7 @@ fn train(session: &mut Session, events: Sender<Msg>, commands: Receiver<Command>
 }
 
 fn ui_loop(
-    terminal: &mut ratatui::DefaultTerminal,
+    terminal: &mut Tty,
     app: &mut App,
     events: &Receiver<Msg>,
     commands: &Sender<Command>,
@@ -172,9 +247,13 @@ fn ui_loop(
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;
     let mut signalled = false;
+    let ui_panic = fault("tui-ui-panic");
     loop {
         loop {
             match events.try_recv() {
+                Ok(Msg::Event(Event::Progress(_))) if ui_panic => {
+                    panic!("injected fault ({FAULT_ENV}=tui-ui-panic)")
+                }
                 Ok(Msg::Event(e)) => app.on_event(e),
                 Ok(Msg::Done(error)) => app.on_trainer_done(error),
                 Err(TryRecvError::Empty) => break,
@@ -235,7 +314,7 @@ mod tests {
     fn monitor_stops_when_the_dashboard_is_gone() {
         let (tx, _rx) = mpsc::channel();
         let (ctx, crx) = mpsc::channel();
-        let mut m = ChannelMonitor { events: tx, commands: crx };
+        let mut m = ChannelMonitor { events: tx, commands: crx, panic_on_progress: false };
         assert_eq!(m.poll(), None);
         ctx.send(Command::Pause).unwrap();
         assert_eq!(m.poll(), Some(Command::Pause));
@@ -250,7 +329,7 @@ mod tests {
     fn events_reach_the_ui_side() {
         let (tx, rx) = mpsc::channel();
         let (_ctx, crx) = mpsc::channel();
-        let mut m = ChannelMonitor { events: tx, commands: crx };
+        let mut m = ChannelMonitor { events: tx, commands: crx, panic_on_progress: false };
         m.event(Event::Log("hello".into()));
         assert!(matches!(rx.try_recv(), Ok(Msg::Event(Event::Log(s))) if s == "hello"));
     }
