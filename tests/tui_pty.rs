@@ -224,6 +224,23 @@ fn sigterm_stops_training_and_restores_the_terminal() {
 }
 
 #[test]
+fn a_closed_terminal_ends_the_run() {
+    require_tmux!();
+    let t = Tmux::start(80, 24, &["--epochs", "200", "--threads", "1"]);
+    t.wait_for("training", |s| s.contains("samples/s"));
+    let pid = t.format("#{pane_pid}");
+    // The terminal goes away (SIGHUP, then end of file on the tty).
+    t.run(&["kill-server"]);
+    let stat = format!("/proc/{pid}/stat");
+    let start = Instant::now();
+    // Gone, or a zombie nobody reaps (tmux, its parent, has exited).
+    while std::fs::read_to_string(&stat).is_ok_and(|s| !s.split_whitespace().nth(2).is_some_and(|st| st == "Z")) {
+        assert!(start.elapsed() < Duration::from_secs(30), "simdnet {pid} still runs after its terminal closed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn errors_print_after_the_terminal_is_restored() {
     require_tmux!();
     let t = Tmux::start(80, 24, &["--epochs", "200", "--threads", "1", "--save", "out/model.safetensors"]);

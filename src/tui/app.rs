@@ -156,6 +156,8 @@ pub struct App {
     /// Leave as soon as the trainer thread ends (`q` twice, SIGTERM).
     pub quit_when_done: bool,
     started: Instant,
+    /// When `fit` returned (the clock stops).
+    finished_at: Option<Instant>,
     paused_since: Option<Instant>,
     paused_total: Duration,
 }
@@ -186,6 +188,7 @@ impl App {
             quit: false,
             quit_when_done: false,
             started: Instant::now(),
+            finished_at: None,
             paused_since: None,
             paused_total: Duration::ZERO,
         }
@@ -204,10 +207,11 @@ impl App {
         matches!(self.status, Status::Done(_))
     }
 
-    /// Wall time since the start, pauses excluded.
+    /// Training time so far (until `fit` returned), pauses excluded.
     pub fn elapsed(&self) -> Duration {
-        let paused = self.paused_total + self.paused_since.map_or(Duration::ZERO, |t| t.elapsed());
-        self.started.elapsed().saturating_sub(paused)
+        let now = self.finished_at.unwrap_or_else(Instant::now);
+        let paused = self.paused_total + self.paused_since.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        now.saturating_duration_since(self.started).saturating_sub(paused)
     }
 
     pub fn push_log(&mut self, line: impl Into<String>) {
@@ -249,6 +253,7 @@ impl App {
                 if let Some(t) = self.paused_since.take() {
                     self.paused_total += t.elapsed();
                 }
+                self.finished_at.get_or_insert_with(Instant::now);
                 self.push_log(format!("training {}", finish_text(&reason)));
                 if !self.trainer_done() {
                     self.status = Status::Finished(reason.clone());
@@ -304,6 +309,7 @@ impl App {
 
     /// The trainer thread has ended, with its error if it failed.
     pub fn on_trainer_done(&mut self, error: Option<String>) {
+        self.finished_at.get_or_insert_with(Instant::now);
         if let Some(e) = &error {
             self.push_log(format!("error: {e}"));
         }

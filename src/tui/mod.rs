@@ -38,6 +38,10 @@ const FRAME: Duration = Duration::from_millis(66);
 const IDLE_FRAME: Duration = Duration::from_millis(500);
 /// Test images predicted after each epoch for the samples panel.
 pub const SAMPLES: usize = 16;
+/// How often the input thread checks whether the dashboard has closed.
+const INPUT_POLL: Duration = Duration::from_millis(100);
+/// How often the UI thread checks the signal flags while idle.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 /// How long the FMA peak is measured at startup.
 const PEAK_MEASURE: Duration = Duration::from_millis(200);
 
@@ -48,6 +52,10 @@ pub enum Msg {
     /// `Session::run` returned (with its error's message, if it failed); the
     /// thread keeps serving `Save` until the dashboard closes.
     Done(Option<String>),
+    /// From the input thread.
+    Key(crossterm::event::KeyEvent),
+    Resize,
+    InputError(String),
 }
 
 /// The trainer's side of the channels: events out, commands in.
@@ -187,11 +195,14 @@ pub fn run(session: &mut Session) -> Result<(Outcome, Option<u8>)> {
     // Measured before training starts, so that neither disturbs the other.
     app.peak_gflops = Some(crate::gemm::fma_peak_gflops(PEAK_MEASURE) * session.threads as f64);
 
-    let (event_tx, event_rx) = mpsc::channel();
+    let (message_tx, message_rx) = mpsc::channel();
     let (command_tx, command_rx) = mpsc::channel();
+    let stop_input = Arc::new(AtomicBool::new(false));
+    spawn_input(message_tx.clone(), stop_input.clone()).map_err(|e| Error::new(format!("dashboard: {e}")))?;
     let (ui, trained) = std::thread::scope(|scope| {
-        let trainer = scope.spawn(move || train(session, event_tx, command_rx));
-        let ui = ui_loop(&mut terminal, &mut app, &event_rx, &command_tx, &signals);
+        let trainer = scope.spawn(move || train(session, message_tx, command_rx));
+        let ui = ui_loop(&mut terminal, &mut app, &message_rx, &command_tx, &signals);
+        stop_input.store(true, Ordering::Relaxed);
         // Closing the command channel stops the trainer after its step (if
         // the UI failed) or ends its save service.
         drop(command_tx);
@@ -236,10 +247,37 @@ fn train(session: &mut Session, events: Sender<Msg>, commands: Receiver<Command>
     result
 }
 
+/// Reads the terminal on its own thread, so that the UI thread sleeps on
+/// one channel and wakes for a key or a trainer event alike. Detached: a
+/// hung-up terminal can keep crossterm's reader from returning (it spins on
+/// end of file), and that must not keep the dashboard from closing. Ends at
+/// `stop` (checked every poll) or when the dashboard has gone.
+fn spawn_input(messages: Sender<Msg>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("simdnet-input".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let message = match term::poll(INPUT_POLL) {
+                Ok(false) => continue,
+                Ok(true) => match term::read() {
+                    Ok(TermEvent::Key(key)) => Msg::Key(key),
+                    Ok(TermEvent::Resize(..)) => Msg::Resize,
+                    Ok(_) => continue,
+                    Err(e) => Msg::InputError(e.to_string()),
+                },
+                Err(e) => Msg::InputError(e.to_string()),
+            };
+            let failed = matches!(message, Msg::InputError(_));
+            if messages.send(message).is_err() || failed {
+                return;
+            }
+        }
+    })?;
+    Ok(())
+}
+
 fn ui_loop(
     terminal: &mut Tty,
     app: &mut App,
-    events: &Receiver<Msg>,
+    messages: &Receiver<Msg>,
     commands: &Sender<Command>,
     signals: &Signals,
 ) -> Result<()> {
@@ -249,19 +287,26 @@ fn ui_loop(
     let mut signalled = false;
     let ui_panic = fault("tui-ui-panic");
     loop {
-        loop {
-            match events.try_recv() {
-                Ok(Msg::Event(Event::Progress(_))) if ui_panic => {
-                    panic!("injected fault ({FAULT_ENV}=tui-ui-panic)")
+        // Sleep until a message, the next frame or the next signal check.
+        let since = last_draw.map_or(Duration::MAX, |t| t.elapsed());
+        let wait = if dirty { FRAME.saturating_sub(since) } else { IDLE_FRAME.saturating_sub(since).min(SIGNAL_CHECK) };
+        let mut next = messages.recv_timeout(wait).ok();
+        while let Some(message) = next {
+            match message {
+                Msg::Event(Event::Progress(_)) if ui_panic => panic!("injected fault ({FAULT_ENV}=tui-ui-panic)"),
+                Msg::Event(e) => app.on_event(e),
+                Msg::Done(error) => app.on_trainer_done(error),
+                Msg::Key(key) => {
+                    if let Some(c) = app.on_key(key) {
+                        // The trainer gone (finishing): nothing to do.
+                        let _ = commands.send(c);
+                    }
                 }
-                Ok(Msg::Event(e)) => app.on_event(e),
-                Ok(Msg::Done(error)) => app.on_trainer_done(error),
-                Err(TryRecvError::Empty) => break,
-                // Gone without `Done`: the trainer panicked (run reports it).
-                Err(TryRecvError::Disconnected) if !app.trainer_done() => return Ok(()),
-                Err(TryRecvError::Disconnected) => break,
+                Msg::Resize => last_draw = None,
+                Msg::InputError(e) => return Err(Error::new(format!("dashboard: cannot read the terminal: {e}"))),
             }
             dirty = true;
+            next = messages.try_recv().ok();
         }
         if !signalled && signals.exit_code().is_some() {
             signalled = true;
@@ -284,24 +329,6 @@ fn ui_loop(
             terminal.draw(|f| f.render_widget(&*app, f.area())).map_err(io)?;
             last_draw = Some(Instant::now());
             dirty = false;
-        }
-        if term::poll(FRAME).map_err(io)? {
-            loop {
-                match term::read().map_err(io)? {
-                    TermEvent::Key(key) => {
-                        if let Some(c) = app.on_key(key) {
-                            // The trainer gone (finishing): nothing to do.
-                            let _ = commands.send(c);
-                        }
-                    }
-                    TermEvent::Resize(..) => last_draw = None,
-                    _ => {}
-                }
-                dirty = true;
-                if !term::poll(Duration::ZERO).map_err(io)? {
-                    break;
-                }
-            }
         }
     }
 }

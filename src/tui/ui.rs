@@ -104,7 +104,11 @@ fn render_gauges(app: &App, area: Rect, buf: &mut Buffer) {
         Some(s) if app.paused() => format!("ETA {} (paused)", clock(s)),
         Some(s) => format!("ETA {}", clock(s)),
         None if app.training() => "ETA …".into(),
-        None => "done".into(),
+        None => match app.status {
+            Status::Stopping => "stopping…".into(),
+            Status::Finished(_) => "testing…".into(),
+            _ => "done".into(),
+        },
     };
     let epoch_label = format!("Epoch {epoch:>3}/{} step {step:>5}/{} ", i.epochs, i.steps_per_epoch);
     let run_label = format!(
