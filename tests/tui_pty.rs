@@ -234,7 +234,7 @@ fn a_closed_terminal_ends_the_run() {
     let stat = format!("/proc/{pid}/stat");
     let start = Instant::now();
     // Gone, or a zombie nobody reaps (tmux, its parent, has exited).
-    while std::fs::read_to_string(&stat).is_ok_and(|s| !s.split_whitespace().nth(2).is_some_and(|st| st == "Z")) {
+    while std::fs::read_to_string(&stat).is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z")) {
         assert!(start.elapsed() < Duration::from_secs(30), "simdnet {pid} still runs after its terminal closed");
         std::thread::sleep(Duration::from_millis(100));
     }
