@@ -147,7 +147,7 @@ fn header_progress_and_throughput_at_80x24() {
             "Epoch   3/5",
             "step   300/1500",
             "ETA",
-            "200k samples/s",
+            "200.3k samples/s",
             "ms/step",
             "GFLOP/s",
             "% of 114 peak",
@@ -287,7 +287,7 @@ fn every_panel_renders_at_small_and_odd_sizes() {
         app.show_help = false;
         // 40×12: the essentials still show.
         let screen = render(&app, 40, 12);
-        assert_has(&screen, &["simdnet", "Epoch", "samples/s"]);
+        assert_has(&screen, &["simdnet", "784-100-10 relu", "Epoch", "samples/s"]);
     }
     // Side by side on a wide terminal: curves and the confusion matrix at once.
     app.view = View::Curves;

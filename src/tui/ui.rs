@@ -4,7 +4,6 @@
 
 use super::app::{finish_text, App, Status, View};
 use super::widgets::{Confusion as ConfusionWidget, ImageGrid};
-use crate::headless::human_rate;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -61,6 +60,15 @@ fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
         ("isa", i.isa.clone()),
         ("seed", i.seed.to_string()),
     ];
+    if area.height == 1 && area.width < 100 {
+        // Small: the essentials, most telling first.
+        let line = Line::from(vec![
+            Span::raw("simdnet ").cyan().bold(),
+            Span::raw(format!("{} · {} · batch {} · {}", i.model, items[2].1, i.batch_size, i.data)).bold(),
+        ]);
+        line.render(area, buf);
+        return;
+    }
     // Pack whole "key value" items into lines (never split one).
     let mut lines = vec![Line::from(Span::raw("simdnet").cyan().bold())];
     for (key, value) in items {
@@ -77,6 +85,17 @@ fn render_header(app: &App, area: Rect, buf: &mut Buffer) {
         line.push_span(Span::raw(value).bold());
     }
     Paragraph::new(lines).render(area, buf);
+}
+
+/// Samples per second to 3-4 significant digits: `5312`, `228.4k`, `1.23M`.
+pub fn rate(v: f64) -> String {
+    if v < 1e4 {
+        format!("{v:.0}")
+    } else if v < 1e6 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{:.2}M", v / 1e6)
+    }
 }
 
 /// `75` → `1:15`, `3725` → `1:02:05`.
@@ -151,10 +170,10 @@ fn render_throughput(app: &App, area: Rect, buf: &mut Buffer) {
             spans.push(Span::raw(format!("  test accuracy {acc:.4}  test loss {loss:.4}")).bold());
         }
         if let Some(e) = app.epochs.last() {
-            spans.push(Span::raw(format!("  {} samples/s", human_rate(e.samples_per_second))).dark_gray());
+            spans.push(Span::raw(format!("  {} samples/s", rate(e.samples_per_second))).dark_gray());
         }
     } else if let Some((sps, ms, gflops, peak)) = app.throughput() {
-        spans.push(Span::raw(format!("{} samples/s", human_rate(sps))).bold());
+        spans.push(Span::raw(format!("{} samples/s", rate(sps))).bold());
         spans.push(Span::raw(format!("  {ms:.2} ms/step  {gflops:.2} GFLOP/s")));
         if let (Some(p), Some(peak_gflops)) = (peak, app.peak_gflops) {
             spans.push(Span::raw(format!("  {p:.1}% of {peak_gflops:.0} peak")).dark_gray());
@@ -295,7 +314,7 @@ impl Curve<'_> {
             datasets.push(
                 Dataset::default()
                     .name("best")
-                    .marker(marker)
+                    .marker(Marker::Dot)
                     .graph_type(GraphType::Line)
                     .style(Style::new().fg(Color::Green))
                     .data(&best_line),
