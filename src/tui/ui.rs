@@ -283,8 +283,10 @@ impl Curve<'_> {
             let lo = if lo.is_finite() { (lo * 10.0).floor() / 10.0 } else { 0.0 };
             (lo.clamp(0.0, 0.9), 1.0)
         } else {
+            // From just under the lowest loss: the late, small gains stay visible.
             let hi = if hi.is_finite() && hi > 0.0 { hi * 1.05 } else { 1.0 };
-            (0.0, hi)
+            let lo = if lo.is_finite() && lo < hi { (lo * 0.9).max(0.0) } else { 0.0 };
+            (lo, hi)
         };
         let best_line: Vec<(f64, f64)> = self.best.map(|b| vec![(b as f64, lo), (b as f64, hi)]).unwrap_or_default();
         let mut datasets = vec![Dataset::default()
