@@ -217,8 +217,8 @@ fn dashboard_trains_pauses_saves_stops_and_restores_the_terminal() {
     t.keys(&["Tab"]);
     t.wait_for("the confusion matrix", |s| s.contains("true\\pred") || s.contains("waiting for the first validation"));
 
-    // q stops after the current step; the results stay until the second q.
-    t.keys(&["q"]);
+    // Ctrl-C (as q) stops after the current step; the results stay until q.
+    t.keys(&["C-c"]);
     let screen = t.wait_for("the final screen", |s| s.contains(" done ") && s.contains("test accuracy"));
     assert!(screen.contains("stopped"), "{screen}");
     assert_eq!(t.format("#{pane_dead}"), "0", "the dashboard stays open until q");
