@@ -28,5 +28,6 @@ pub mod model;
 pub mod optim;
 pub mod summary;
 pub mod train;
+pub mod tui;
 
 pub use error::{Error, Result};

@@ -45,14 +45,18 @@ fn run_summary(args: SummaryArgs) -> Result<ExitCode> {
 
 fn run_train(args: TrainArgs) -> Result<ExitCode> {
     let mut session = Session::from_args(&args)?;
-    println!("{}", session.header());
-    let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
-    let mut monitor = Headless { signals: signals.clone(), quiet: false };
-    let outcome = session.run(&mut monitor)?;
+    let (outcome, signal) = if !args.fit.no_tui && std::io::stdout().is_terminal() {
+        simdnet::tui::run(&mut session)?
+    } else {
+        println!("{}", session.header());
+        let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
+        let mut monitor = Headless { signals: signals.clone(), quiet: false };
+        (session.run(&mut monitor)?, signals.exit_code())
+    };
     if outcome.history.finish == FinishReason::NonFiniteLoss {
         return Err(Error::new("training stopped: the loss became NaN or infinite (try a lower --lr)"));
     }
-    Ok(signals.exit_code().map_or(ExitCode::SUCCESS, ExitCode::from))
+    Ok(signal.map_or(ExitCode::SUCCESS, ExitCode::from))
 }
 
 fn run_compare(args: CompareArgs) -> Result<ExitCode> {

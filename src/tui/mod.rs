@@ -1,0 +1,363 @@
+//! The live training dashboard. Training runs on its own thread and sends
+//! [`Event`]s over a channel; this (the UI) thread owns the [`App`] state,
+//! redraws at most ~15 times a second and sends [`Command`]s back.
+//!
+//! The terminal is restored on every exit: normal end, `q`, Ctrl-C, SIGTERM,
+//! an error (returned after the restore, so it prints on the normal screen)
+//! and a panic. A panic of the UI thread restores at once (panic hook); one of
+//! the trainer is caught and shown on the dashboard as an error, reported
+//! again after the restore.
+
+pub mod app;
+pub mod ui;
+pub mod widgets;
+
+pub use app::{App, Info, Status, View};
+
+use crate::app::{Outcome, Session};
+use crate::atomic::FAULT_ENV;
+use crate::checkpoint;
+use crate::error::{Error, Result};
+use crate::events::{Command, Event};
+use crate::train::Monitor;
+use crossterm::event::{self as term, Event as TermEvent};
+use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
+use ratatui::backend::CrosstermBackend;
+use ratatui::Terminal;
+use std::io::Stdout;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+/// Shortest time between two frames (~15 per second).
+const FRAME: Duration = Duration::from_millis(66);
+/// Longest time between two frames (the clocks move on).
+const IDLE_FRAME: Duration = Duration::from_millis(500);
+/// Test images predicted after each epoch for the samples panel.
+pub const SAMPLES: usize = 16;
+/// How often the input thread checks whether the dashboard has closed.
+const INPUT_POLL: Duration = Duration::from_millis(100);
+/// How often the UI thread checks the signal flags while idle.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+/// How long the FMA peak is measured at startup.
+const PEAK_MEASURE: Duration = Duration::from_millis(200);
+
+/// What the trainer thread sends to the UI thread.
+#[derive(Debug)]
+pub enum Msg {
+    Event(Event),
+    /// `Session::run` returned (with its error's message, if it failed); the
+    /// thread keeps serving `Save` until the dashboard closes.
+    Done(Option<String>),
+    /// From the input thread.
+    Key(crossterm::event::KeyEvent),
+    Resize,
+    InputError(String),
+}
+
+/// The trainer's side of the channels: events out, commands in.
+pub struct ChannelMonitor {
+    pub events: Sender<Msg>,
+    pub commands: Receiver<Command>,
+    /// Fault injection (tests): panic at the first progress event.
+    pub panic_on_progress: bool,
+}
+
+impl Monitor for ChannelMonitor {
+    fn event(&mut self, event: Event) {
+        if self.panic_on_progress && matches!(event, Event::Progress(_)) {
+            panic!("injected fault ({FAULT_ENV}=tui-trainer-panic)");
+        }
+        // The dashboard gone (it failed): nothing to tell; poll stops training.
+        let _ = self.events.send(Msg::Event(event));
+    }
+
+    fn poll(&mut self) -> Option<Command> {
+        match self.commands.try_recv() {
+            Ok(c) => Some(c),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(Command::Stop),
+        }
+    }
+
+    fn wait(&mut self) -> Option<Command> {
+        self.commands.recv().ok()
+    }
+}
+
+/// SIGTERM / SIGINT / SIGHUP: stop training and leave once the trainer is done.
+#[derive(Clone, Default)]
+struct Signals {
+    terminate: Arc<AtomicBool>,
+    interrupt: Arc<AtomicBool>,
+    hangup: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let s = Signals::default();
+        signal_hook::flag::register(SIGTERM, s.terminate.clone())?;
+        signal_hook::flag::register(SIGINT, s.interrupt.clone())?;
+        signal_hook::flag::register(SIGHUP, s.hangup.clone())?;
+        Ok(s)
+    }
+
+    /// The shell's exit code for the signal received, if any.
+    fn exit_code(&self) -> Option<u8> {
+        [(&self.hangup, 129), (&self.interrupt, 130), (&self.terminate, 143)]
+            .into_iter()
+            .find(|(flag, _)| flag.load(Ordering::Relaxed))
+            .map(|(_, code)| code)
+    }
+}
+
+type Tty = Terminal<CrosstermBackend<Stdout>>;
+
+/// The thread that draws, while the dashboard is up.
+static UI_THREAD: Mutex<Option<ThreadId>> = Mutex::new(None);
+/// The message of the latest panic outside the UI thread (the trainer's, or
+/// a kernel worker's), kept for the error report instead of printed over
+/// the dashboard.
+static PANIC_MESSAGE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Chains a hook before the existing one (once per process): a panic in the
+/// UI thread restores the terminal before the message prints; any other
+/// while the dashboard is up is kept quiet (the trainer catches it).
+fn install_panic_hook() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let ui = *UI_THREAD.lock().unwrap_or_else(|e| e.into_inner());
+            match ui {
+                Some(id) if id != std::thread::current().id() => {
+                    *PANIC_MESSAGE.lock().unwrap_or_else(|e| e.into_inner()) = Some(info.to_string());
+                }
+                Some(_) => {
+                    restore_terminal();
+                    previous(info);
+                }
+                None => previous(info),
+            }
+        }));
+    });
+}
+
+fn restore_terminal() {
+    let _ = terminal::disable_raw_mode();
+    let _ = crossterm::execute!(std::io::stdout(), LeaveAlternateScreen, crossterm::cursor::Show);
+}
+
+/// Raw mode, the alternate screen, and this thread as the UI thread.
+fn open_terminal() -> std::io::Result<Tty> {
+    install_panic_hook();
+    *UI_THREAD.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current().id());
+    terminal::enable_raw_mode()?;
+    let mut stdout = std::io::stdout();
+    if let Err(e) = crossterm::execute!(stdout, EnterAlternateScreen) {
+        restore_terminal();
+        return Err(e);
+    }
+    Terminal::new(CrosstermBackend::new(stdout)).inspect_err(|_| restore_terminal())
+}
+
+/// Leaves the alternate screen and raw mode when dropped (also on an error
+/// return or an unwinding panic of the UI thread).
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        restore_terminal();
+        *UI_THREAD.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// `SIMDNET_FAULT=tui-trainer-panic` / `tui-ui-panic`: panic at the first
+/// progress event, in the trainer or the UI thread (tests of the restore).
+fn fault(name: &str) -> bool {
+    std::env::var(FAULT_ENV).is_ok_and(|v| v == name)
+}
+
+/// Trains `session` behind the dashboard. Returns the outcome and, when a
+/// signal ended the run, the exit code the shell expects.
+pub fn run(session: &mut Session) -> Result<(Outcome, Option<u8>)> {
+    session.cfg.sample_predictions = SAMPLES;
+    let mut app = App::new(Info::from_session(session));
+    let signals = Signals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
+    let mut terminal = open_terminal().map_err(|e| Error::new(format!("cannot open the dashboard: {e}")))?;
+    let restore = Restore;
+    let draw_error = |e: std::io::Error| Error::new(format!("cannot draw the dashboard: {e}"));
+    terminal.draw(|f| f.render_widget(&app, f.area())).map_err(draw_error)?;
+    // Measured before training starts, so that neither disturbs the other.
+    app.peak_gflops = Some(crate::gemm::fma_peak_gflops(PEAK_MEASURE) * session.threads as f64);
+
+    let (message_tx, message_rx) = mpsc::channel();
+    let (command_tx, command_rx) = mpsc::channel();
+    let stop_input = Arc::new(AtomicBool::new(false));
+    spawn_input(message_tx.clone(), stop_input.clone()).map_err(|e| Error::new(format!("dashboard: {e}")))?;
+    let (ui, trained) = std::thread::scope(|scope| {
+        let trainer = scope.spawn(move || train(session, message_tx, command_rx));
+        let ui = ui_loop(&mut terminal, &mut app, &message_rx, &command_tx, &signals);
+        stop_input.store(true, Ordering::Relaxed);
+        // Closing the command channel stops the trainer after its step (if
+        // the UI failed) or ends its save service.
+        drop(command_tx);
+        (ui, trainer.join())
+    });
+    drop(terminal);
+    drop(restore);
+    ui?;
+    let outcome = match trained {
+        Ok(result) => result?,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            return Err(Error::new(format!("the training thread panicked: {what}")));
+        }
+    };
+    Ok((outcome, signals.exit_code()))
+}
+
+/// The trainer thread: runs the session, then saves on request until the
+/// dashboard closes the command channel.
+fn train(session: &mut Session, events: Sender<Msg>, commands: Receiver<Command>) -> Result<Outcome> {
+    let mut monitor = ChannelMonitor { events, commands, panic_on_progress: fault("tui-trainer-panic") };
+    // A panic becomes an error the dashboard shows (the hook kept it quiet).
+    let result = panic::catch_unwind(AssertUnwindSafe(|| session.run(&mut monitor))).unwrap_or_else(|_| {
+        let message = PANIC_MESSAGE.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+        Err(Error::new(format!("the training thread panicked: {message}")))
+    });
+    let _ = monitor.events.send(Msg::Done(result.as_ref().err().map(|e| e.to_string())));
+    while let Ok(command) = monitor.commands.recv() {
+        if let Command::Save(path) = command {
+            let line = match checkpoint::save(&session.model, &session.class_names, &path) {
+                Ok(()) => format!("saved model to {}", path.display()),
+                Err(e) => format!("save failed: {e}"),
+            };
+            let _ = monitor.events.send(Msg::Event(Event::Log(line)));
+        }
+    }
+    result
+}
+
+/// Reads the terminal on its own thread, so that the UI thread sleeps on
+/// one channel and wakes for a key or a trainer event alike. Detached: a
+/// hung-up terminal can keep crossterm's reader from returning (it spins on
+/// end of file), and that must not keep the dashboard from closing. Ends at
+/// `stop` (checked every poll) or when the dashboard has gone.
+fn spawn_input(messages: Sender<Msg>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("simdnet-input".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            let message = match term::poll(INPUT_POLL) {
+                Ok(false) => continue,
+                Ok(true) => match term::read() {
+                    Ok(TermEvent::Key(key)) => Msg::Key(key),
+                    Ok(TermEvent::Resize(..)) => Msg::Resize,
+                    Ok(_) => continue,
+                    Err(e) => Msg::InputError(e.to_string()),
+                },
+                Err(e) => Msg::InputError(e.to_string()),
+            };
+            let failed = matches!(message, Msg::InputError(_));
+            if messages.send(message).is_err() || failed {
+                return;
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn ui_loop(
+    terminal: &mut Tty,
+    app: &mut App,
+    messages: &Receiver<Msg>,
+    commands: &Sender<Command>,
+    signals: &Signals,
+) -> Result<()> {
+    let io = |e: std::io::Error| Error::new(format!("dashboard: {e}"));
+    let mut last_draw: Option<Instant> = None;
+    let mut dirty = true;
+    let mut signalled = false;
+    let ui_panic = fault("tui-ui-panic");
+    loop {
+        // Sleep until a message, the next frame or the next signal check.
+        let since = last_draw.map_or(Duration::MAX, |t| t.elapsed());
+        let wait = if dirty { FRAME.saturating_sub(since) } else { IDLE_FRAME.saturating_sub(since).min(SIGNAL_CHECK) };
+        let mut next = messages.recv_timeout(wait).ok();
+        while let Some(message) = next {
+            match message {
+                Msg::Event(Event::Progress(_)) if ui_panic => panic!("injected fault ({FAULT_ENV}=tui-ui-panic)"),
+                Msg::Event(e) => app.on_event(e),
+                Msg::Done(error) => app.on_trainer_done(error),
+                Msg::Key(key) => {
+                    if let Some(c) = app.on_key(key) {
+                        // The trainer gone (finishing): nothing to do.
+                        let _ = commands.send(c);
+                    }
+                }
+                Msg::Resize => last_draw = None,
+                Msg::InputError(e) => return Err(Error::new(format!("dashboard: cannot read the terminal: {e}"))),
+            }
+            dirty = true;
+            next = messages.try_recv().ok();
+        }
+        if !signalled && signals.exit_code().is_some() {
+            signalled = true;
+            dirty = true;
+            app.push_log("signal received: stopping");
+            app.quit_when_done = true;
+            if app.training() {
+                app.status = Status::Stopping;
+                let _ = commands.send(Command::Stop);
+            }
+            if app.trainer_done() {
+                app.quit = true;
+            }
+        }
+        if app.quit {
+            return Ok(());
+        }
+        let since = last_draw.map_or(Duration::MAX, |t| t.elapsed());
+        if (dirty && since >= FRAME) || since >= IDLE_FRAME {
+            terminal.draw(|f| f.render_widget(&*app, f.area())).map_err(io)?;
+            last_draw = Some(Instant::now());
+            dirty = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_stops_when_the_dashboard_is_gone() {
+        let (tx, _rx) = mpsc::channel();
+        let (ctx, crx) = mpsc::channel();
+        let mut m = ChannelMonitor { events: tx, commands: crx, panic_on_progress: false };
+        assert_eq!(m.poll(), None);
+        ctx.send(Command::Pause).unwrap();
+        assert_eq!(m.poll(), Some(Command::Pause));
+        ctx.send(Command::Resume).unwrap();
+        assert_eq!(m.wait(), Some(Command::Resume));
+        drop(ctx);
+        assert_eq!(m.poll(), Some(Command::Stop));
+        assert_eq!(m.wait(), None);
+    }
+
+    #[test]
+    fn events_reach_the_ui_side() {
+        let (tx, rx) = mpsc::channel();
+        let (_ctx, crx) = mpsc::channel();
+        let mut m = ChannelMonitor { events: tx, commands: crx, panic_on_progress: false };
+        m.event(Event::Log("hello".into()));
+        assert!(matches!(rx.try_recv(), Ok(Msg::Event(Event::Log(s))) if s == "hello"));
+    }
+}
