@@ -37,9 +37,11 @@ fn run_summary(args: SummaryArgs) -> Result<ExitCode> {
 }
 
 fn run_train(args: TrainArgs) -> Result<ExitCode> {
+    // Handlers first: a signal while the data loads stops the run cleanly at
+    // its first step instead of killing it.
+    let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
     let mut session = Session::from_args(&args)?;
     println!("{}", session.header());
-    let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
     let mut monitor = Headless { signals: signals.clone(), quiet: false };
     let outcome = session.run(&mut monitor)?;
     if outcome.history.finish == FinishReason::NonFiniteLoss {
