@@ -7,6 +7,7 @@ use simdnet::error::{Error, Result};
 use simdnet::events::FinishReason;
 use simdnet::headless::{Headless, StopSignals};
 use simdnet::summary::summary;
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            let _ = writeln!(std::io::stderr(), "error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -32,7 +33,8 @@ fn main() -> ExitCode {
 
 fn run_summary(args: SummaryArgs) -> Result<ExitCode> {
     let data = app::open_data(&args.data)?;
-    print!("{}", summary(&app::model_spec(&args.model, &data)));
+    // A closed stdout (`| head`) must not turn into a panic.
+    let _ = write!(std::io::stdout(), "{}", summary(&app::model_spec(&args.model, &data)));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -41,7 +43,7 @@ fn run_train(args: TrainArgs) -> Result<ExitCode> {
     // its first step instead of killing it.
     let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
     let mut session = Session::from_args(&args)?;
-    println!("{}", session.header());
+    let _ = writeln!(std::io::stdout(), "{}", session.header());
     let mut monitor = Headless { signals: signals.clone(), quiet: false };
     let outcome = session.run(&mut monitor)?;
     if outcome.history.finish == FinishReason::NonFiniteLoss {

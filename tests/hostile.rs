@@ -89,6 +89,17 @@ impl Fixture {
         cmd.args(args).envs(env.iter().copied());
         cmd.output().unwrap()
     }
+    /// Runs `train` with `args` and `--save`, expects the error, and checks
+    /// that neither the model nor a temporary file appeared.
+    fn fails(&self, args: &[&str], needles: &[&str]) -> String {
+        let before = self.top_files();
+        let save = self.path("out.safetensors");
+        let mut all = args.to_vec();
+        all.extend(["--save", save.to_str().unwrap()]);
+        let line = assert_error(&self.train(&all), needles);
+        assert_eq!(self.top_files(), before, "output files appeared");
+        line
+    }
     /// Files in the fixture's top directory (where --save outputs go).
     fn top_files(&self) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(self.dir.path())
@@ -166,7 +177,7 @@ fn corrupt_gz_body() {
     }
     fs::remove_file(f.data().join(TRAIN_LABELS)).unwrap();
     f.write(&format!("{TRAIN_LABELS}.gz"), &gz);
-    assert_error(&f.train(&[]), &[TRAIN_LABELS, "gzip"]);
+    f.fails(&[], &[TRAIN_LABELS, "gzip"]);
 }
 
 #[test]
@@ -174,7 +185,7 @@ fn gz_that_is_not_gzip() {
     let f = Fixture::new();
     fs::remove_file(f.data().join(TEST_LABELS)).unwrap();
     f.write(&format!("{TEST_LABELS}.gz"), b"this is plain text, not gzip\n");
-    assert_error(&f.train(&[]), &[TEST_LABELS, "gzip"]);
+    f.fails(&[], &[TEST_LABELS, "gzip"]);
 }
 
 #[test]
@@ -185,7 +196,7 @@ fn gz_with_bad_checksum() {
     gz[n - 8] ^= 0xff; // the CRC32 in the trailer
     fs::remove_file(f.data().join(TEST_IMAGES)).unwrap();
     f.write(&format!("{TEST_IMAGES}.gz"), &gz);
-    assert_error(&f.train(&[]), &[TEST_IMAGES, "gzip"]);
+    f.fails(&[], &[TEST_IMAGES, "gzip"]);
 }
 
 #[test]
@@ -193,10 +204,10 @@ fn wrong_magic() {
     let f = Fixture::new();
     // A label file where images belong.
     f.write(TRAIN_IMAGES, &idx(8, &[60], &labels(60, 3)));
-    assert_error(&f.train(&[]), &[TRAIN_IMAGES, "wrong magic 0x00000801"]);
+    f.fails(&[], &[TRAIN_IMAGES, "wrong magic 0x00000801"]);
     // Not IDX at all.
     f.write(TRAIN_IMAGES, b"GIF89a.......");
-    assert_error(&f.train(&[]), &[TRAIN_IMAGES, "not an IDX file"]);
+    f.fails(&[], &[TRAIN_IMAGES, "not an IDX file"]);
 }
 
 #[test]
@@ -204,7 +215,7 @@ fn non_u8_data_type() {
     let f = Fixture::new();
     // 0x0D: IDX float data.
     f.write(TRAIN_IMAGES, &idx(0x0d, &[60, 4, 4], &vec![0; 60 * 16 * 4]));
-    assert_error(&f.train(&[]), &[TRAIN_IMAGES, "unsupported IDX data type 0x0d"]);
+    f.fails(&[], &[TRAIN_IMAGES, "unsupported IDX data type 0x0d"]);
 }
 
 /// Runs `train` under a 1 GiB address-space limit, so that an allocation
@@ -264,7 +275,7 @@ fn huge_but_consistent_image_size_is_refused_before_allocating() {
 #[test]
 fn huge_hidden_layers_are_refused_before_allocating() {
     let f = Fixture::new();
-    assert_error(&f.train(&["--hidden", "1000000,1000000"]), &["--hidden", "memory"]);
+    f.fails(&["--hidden", "1000000,1000000"], &["--hidden", "memory"]);
 }
 
 #[test]
@@ -273,14 +284,14 @@ fn trailing_garbage() {
     let mut bytes = fs::read(f.data().join(TEST_LABELS)).unwrap();
     bytes.extend(b"junk");
     f.write(TEST_LABELS, &bytes);
-    assert_error(&f.train(&[]), &[TEST_LABELS, "4 trailing bytes"]);
+    f.fails(&[], &[TEST_LABELS, "4 trailing bytes"]);
 }
 
 #[test]
 fn image_and_label_counts_differ() {
     let f = Fixture::new();
     f.write(TRAIN_LABELS, &idx(8, &[59], &labels(59, 3)));
-    assert_error(&f.train(&[]), &[TRAIN_LABELS, "59 labels", "60 images"]);
+    f.fails(&[], &[TRAIN_LABELS, "59 labels", "60 images"]);
 }
 
 #[test]
@@ -289,14 +300,14 @@ fn test_label_beyond_the_training_classes() {
     let mut l = labels(20, 3);
     l[13] = 7;
     f.write(TEST_LABELS, &idx(8, &[20], &l));
-    assert_error(&f.train(&[]), &[TEST_LABELS, "label 7 at index 13", "3 classes"]);
+    f.fails(&[], &[TEST_LABELS, "label 7 at index 13", "3 classes"]);
 }
 
 #[test]
 fn a_single_class() {
     let f = Fixture::new();
     f.write(TRAIN_LABELS, &idx(8, &[60], &[0; 60]));
-    assert_error(&f.train(&[]), &[TRAIN_LABELS, "at least 2 classes"]);
+    f.fails(&[], &[TRAIN_LABELS, "at least 2 classes"]);
 }
 
 #[test]
@@ -304,7 +315,7 @@ fn empty_training_set() {
     let f = Fixture::new();
     f.write(TRAIN_IMAGES, &idx(8, &[0, 4, 4], &[]));
     f.write(TRAIN_LABELS, &idx(8, &[0], &[]));
-    assert_error(&f.train(&[]), &[TRAIN_IMAGES, "empty"]);
+    f.fails(&[], &[TRAIN_IMAGES, "empty"]);
 }
 
 #[test]
@@ -312,35 +323,35 @@ fn empty_test_set() {
     let f = Fixture::new();
     f.write(TEST_IMAGES, &idx(8, &[0, 4, 4], &[]));
     f.write(TEST_LABELS, &idx(8, &[0], &[]));
-    assert_error(&f.train(&[]), &[TEST_IMAGES, "empty"]);
+    f.fails(&[], &[TEST_IMAGES, "empty"]);
 }
 
 #[test]
 fn empty_file() {
     let f = Fixture::new();
     f.write(TEST_IMAGES, &[]);
-    assert_error(&f.train(&[]), &[TEST_IMAGES, "truncated header: 0 bytes"]);
+    f.fails(&[], &[TEST_IMAGES, "truncated header: 0 bytes"]);
 }
 
 #[test]
 fn zero_pixel_images() {
     let f = Fixture::new();
     f.write(TRAIN_IMAGES, &idx(8, &[60, 0, 4], &[]));
-    assert_error(&f.train(&[]), &[TRAIN_IMAGES, "empty images"]);
+    f.fails(&[], &[TRAIN_IMAGES, "empty images"]);
 }
 
 #[test]
 fn test_images_of_another_size() {
     let f = Fixture::new();
     f.write(TEST_IMAGES, &images(20, 5, 5, &labels(20, 3)));
-    assert_error(&f.train(&[]), &[TEST_IMAGES, "5x5", "4x4"]);
+    f.fails(&[], &[TEST_IMAGES, "5x5", "4x4"]);
 }
 
 #[test]
 fn a_missing_file() {
     let f = Fixture::new();
     fs::remove_file(f.data().join(TEST_LABELS)).unwrap();
-    assert_error(&f.train(&[]), &["missing t10k-labels-idx1-ubyte"]);
+    f.fails(&[], &["missing t10k-labels-idx1-ubyte"]);
 }
 
 #[test]
@@ -372,7 +383,7 @@ fn an_unreadable_file() {
         use std::os::unix::fs::PermissionsExt;
         let p = f.data().join(TRAIN_LABELS);
         fs::set_permissions(&p, fs::Permissions::from_mode(0o000)).unwrap();
-        assert_error(&f.train(&[]), &[TRAIN_LABELS, "permission denied"]);
+        f.fails(&[], &[TRAIN_LABELS, "permission denied"]);
     } else {
         eprintln!("running as root: chmod 000 does not block reads; testing a directory in the file's place instead");
     }
@@ -380,10 +391,10 @@ fn an_unreadable_file() {
     let f = Fixture::new();
     fs::remove_file(f.data().join(TRAIN_LABELS)).unwrap();
     fs::create_dir(f.data().join(TRAIN_LABELS)).unwrap();
-    assert_error(&f.train(&[]), &[TRAIN_LABELS, "is a directory"]);
+    f.fails(&[], &[TRAIN_LABELS, "is a directory"]);
     fs::remove_dir(f.data().join(TRAIN_LABELS)).unwrap();
     fs::create_dir(f.data().join(format!("{TRAIN_LABELS}.gz"))).unwrap();
-    assert_error(&f.train(&[]), &[TRAIN_LABELS, "is a directory"]);
+    f.fails(&[], &[TRAIN_LABELS, "is a directory"]);
 }
 
 /// Gzips every file of the fixture, so that a cache is needed.
@@ -441,7 +452,7 @@ fn read_only_cache_dir() {
     gzip_all(&f);
     fs::create_dir(f.path("cache")).unwrap();
     fs::set_permissions(f.path("cache"), fs::Permissions::from_mode(0o555)).unwrap();
-    assert_error(&f.train(&[]), &["cache", "cannot write cache", "permission denied"]);
+    f.fails(&[], &["cache", "cannot write cache", "permission denied"]);
 }
 
 // ---- flags ----
@@ -495,9 +506,9 @@ fn nonsensical_flags() {
 #[test]
 fn flags_that_conflict_after_parsing() {
     let f = Fixture::new();
-    assert_error(&f.train(&["--momentum", "0.9"]), &["--momentum", "sgd only"]);
+    f.fails(&["--momentum", "0.9"], &["--momentum", "sgd only"]);
     // 60 images: a split of 0.001 holds out none of them.
-    assert_error(&f.train(&["--validation-split", "0.001"]), &["--validation-split", "0 validation"]);
+    f.fails(&["--validation-split", "0.001"], &["--validation-split", "0 validation"]);
     // 0.999 of 60 still leaves one image to train on: that works.
     assert!(f.train(&["--validation-split", "0.999"]).status.success());
 }
@@ -522,12 +533,15 @@ fn non_finite_loss_stops_and_keeps_the_last_good_model() {
     let save = f.path("good.safetensors");
     let before = b"the last good checkpoint".to_vec();
     fs::write(&save, &before).unwrap();
-    let out = f.train(&["--optimizer", "sgd", "--lr", "1e30", "--save", save.to_str().unwrap()]);
-    assert_error(&out, &["NaN or infinite", "--lr"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("Invalid loss, terminating training"), "{stdout}");
-    assert_eq!(fs::read(&save).unwrap(), before);
-    assert_eq!(f.top_files(), ["good.safetensors"]);
+    for optimizer in ["sgd", "adam"] {
+        let out = f.train(&["--optimizer", optimizer, "--lr", "1e30", "--save", save.to_str().unwrap()]);
+        assert_error(&out, &["NaN or infinite", "--lr"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("Invalid loss, terminating training"), "{stdout}");
+        assert!(!stdout.contains("test_accuracy"), "{stdout}");
+        assert_eq!(fs::read(&save).unwrap(), before);
+        assert_eq!(f.top_files(), ["good.safetensors"]);
+    }
 }
 
 #[test]
@@ -693,4 +707,34 @@ fn model_file_missing_or_a_directory() {
     assert!(e.contains("none.safetensors") && e.contains("No such file"), "{e}");
     let e = checkpoint::load(dir.path()).unwrap_err().to_string();
     assert!(e.contains("is a directory"), "{e}");
+}
+
+// ---- closed output streams ----
+
+#[test]
+fn closed_stdout_and_stderr_do_not_panic() {
+    // `simdnet … | head -0`: every write to stdout fails with EPIPE. Training
+    // carries on and saves; errors still give a non-zero exit code.
+    let f = Fixture::new();
+    let save = f.path("m.safetensors");
+    let run = |args: &[&str]| {
+        let (r1, w1) = std::io::pipe().unwrap();
+        let (r2, w2) = std::io::pipe().unwrap();
+        drop((r1, r2));
+        Command::new(env!("CARGO_BIN_EXE_simdnet"))
+            .args(args)
+            .arg("--data")
+            .arg(f.data())
+            .stdout(w1)
+            .stderr(w2)
+            .status()
+            .unwrap()
+    };
+    let status = run(&["train", "--no-tui", "--epochs", "1", "--save", save.to_str().unwrap()]);
+    assert!(status.success(), "{status:?}");
+    checkpoint::load(&save).unwrap();
+    assert!(run(&["summary"]).success());
+    // A failing run (missing --save directory) still fails, quietly.
+    let status = run(&["train", "--no-tui", "--save", "/nonexistent/m.safetensors"]);
+    assert_eq!(status.code(), Some(1));
 }

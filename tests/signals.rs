@@ -39,8 +39,20 @@ fn write_dataset(dir: &Path, train: usize, test: usize) {
     }
 }
 
+/// Kills the child if the test fails before it exits (it would train for ages).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// A training run that would last for ages, its stdout lines on a channel.
-fn spawn(dir: &Path, save: &Path) -> (Child, mpsc::Receiver<String>) {
+fn spawn(dir: &Path, save: &Path) -> (KillOnDrop, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_simdnet"))
         .args(["train", "--no-tui", "--threads", "1", "--epochs", EPOCHS, "--hidden", "16", "--data"])
         .arg(dir)
@@ -59,7 +71,7 @@ fn spawn(dir: &Path, save: &Path) -> (Child, mpsc::Receiver<String>) {
             }
         }
     });
-    (child, rx)
+    (KillOnDrop(child), rx)
 }
 
 /// Collects lines until one satisfies `done` (panics after `timeout`).
@@ -87,7 +99,6 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> ExitStatus {
             return status;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
             panic!("the run did not stop within {timeout:?} of the signal");
         }
         thread::sleep(Duration::from_millis(20));
@@ -104,11 +115,12 @@ fn stop_with(signal: &str, expected_code: i32, ready: impl Fn(&str) -> bool) {
     let dir = tempfile::tempdir().unwrap();
     write_dataset(dir.path(), 5000, 500);
     let save = dir.path().join("stopped.safetensors");
-    let (mut child, rx) = spawn(dir.path(), &save);
+    let (mut guard, rx) = spawn(dir.path(), &save);
+    let child = &mut guard.0;
     let mut lines = Vec::new();
     wait_for_line(&rx, &mut lines, Duration::from_secs(120), ready);
-    send(signal, &child);
-    let status = wait_exit(&mut child, Duration::from_secs(60));
+    send(signal, child);
+    let status = wait_exit(child, Duration::from_secs(60));
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     lines.extend(rx.iter());
