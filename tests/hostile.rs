@@ -521,6 +521,7 @@ fn save_to_a_missing_directory_or_a_directory() {
     let dir = f.path("adir");
     fs::create_dir(&dir).unwrap();
     assert_error(&f.train(&["--save", dir.to_str().unwrap()]), &["--save", "is a directory"]);
+    assert_flag_error(&f.train(&["--save", ""]), "--save", "a value is required");
     assert_eq!(f.top_files(), ["adir"]);
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
 }

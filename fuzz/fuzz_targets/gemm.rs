@@ -95,7 +95,7 @@ fuzz_target!(|data: &[u8]| {
             touched[idx] = true;
             let scale: f32 = (0..k).map(|p| (av.at(i, p) * bv.at(p, j)).abs()).sum::<f32>() * alpha.abs()
                 + (beta * c0[idx]).abs()
-                + if with_bias { bias[j].abs() } else { 0.0 };
+                + bias.get(j).filter(|_| with_bias).map_or(0.0, |b| b.abs());
             let tol = 1e-5 * (k as f32 + 2.0) * scale + 1e-6;
             let (x, y) = (c_fast[idx], c_ref[idx]);
             assert!(x.is_finite(), "C[{i},{j}] = {x} (reference {y}); m={m} n={n} k={k}");
