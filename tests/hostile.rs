@@ -739,3 +739,47 @@ fn closed_stdout_and_stderr_do_not_panic() {
     let status = run(&["train", "--no-tui", "--save", "/nonexistent/m.safetensors"]);
     assert_eq!(status.code(), Some(1));
 }
+
+// ---- a full disk ----
+
+/// Runs `train` with a file-size limit of `blocks` (RLIMIT_FSIZE, `ulimit -f`)
+/// and SIGXFSZ ignored: a write past the limit fails with EFBIG, as a write to
+/// a full disk fails with ENOSPC, without needing a size-limited mount.
+fn train_size_limited(f: &Fixture, blocks: u32, args: &[&str]) -> Output {
+    let script = format!(r#"trap '' XFSZ; ulimit -f {blocks} && exec "$0" "$@""#);
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_simdnet"))
+        .args(["train", "--no-tui", "--epochs", "1", "--data"])
+        .arg(f.data())
+        .arg("--cache-dir")
+        .arg(f.path("cache"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn full_disk_while_writing_the_cache() {
+    let f = Fixture::new();
+    write_dataset(&f.data(), 600, 20); // ~10 KB of training images
+    gzip_all(&f);
+    let line = assert_error(&train_size_limited(&f, 2, &[]), &["cache", "cannot write cache", "File too large"]);
+    assert!(line.contains(f.path("cache").to_str().unwrap()), "{line}");
+    // No partial cache file: the next run decompresses again, from scratch.
+    assert_eq!(fs::read_dir(f.path("cache")).unwrap().count(), 0);
+    assert!(f.train(&[]).status.success());
+}
+
+#[test]
+fn full_disk_while_saving_keeps_the_previous_model() {
+    let f = Fixture::new();
+    let save = f.path("model.safetensors");
+    fs::write(&save, b"previous model").unwrap();
+    // The model (16-100-3: ~8 KB) does not fit under the limit.
+    let out = train_size_limited(&f, 2, &["--save", save.to_str().unwrap()]);
+    assert_error(&out, &["model.safetensors", "cannot write", "File too large"]);
+    assert_eq!(fs::read(&save).unwrap(), b"previous model");
+    assert_eq!(f.top_files(), ["model.safetensors"]);
+}
