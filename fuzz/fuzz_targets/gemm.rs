@@ -94,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
             let idx = i * crs + j * ccs;
             touched[idx] = true;
             let scale: f32 = (0..k).map(|p| (av.at(i, p) * bv.at(p, j)).abs()).sum::<f32>() * alpha.abs()
-                + (beta * c0[idx]).abs()
+                + if beta == 0.0 { 0.0 } else { (beta * c0[idx]).abs() }
                 + bias.get(j).filter(|_| with_bias).map_or(0.0, |b| b.abs());
             let tol = 1e-5 * (k as f32 + 2.0) * scale + 1e-6;
             let (x, y) = (c_fast[idx], c_ref[idx]);
