@@ -69,7 +69,8 @@ case "${1:-}" in
             for t in "${all_targets[@]}"; do
                 mkdir -p "corpus/$t"
                 echo "fuzz: $t: replaying seeds and corpus (no cargo-fuzz: no fuzzing)"
-                "target/release/$t" -runs=0 "corpus/$t" "seeds/$t"
+                mkdir -p "artifacts/$t"
+                "target/release/$t" -runs=0 -artifact_prefix="artifacts/$t/" "corpus/$t" "seeds/$t"
             done
         fi
         ;;
