@@ -61,6 +61,46 @@ pub fn check_output_path(flag: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Bytes of memory a training run of `spec` needs, roughly: the parameters,
+/// two gradient buffers and up to two optimizer slots (5 × params), plus the
+/// activations, their gradients (and dropout buffers) and the f32 inputs of a
+/// training and an evaluation batch.
+pub fn training_bytes(spec: &ModelSpec, batch_size: usize) -> f64 {
+    let layers = spec.layers();
+    let params = layers.last().map_or(0, |l| l.bias.end) as f64;
+    let outs: f64 = layers.iter().map(|l| l.out_dim as f64).sum();
+    let hidden: f64 = layers.iter().rev().skip(1).map(|l| l.out_dim as f64).sum();
+    let per_sample = spec.input_dim() as f64 + 2.0 * outs + if spec.dropout > 0.0 { 2.0 * hidden } else { 0.0 };
+    4.0 * (5.0 * params + (batch_size + train::EVAL_BATCH) as f64 * per_sample)
+}
+
+/// This machine's physical memory in bytes (Linux), if known.
+fn physical_memory() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: f64 =
+        info.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kb * 1024.0)
+}
+
+/// Refuses a model or batch that cannot fit in this machine's memory, before
+/// allocating it (an allocation that fails aborts the process).
+pub fn check_memory(args: &TrainArgs, spec: &ModelSpec) -> Result<()> {
+    let need = training_bytes(spec, args.fit.batch_size as usize);
+    match physical_memory() {
+        Some(have) if need > have => Err(Error::new(format!(
+            "--hidden {} with --batch-size {} on {}x{} images needs about {:.1} GB of memory, \
+             this machine has {:.1} GB (use smaller --hidden or --batch-size)",
+            spec.hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(","),
+            args.fit.batch_size,
+            spec.input_shape.0,
+            spec.input_shape.1,
+            need / 1e9,
+            have / 1e9
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Everything one training run needs.
 pub struct Session {
     pub data: Dataset,
@@ -97,6 +137,7 @@ impl Session {
         let data = open_data(&args.data)?;
         let threads = init_threads(args.fit.threads)?;
         let spec = model_spec(&args.model, &data);
+        check_memory(args, &spec)?;
         let seed = args.fit.seed;
         let (train_idx, val_idx) = holdout(data.train.count, args.fit.validation_split, seed);
         if train_idx.is_empty() || val_idx.is_empty() {

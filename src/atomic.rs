@@ -1,6 +1,11 @@
 //! Atomic file writes: a temporary file in the target's directory, synced, then
 //! renamed over the target. A crash or kill at any point leaves either the old
 //! file or the new one, never a mix.
+//!
+//! The temporary file is `.<name>.<pid>.tmp` beside the target. A process
+//! killed mid-write (SIGKILL, power loss, an abort) leaves it behind; the next
+//! write of the same target removes the temporary files of processes that no
+//! longer run.
 
 use crate::error::{Error, Result};
 use std::fs::{self, File};
@@ -12,13 +17,45 @@ use std::path::{Path, PathBuf};
 /// aborts the process.
 pub const FAULT_ENV: &str = "SIMDNET_FAULT";
 
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned())
+}
+
+/// This process's temporary file for `path`: `.<name>.<pid>.tmp` beside it.
+pub fn temp_path(path: &Path) -> PathBuf {
+    path.with_file_name(format!(".{}.{}.tmp", file_name(path), std::process::id()))
+}
+
+/// Removes `.<name>.<pid>.tmp` files beside `path` left by processes that are
+/// gone. Liveness is read from /proc; without it (not Linux), nothing is
+/// removed. Best effort: errors are ignored.
+pub fn remove_stale_temps(path: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let prefix = format!(".{}.", file_name(path));
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|r| r.strip_suffix(".tmp")) else {
+            continue;
+        };
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) || pid == std::process::id().to_string() {
+            continue;
+        }
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    remove_stale_temps(path);
     let tmp = temp_path(path);
     let result = (|| -> std::io::Result<()> {
         let mut file = File::create(&tmp)?;
@@ -35,4 +72,47 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
         Error::file(path, format!("cannot write: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.bin");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn clears_temps_of_dead_processes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.bin");
+        // A pid above the kernel's maximum (4194304) never runs.
+        let dead = dir.path().join(".m.bin.99999999.tmp");
+        let alive = dir.path().join(format!(".m.bin.{}.tmp", std::process::id()));
+        let other = dir.path().join(".n.bin.99999999.tmp");
+        for f in [&dead, &alive, &other] {
+            fs::write(f, b"half").unwrap();
+        }
+        remove_stale_temps(&p);
+        assert_eq!(dead.exists(), !Path::new("/proc/self").exists());
+        assert!(alive.exists() && other.exists());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        // The target is a non-empty directory: the rename fails.
+        let p = dir.path().join("d");
+        fs::create_dir(&p).unwrap();
+        fs::write(p.join("x"), b"x").unwrap();
+        let e = write_atomic(&p, b"data").unwrap_err().to_string();
+        assert!(e.starts_with(&p.display().to_string()) && e.contains("cannot write"), "{e}");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 }

@@ -168,7 +168,11 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Loaded, String> {
 
 /// Loads and validates a model file.
 pub fn load(path: &Path) -> Result<Loaded> {
-    let len = std::fs::metadata(path).map_err(|e| Error::file(path, e))?.len();
+    let meta = std::fs::metadata(path).map_err(|e| Error::file(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::file(path, "is a directory, not a model file"));
+    }
+    let len = meta.len();
     if len > MAX_FILE_BYTES {
         return Err(Error::file(path, format!("{len} bytes is too large for a simdnet model")));
     }

@@ -167,10 +167,10 @@ pub struct FitArgs {
     #[arg(long, value_name = "F", default_value_t = 0.2, value_parser = parse_validation_split, allow_negative_numbers = true)]
     pub validation_split: f64,
     /// Seed of the initialisation, the split, the shuffles and dropout
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
     pub seed: u64,
     /// Worker threads for the kernels [default: all cores]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=512))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=512), allow_negative_numbers = true)]
     pub threads: Option<u32>,
     /// Print one line per epoch instead of opening the dashboard
     #[arg(long)]
@@ -198,7 +198,7 @@ pub struct TrainArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct CallbackArgs {
     /// Stop when val_loss has not improved for PATIENCE epochs (Keras EarlyStopping)
-    #[arg(long, value_name = "PATIENCE", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "PATIENCE", value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
     pub early_stopping: Option<u32>,
     /// Smallest decrease of val_loss that counts as an improvement
     #[arg(long, value_name = "DELTA", default_value_t = 0.0, value_parser = parse_min_delta, allow_negative_numbers = true)]
@@ -229,7 +229,7 @@ pub struct PredictArgs {
     #[arg(long, value_name = "PATH")]
     pub model: PathBuf,
     /// Index of the test image
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
     pub index: usize,
     #[command(flatten)]
     pub data: DataArgs,
@@ -274,7 +274,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "S", default_value_t = 0.5, value_parser = parse_learning_rate, allow_negative_numbers = true)]
     pub seconds: f32,
     /// Worker threads [default: 1]
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=512))]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=512), allow_negative_numbers = true)]
     pub threads: u32,
 }
 

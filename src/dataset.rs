@@ -111,6 +111,9 @@ impl Dataset {
         if train.count == 0 {
             return Err(Error::file(&train.images.path, "the training set is empty (0 images)"));
         }
+        if test.count == 0 {
+            return Err(Error::file(&test.images.path, "the test set is empty (0 images)"));
+        }
         if (test.rows, test.cols) != (train.rows, train.cols) {
             return Err(Error::file(
                 &test.images.path,

@@ -100,7 +100,11 @@ impl IdxFile {
             path.to_path_buf()
         };
         let file = File::open(&raw).map_err(|e| Error::file(&raw, io_problem(&e)))?;
-        let len = file.metadata().map_err(|e| Error::file(&raw, io_problem(&e)))?.len();
+        let meta = file.metadata().map_err(|e| Error::file(&raw, io_problem(&e)))?;
+        if !meta.is_file() {
+            return Err(Error::file(&raw, not_a_file(&meta)));
+        }
+        let len = meta.len();
         let backing = if len == 0 {
             Backing::Owned(Vec::new())
         } else {
@@ -137,6 +141,15 @@ impl IdxFile {
     }
 }
 
+/// What a path is when it should be a regular file.
+fn not_a_file(meta: &fs::Metadata) -> &'static str {
+    if meta.is_dir() {
+        "is a directory, not an IDX file"
+    } else {
+        "is not a regular file"
+    }
+}
+
 fn io_problem(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::NotFound => "no such file".into(),
@@ -151,6 +164,9 @@ fn io_problem(e: &io::Error) -> String {
 /// renamed into place, so a killed run never leaves a partial cache file.
 pub fn decompress_to_cache(gz: &Path, cache_dir: &Path) -> Result<PathBuf> {
     let meta = fs::metadata(gz).map_err(|e| Error::file(gz, io_problem(&e)))?;
+    if !meta.is_file() {
+        return Err(Error::file(gz, not_a_file(&meta)));
+    }
     let mtime =
         meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
     let stem = gz.file_stem().map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned());
@@ -163,7 +179,8 @@ pub fn decompress_to_cache(gz: &Path, cache_dir: &Path) -> Result<PathBuf> {
     })?;
     let input = File::open(gz).map_err(|e| Error::file(gz, io_problem(&e)))?;
     let mut decoder = flate2::read::GzDecoder::new(io::BufReader::new(input));
-    let tmp = cache_dir.join(format!(".{stem}.{}.tmp", std::process::id()));
+    crate::atomic::remove_stale_temps(&cached);
+    let tmp = crate::atomic::temp_path(&cached);
     let result = (|| -> Result<()> {
         let out = File::create(&tmp)
             .map_err(|e| Error::file(cache_dir, format!("cannot write cache: {} (use --cache-dir)", io_problem(&e))))?;

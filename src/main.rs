@@ -9,7 +9,7 @@ use simdnet::evaluate;
 use simdnet::events::FinishReason;
 use simdnet::headless::{Headless, StopSignals};
 use simdnet::summary::summary;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            let _ = writeln!(std::io::stderr(), "error: {e}");
             ExitCode::FAILURE
         }
     }
@@ -39,20 +39,30 @@ fn main() -> ExitCode {
 
 fn run_summary(args: SummaryArgs) -> Result<ExitCode> {
     let data = app::open_data(&args.data)?;
-    print!("{}", summary(&app::model_spec(&args.model, &data)));
+    // A closed stdout (`| head`) must not turn into a panic.
+    let _ = write!(std::io::stdout(), "{}", summary(&app::model_spec(&args.model, &data)));
     Ok(ExitCode::SUCCESS)
 }
 
 fn run_train(args: TrainArgs) -> Result<ExitCode> {
+    if !args.fit.no_tui && std::io::stdout().is_terminal() {
+        let mut session = Session::from_args(&args)?;
+        let (outcome, signal) = simdnet::tui::run(&mut session)?;
+        return finish(outcome, signal);
+    }
+    // Handlers first: a signal while the data loads stops the run cleanly at
+    // its first step instead of killing it.
+    let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
     let mut session = Session::from_args(&args)?;
-    let (outcome, signal) = if !args.fit.no_tui && std::io::stdout().is_terminal() {
-        simdnet::tui::run(&mut session)?
-    } else {
-        println!("{}", session.header());
-        let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
-        let mut monitor = Headless { signals: signals.clone(), quiet: false };
-        (session.run(&mut monitor)?, signals.exit_code())
-    };
+    let _ = writeln!(std::io::stdout(), "{}", session.header());
+    let mut monitor = Headless { signals: signals.clone(), quiet: false };
+    let outcome = session.run(&mut monitor)?;
+    finish(outcome, signals.exit_code())
+}
+
+/// The exit of a training run: an error after a non-finite loss, 130 / 143
+/// after SIGINT / SIGTERM, else success.
+fn finish(outcome: app::Outcome, signal: Option<u8>) -> Result<ExitCode> {
     if outcome.history.finish == FinishReason::NonFiniteLoss {
         return Err(Error::new("training stopped: the loss became NaN or infinite (try a lower --lr)"));
     }
