@@ -377,6 +377,20 @@ fn compare_dashboard_stop_skips_the_remaining_configurations() {
 }
 
 #[test]
+fn compare_dashboard_sigterm_exits_143_with_the_table() {
+    require_tmux!();
+    let args = ["--optimizer", "sgd,adam", "--epochs", "200", "--threads", "1"];
+    let t = Tmux::spawn(80, 24, "compare", &args, None);
+    t.wait_for("training", |s| s.contains("Config 1/2") && s.contains("running…"));
+    let kill = Command::new("kill").args(["-TERM", &t.pid.to_string()]).status().unwrap();
+    assert!(kill.success());
+    assert_eq!(t.wait_exit(), 143, "the shell's code for SIGTERM");
+    assert_eq!(t.format("#{alternate_on}"), "0", "left the alternate screen");
+    let out = scrollback(&t);
+    assert!(out.lines().any(|l| l.starts_with("optimizer=sgd") && l.ends_with("(stopped)")), "{out}");
+}
+
+#[test]
 fn piped_output_stays_headless() {
     let dir = tempfile::tempdir().unwrap();
     write_data(dir.path(), 2000, 300);

@@ -7,6 +7,9 @@
 //! and a panic. A panic of the UI thread restores at once (panic hook); one of
 //! the trainer is caught and shown on the dashboard as an error, reported
 //! again after the restore.
+//!
+//! `simdnet compare` has its own view ([`compare`]) on the same machinery:
+//! terminal, input thread, signals and UI loop (`Screen`, `drive`).
 
 pub mod app;
 pub mod compare;
