@@ -5,6 +5,7 @@
 use super::app::{finish_text, Status};
 use super::compare::CompareApp;
 use super::ui::clock;
+use crate::compare::RunResult;
 use crate::events::FinishReason;
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -138,11 +139,24 @@ fn render_gauges(app: &CompareApp, area: Rect, buf: &mut Buffer) {
     }
 }
 
+/// A configuration's name without the flag names (`optimizer=sgd lr=0.1` →
+/// `sgd 0.1`), for narrow terminals.
+pub fn short_name(name: &str) -> String {
+    name.split_whitespace().map(|part| part.split_once('=').map_or(part, |(_, v)| v)).collect::<Vec<_>>().join(" ")
+}
+
+/// The names to show where `width` columns are left for one: in full if
+/// they all fit, else without the flag names.
+fn names(app: &CompareApp, width: usize) -> Vec<String> {
+    let full = app.info.names.iter().all(|n| n.chars().count() <= width);
+    app.info.names.iter().map(|n| if full { n.clone() } else { short_name(n) }).collect()
+}
+
 /// The legend: a coloured `■ name` per configuration, packed into lines of
 /// `width` (an entry is split only when it alone is wider).
-fn legend(app: &CompareApp, width: u16) -> Vec<Line<'static>> {
+fn legend(app: &CompareApp, names: &[String], width: u16) -> Vec<Line<'static>> {
     let mut lines = vec![Line::default()];
-    for (i, name) in app.info.names.iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
         let entry = format!("■ {name}");
         let line = lines.last_mut().expect("one line at least");
         if line.width() > 0 && line.width() + 2 + entry.chars().count() > width as usize {
@@ -168,8 +182,13 @@ fn render_curves(app: &CompareApp, area: Rect, buf: &mut Buffer) {
     let block = Block::bordered().title(Line::from(" Curves (validation per epoch; dotted: training loss) ").bold());
     let inner = block.inner(area);
     block.render(area, buf);
-    let legend = legend(app, inner.width);
-    let legend_height = (legend.len() as u16).min((inner.height / 3).max(1));
+    let room = (inner.height / 3).max(1) as usize;
+    let mut legend = legend(app, &app.info.names, inner.width);
+    if legend.len() > room {
+        let short: Vec<String> = app.info.names.iter().map(|n| short_name(n)).collect();
+        legend = self::legend(app, &short, inner.width);
+    }
+    let legend_height = legend.len().min(room) as u16;
     let [legend_area, charts] = Layout::vertical([Constraint::Length(legend_height), Constraint::Min(0)]).areas(inner);
     Paragraph::new(legend).render(legend_area, buf);
     if charts.height < 2 {
@@ -266,45 +285,51 @@ fn render_table(app: &CompareApp, area: Rect, bordered: bool, buf: &mut Buffer) 
     if area.height == 0 {
         return;
     }
-    let wide = area.width >= 70;
-    let labels: [&str; 5] = if wide {
-        ["configuration", "val_accuracy", "val_loss", "test_accuracy", "epoch_time"]
+    let (labels, digits): ([&str; 5], usize) = if area.width >= 70 {
+        (["configuration", "val_accuracy", "val_loss", "test_accuracy", "epoch_time"], 4)
+    } else if area.width >= 56 {
+        (["config", "val_acc", "val_loss", "test_acc", "s/epoch"], 4)
     } else {
-        ["config", "val_acc", "val_loss", "test_acc", "s/epoch"]
+        (["config", "v.acc", "v.loss", "t.acc", "s/ep"], 3)
     };
-    let num = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
+    let num = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"));
     let best = app.best();
-    let rows: Vec<Row> = app
-        .info
-        .names
+    let fixed: usize = labels[1..].iter().map(|l| l.len() + 1).sum::<usize>() + if bordered { 2 } else { 0 };
+    let note = |r: &RunResult| match &r.history.finish {
+        FinishReason::Completed => String::new(),
+        reason => format!(" ({})", finish_text(reason)),
+    };
+    let longest_note = app.results.iter().flatten().map(|r| note(r).chars().count()).max().unwrap_or(0);
+    // The name column, less the colour marker and the result note.
+    let names = names(app, (area.width as usize).saturating_sub(fixed + 2 + longest_note));
+    let rows: Vec<Row> = names
         .iter()
         .enumerate()
         .map(|(i, name)| {
             let marker = Span::styled("■ ", Style::new().fg(color(i)));
             let (cells, style) = match &app.results[i] {
                 Some(r) => {
-                    let note = match r.history.finish {
-                        FinishReason::Completed => String::new(),
-                        ref reason => format!(" ({})", finish_text(reason)),
-                    };
+                    let note = note(r);
                     let style = if best == Some(i) { Style::new().black().on_green().bold() } else { Style::new() };
                     let cells = [
                         format!("{name}{note}"),
                         num(r.val_accuracy),
                         num(r.val_loss),
                         num(r.test_accuracy),
-                        format!("{:.2}s", r.epoch_seconds),
+                        format!("{:.digits$}s", r.epoch_seconds, digits = digits - 2),
                     ];
                     (cells, style)
                 }
                 None => {
                     let state = if app.current == Some(i) && (app.training() || app.status == Status::Stopping) {
-                        "running…"
+                        ["running…", "run…"]
                     } else if app.trainer_done() {
-                        "skipped"
+                        ["skipped", "skip"]
                     } else {
-                        "waiting"
+                        ["waiting", "wait"]
                     };
+                    // The long word where the column has room for it.
+                    let state = state[usize::from(labels[1].len() < 8)];
                     let cells = [name.clone(), state.into(), String::new(), String::new(), String::new()];
                     (cells, Style::new().dark_gray())
                 }
@@ -472,8 +497,16 @@ mod tests {
             for finished in 0..=n {
                 let mut a = app(n, finished);
                 let s = screen(&a, 40, 12);
+                assert!(s.contains("v.acc") && s.contains("t.acc") && s.contains("s/ep"), "{s}");
+                // The configurations stay apart (without the flag names where narrow).
+                let table: Vec<&str> = s.lines().skip_while(|l| !l.starts_with("config ")).collect();
+                assert!(table.iter().any(|l| l.starts_with("■ sgd") || l.starts_with("■ optimizer=sgd")), "{s}");
+                assert!(table.iter().any(|l| l.starts_with("■ adam") || l.starts_with("■ optimizer=adam")), "{s}");
+                if finished < n {
+                    assert!(s.contains("run…"), "{s}");
+                }
+                let s = screen(&a, 60, 20);
                 assert!(s.contains("val_acc") && s.contains("test_acc"), "{s}");
-                assert!(s.contains("optimizer=sgd"), "{s}");
                 a.show_help = true;
                 for (w, h) in [(40, 12), (20, 5), (1, 1), (200, 60)] {
                     screen(&a, w, h);
@@ -486,6 +519,13 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn short_names_drop_the_flag_names() {
+        assert_eq!(short_name("optimizer=sgd"), "sgd");
+        assert_eq!(short_name("dropout=0.3 optimizer=sgd+nesterov lr=0.1"), "0.3 sgd+nesterov 0.1");
+        assert_eq!(short_name("plain"), "plain");
     }
 
     #[test]
