@@ -413,6 +413,11 @@ impl Screen for Comparing<'_> {
 /// configurations that ran and, when a signal ended the run, the exit code
 /// the shell expects.
 pub fn run(configs: &[(String, TrainArgs)]) -> Result<(Vec<RunResult>, Option<u8>)> {
+    // A data set that cannot be read is reported on the normal screen, not
+    // on a dashboard that has to be closed first.
+    if let Some((_, args)) = configs.first() {
+        crate::app::open_data(&args.data)?;
+    }
     // The pool the sessions will use (only the first call takes effect).
     let threads = crate::app::init_threads(configs.first().and_then(|(_, a)| a.fit.threads))?;
     let mut app = CompareApp::new(CompareInfo::new(configs, threads));
