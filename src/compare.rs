@@ -4,7 +4,7 @@
 //! [`configurations`] expands the flags into named [`TrainArgs`]; [`run`]
 //! trains them one after the other through [`Session`], sending each run's
 //! events, tagged with its index, to a [`CompareMonitor`] (the headless
-//! printer here, the dashboard's curve overlay later).
+//! printer here, the dashboard's curve overlay in `tui::compare`).
 
 use crate::app::Session;
 use crate::cli::{
@@ -133,6 +133,8 @@ pub trait CompareMonitor {
     /// Configuration `index` named `name` starts; `header` describes the run.
     fn begin(&mut self, _index: usize, _name: &str, _header: &str) {}
     fn event(&mut self, index: usize, event: Event);
+    /// Configuration `index` has finished (its test pass included).
+    fn end(&mut self, _index: usize, _result: &RunResult) {}
     fn poll(&mut self) -> Option<Command> {
         None
     }
@@ -185,7 +187,7 @@ pub fn run(configs: &[(String, TrainArgs)], monitor: &mut dyn CompareMonitor) ->
         let h = &outcome.history;
         let last = h.epochs.last();
         let epoch_seconds = h.epochs.iter().map(|e| e.wall_seconds).sum::<f64>() / h.epochs.len().max(1) as f64;
-        results.push(RunResult {
+        let result = RunResult {
             name: name.clone(),
             val_loss: last.and_then(|e| e.val_loss),
             val_accuracy: last.and_then(|e| e.val_accuracy),
@@ -193,7 +195,9 @@ pub fn run(configs: &[(String, TrainArgs)], monitor: &mut dyn CompareMonitor) ->
             test_accuracy: outcome.test.as_ref().map(|t| t.accuracy),
             epoch_seconds,
             history: outcome.history.clone(),
-        });
+        };
+        monitor.end(index, &result);
+        results.push(result);
         if outcome.history.finish == FinishReason::Stopped {
             break;
         }

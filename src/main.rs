@@ -71,6 +71,12 @@ fn finish(outcome: app::Outcome, signal: Option<u8>) -> Result<ExitCode> {
 
 fn run_compare(args: CompareArgs) -> Result<ExitCode> {
     let configs = compare::configurations(&args)?;
+    if !args.fit.no_tui && std::io::stdout().is_terminal() {
+        let (results, signal) = simdnet::tui::compare::run(&configs)?;
+        // Printed after the dashboard has gone, so that it stays in the scrollback.
+        let _ = write!(std::io::stdout(), "{}", compare::table(&results));
+        return Ok(signal.map_or(ExitCode::SUCCESS, ExitCode::from));
+    }
     let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
     let names = configs.iter().map(|(n, _)| n.clone()).collect();
     let mut monitor = HeadlessCompare { names, signals: signals.clone() };

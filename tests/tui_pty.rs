@@ -58,6 +58,11 @@ impl Tmux {
 
     /// As `start`, with `SIMDNET_FAULT=fault` in the program's environment.
     fn start_with_env(width: u16, height: u16, args: &[&str], fault: Option<&str>) -> Tmux {
+        Tmux::spawn(width, height, "train", args, fault)
+    }
+
+    /// `simdnet <subcommand> args --data <generated>` in a fresh pane.
+    fn spawn(width: u16, height: u16, subcommand: &str, args: &[&str], fault: Option<&str>) -> Tmux {
         let dir = tempfile::tempdir().unwrap();
         write_data(&dir.path().join("data").tap_create(), 2000, 300);
         std::fs::create_dir(dir.path().join("out")).unwrap();
@@ -66,7 +71,7 @@ impl Tmux {
         std::fs::write(&conf, "set -g remain-on-exit on\nset -g history-limit 100\n").unwrap();
         let mut tmux = Tmux { socket, dir, pid: 0 };
         let data = tmux.dir.path().join("data");
-        let mut cmd = vec![env!("CARGO_BIN_EXE_simdnet").to_string(), "train".into()];
+        let mut cmd = vec![env!("CARGO_BIN_EXE_simdnet").to_string(), subcommand.into()];
         cmd.extend(args.iter().map(|s| s.to_string()));
         cmd.extend(["--data".into(), data.display().to_string()]);
         let (w, h) = (width.to_string(), height.to_string());
@@ -313,6 +318,76 @@ fn no_tui_flag_keeps_the_headless_lines_in_a_terminal() {
     assert!(screen.contains("Epoch 1/1 - 50/50"), "{screen}");
     assert!(screen.contains("test_accuracy: "), "{screen}");
     assert_eq!(t.format("#{alternate_on}"), "0");
+}
+
+/// The lines of the whole pane, scrollback included, wrapped lines joined.
+fn scrollback(t: &Tmux) -> String {
+    String::from_utf8_lossy(&t.run(&["capture-pane", "-p", "-J", "-S", "-200", "-t", "t"]).stdout).into_owned()
+}
+
+#[test]
+fn compare_dashboard_runs_every_configuration_then_prints_the_table() {
+    require_tmux!();
+    let args = ["--optimizer", "sgd,adam", "--epochs", "2", "--threads", "1"];
+    let t = Tmux::spawn(100, 30, "compare", &args, None);
+    let screen = t.wait_for("the final table", |s| s.contains(" done  q quit") && s.contains("Finished"));
+    assert_eq!(t.format("#{alternate_on}"), "1", "the dashboard uses the alternate screen");
+    assert!(screen.contains("simdnet compare") && screen.contains("2 configurations"), "{screen}");
+    assert!(screen.contains("val_accuracy") && screen.contains("test_accuracy"), "{screen}");
+    // Legend, table row and log lines name both configurations.
+    for name in ["optimizer=sgd", "optimizer=adam"] {
+        assert!(screen.matches(name).count() >= 2, "{name}:\n{screen}");
+    }
+    assert!(!screen.contains("waiting") && !screen.contains("skipped"), "{screen}");
+    assert_eq!(t.format("#{pane_dead}"), "0", "the dashboard stays open until q");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(), 0);
+    assert_eq!(t.format("#{alternate_on}"), "0", "left the alternate screen");
+    let out = scrollback(&t);
+    let table: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("configuration ")).collect();
+    assert!(table.len() >= 3, "no table after the dashboard:\n{out}");
+    assert!(table[0].contains("val_accuracy") && table[0].contains("epoch_time"), "{out}");
+    for (row, name) in table[1..3].iter().zip(["optimizer=sgd", "optimizer=adam"]) {
+        // configuration, val_accuracy, val_loss, test_accuracy, epoch_time: all measured.
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(fields.len(), 5, "{row}");
+        assert_eq!(fields[0], name);
+        let numbers = [fields[1], fields[2], fields[3], fields[4].trim_end_matches('s')];
+        assert!(numbers.iter().map(|f| f.parse::<f64>()).all(|v| v.is_ok_and(f64::is_finite)), "{row}");
+    }
+    assert!(!out.contains("samples/s") && !out.contains("Curves"), "dashboard left on the normal screen:\n{out}");
+}
+
+#[test]
+fn compare_dashboard_stop_skips_the_remaining_configurations() {
+    require_tmux!();
+    let args = ["--optimizer", "sgd,adam", "--epochs", "200", "--threads", "1"];
+    let t = Tmux::spawn(80, 24, "compare", &args, None);
+    t.wait_for("the first configuration training", |s| s.contains("Config 1/2") && s.contains("running…"));
+    t.keys(&["q"]);
+    let screen = t.wait_for("the final table", |s| s.contains(" done  q quit"));
+    assert!(screen.contains("skipped") && screen.contains("(stopped)"), "{screen}");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(), 0);
+    assert_eq!(t.format("#{alternate_on}"), "0", "left the alternate screen");
+    let out = scrollback(&t);
+    let table: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("configuration ")).collect();
+    assert!(table.get(1).is_some_and(|r| r.starts_with("optimizer=sgd") && r.ends_with("(stopped)")), "{out}");
+    assert!(!table.iter().any(|r| r.starts_with("optimizer=adam")), "adam was skipped:\n{out}");
+}
+
+#[test]
+fn compare_dashboard_sigterm_exits_143_with_the_table() {
+    require_tmux!();
+    let args = ["--optimizer", "sgd,adam", "--epochs", "200", "--threads", "1"];
+    let t = Tmux::spawn(80, 24, "compare", &args, None);
+    t.wait_for("training", |s| s.contains("Config 1/2") && s.contains("running…"));
+    let kill = Command::new("kill").args(["-TERM", &t.pid.to_string()]).status().unwrap();
+    assert!(kill.success());
+    assert_eq!(t.wait_exit(), 143, "the shell's code for SIGTERM");
+    assert_eq!(t.format("#{alternate_on}"), "0", "left the alternate screen");
+    let out = scrollback(&t);
+    assert!(out.lines().any(|l| l.starts_with("optimizer=sgd") && l.ends_with("(stopped)")), "{out}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ const LOG_LINES: usize = 1000;
 /// Points kept per training curve (older ones are thinned out).
 const CURVE_POINTS: usize = 4000;
 /// Weight of the newest interval in the smoothed training curves.
-const SMOOTHING: f64 = 0.2;
+pub(super) const SMOOTHING: f64 = 0.2;
 
 /// The fixed facts of a run, shown in the header.
 #[derive(Clone, Debug)]
@@ -272,16 +272,7 @@ impl App {
             self.status = Status::Running;
         }
         self.learning_rate = p.learning_rate;
-        // The event carries the epoch's running means; recover the interval's
-        // own mean from the previous one, then smooth.
-        let (loss, accuracy) = match &self.progress {
-            Some(prev) if prev.epoch == p.epoch && prev.step < p.step => {
-                let n = (p.step - prev.step) as f64;
-                let of = |now: f64, before: f64| (now * p.step as f64 - before * prev.step as f64) / n;
-                (of(p.loss, prev.loss), of(p.accuracy, prev.accuracy))
-            }
-            _ => (p.loss, p.accuracy),
-        };
+        let (loss, accuracy) = interval_means(self.progress.as_ref(), &p);
         if loss.is_finite() && accuracy.is_finite() {
             let (l, a) = match self.smoothed {
                 Some((l, a)) => (l + SMOOTHING * (loss - l), a + SMOOTHING * (accuracy - a)),
@@ -472,8 +463,21 @@ pub fn finish_text(reason: &FinishReason) -> &'static str {
     }
 }
 
+/// The mean loss and accuracy of the steps since `prev`: the event carries
+/// the epoch's running means, from which the interval's own is recovered.
+pub(super) fn interval_means(prev: Option<&StepProgress>, p: &StepProgress) -> (f64, f64) {
+    match prev {
+        Some(prev) if prev.epoch == p.epoch && prev.step < p.step => {
+            let n = (p.step - prev.step) as f64;
+            let of = |now: f64, before: f64| (now * p.step as f64 - before * prev.step as f64) / n;
+            (of(p.loss, prev.loss), of(p.accuracy, prev.accuracy))
+        }
+        _ => (p.loss, p.accuracy),
+    }
+}
+
 /// Appends a point, halving the resolution of the older half when full.
-fn push_point(points: &mut Vec<(f64, f64)>, p: (f64, f64)) {
+pub(super) fn push_point(points: &mut Vec<(f64, f64)>, p: (f64, f64)) {
     if points.len() >= CURVE_POINTS {
         let half = points.len() / 2;
         let thinned: Vec<_> = points[..half].iter().step_by(2).copied().chain(points[half..].iter().copied()).collect();

@@ -7,8 +7,13 @@
 //! and a panic. A panic of the UI thread restores at once (panic hook); one of
 //! the trainer is caught and shown on the dashboard as an error, reported
 //! again after the restore.
+//!
+//! `simdnet compare` has its own view ([`compare`]) on the same machinery:
+//! terminal, input thread, signals and UI loop (`Screen`, `drive`).
 
 pub mod app;
+pub mod compare;
+mod compare_ui;
 pub mod ui;
 pub mod widgets;
 
@@ -190,50 +195,82 @@ pub fn run(session: &mut Session) -> Result<(Outcome, Option<u8>)> {
     let signals = Signals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
     let mut terminal = open_terminal().map_err(|e| Error::new(format!("cannot open the dashboard: {e}")))?;
     let restore = Restore;
-    let draw_error = |e: std::io::Error| Error::new(format!("cannot draw the dashboard: {e}"));
     terminal.draw(|f| f.render_widget(&app, f.area())).map_err(draw_error)?;
     // Measured before training starts, so that neither disturbs the other.
     app.peak_gflops = Some(crate::gemm::fma_peak_gflops(PEAK_MEASURE) * session.threads as f64);
+    let mut screen = Training { app: &mut app, ui_panic: fault("tui-ui-panic") };
+    let trained = drive(&mut terminal, &mut screen, &signals, |events, commands| train(session, events, commands));
+    drop(terminal);
+    drop(restore);
+    Ok((trained?, signals.exit_code()))
+}
 
+fn draw_error(e: std::io::Error) -> Error {
+    Error::new(format!("cannot draw the dashboard: {e}"))
+}
+
+/// A dashboard the UI loop drives: takes the trainer's and the terminal's
+/// messages, reacts to a signal, says when to leave and draws itself.
+trait Screen {
+    type Message: From<Input> + Send + 'static;
+    /// Takes one message; `Ok(true)` asks for a full redraw (a resize).
+    fn on_message(&mut self, message: Self::Message, commands: &Sender<Command>) -> Result<bool>;
+    /// SIGINT / SIGTERM / SIGHUP arrived: stop training, leave when done.
+    fn on_signal(&mut self, commands: &Sender<Command>);
+    fn quit(&self) -> bool;
+    fn draw(&self, frame: &mut ratatui::Frame);
+}
+
+/// Runs `trainer` on its own thread behind `screen` until the screen quits,
+/// then closes the command channel (which stops a trainer still training)
+/// and returns the trainer's result; a trainer panic becomes an error.
+fn drive<S: Screen, T: Send>(
+    terminal: &mut Tty,
+    screen: &mut S,
+    signals: &Signals,
+    trainer: impl FnOnce(Sender<S::Message>, Receiver<Command>) -> Result<T> + Send,
+) -> Result<T> {
     let (message_tx, message_rx) = mpsc::channel();
     let (command_tx, command_rx) = mpsc::channel();
     let stop_input = Arc::new(AtomicBool::new(false));
     spawn_input(message_tx.clone(), stop_input.clone()).map_err(|e| Error::new(format!("dashboard: {e}")))?;
     let (ui, trained) = std::thread::scope(|scope| {
-        let trainer = scope.spawn(move || train(session, message_tx, command_rx));
-        let ui = ui_loop(&mut terminal, &mut app, &message_rx, &command_tx, &signals);
+        let trainer = scope.spawn(move || trainer(message_tx, command_rx));
+        let ui = ui_loop(terminal, screen, &message_rx, &command_tx, signals);
         stop_input.store(true, Ordering::Relaxed);
         // Closing the command channel stops the trainer after its step (if
         // the UI failed) or ends its save service.
         drop(command_tx);
         (ui, trainer.join())
     });
-    drop(terminal);
-    drop(restore);
     ui?;
-    let outcome = match trained {
-        Ok(result) => result?,
+    match trained {
+        Ok(result) => result,
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            return Err(Error::new(format!("the training thread panicked: {what}")));
+            Err(Error::new(format!("the training thread panicked: {what}")))
         }
-    };
-    Ok((outcome, signals.exit_code()))
+    }
+}
+
+/// Runs `f` (a trainer's work), turning a panic into an error the dashboard
+/// shows (the hook kept it quiet).
+fn catch_trainer_panic<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        let message = PANIC_MESSAGE.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
+        Err(Error::new(format!("the training thread panicked: {message}")))
+    })
 }
 
 /// The trainer thread: runs the session, then saves on request until the
 /// dashboard closes the command channel.
 fn train(session: &mut Session, events: Sender<Msg>, commands: Receiver<Command>) -> Result<Outcome> {
     let mut monitor = ChannelMonitor { events, commands, panic_on_progress: fault("tui-trainer-panic") };
-    // A panic becomes an error the dashboard shows (the hook kept it quiet).
-    let result = panic::catch_unwind(AssertUnwindSafe(|| session.run(&mut monitor))).unwrap_or_else(|_| {
-        let message = PANIC_MESSAGE.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default();
-        Err(Error::new(format!("the training thread panicked: {message}")))
-    });
+    let result = catch_trainer_panic(|| session.run(&mut monitor));
     let _ = monitor.events.send(Msg::Done(result.as_ref().err().map(|e| e.to_string())));
     while let Ok(command) = monitor.commands.recv() {
         if let Command::Save(path) = command {
@@ -247,26 +284,44 @@ fn train(session: &mut Session, events: Sender<Msg>, commands: Receiver<Command>
     result
 }
 
+/// What the input thread reads from the terminal.
+#[derive(Debug)]
+pub enum Input {
+    Key(crossterm::event::KeyEvent),
+    Resize,
+    Error(String),
+}
+
+impl From<Input> for Msg {
+    fn from(input: Input) -> Msg {
+        match input {
+            Input::Key(key) => Msg::Key(key),
+            Input::Resize => Msg::Resize,
+            Input::Error(e) => Msg::InputError(e),
+        }
+    }
+}
+
 /// Reads the terminal on its own thread, so that the UI thread sleeps on
 /// one channel and wakes for a key or a trainer event alike. Detached: a
 /// hung-up terminal can keep crossterm's reader from returning (it spins on
 /// end of file), and that must not keep the dashboard from closing. Ends at
 /// `stop` (checked every poll) or when the dashboard has gone.
-fn spawn_input(messages: Sender<Msg>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+fn spawn_input<M: From<Input> + Send + 'static>(messages: Sender<M>, stop: Arc<AtomicBool>) -> std::io::Result<()> {
     std::thread::Builder::new().name("simdnet-input".into()).spawn(move || {
         while !stop.load(Ordering::Relaxed) {
-            let message = match term::poll(INPUT_POLL) {
+            let input = match term::poll(INPUT_POLL) {
                 Ok(false) => continue,
                 Ok(true) => match term::read() {
-                    Ok(TermEvent::Key(key)) => Msg::Key(key),
-                    Ok(TermEvent::Resize(..)) => Msg::Resize,
+                    Ok(TermEvent::Key(key)) => Input::Key(key),
+                    Ok(TermEvent::Resize(..)) => Input::Resize,
                     Ok(_) => continue,
-                    Err(e) => Msg::InputError(e.to_string()),
+                    Err(e) => Input::Error(e.to_string()),
                 },
-                Err(e) => Msg::InputError(e.to_string()),
+                Err(e) => Input::Error(e.to_string()),
             };
-            let failed = matches!(message, Msg::InputError(_));
-            if messages.send(message).is_err() || failed {
+            let failed = matches!(input, Input::Error(_));
+            if messages.send(M::from(input)).is_err() || failed {
                 return;
             }
         }
@@ -274,10 +329,59 @@ fn spawn_input(messages: Sender<Msg>, stop: Arc<AtomicBool>) -> std::io::Result<
     Ok(())
 }
 
-fn ui_loop(
+/// The training dashboard as a [`Screen`].
+struct Training<'a> {
+    app: &'a mut App,
+    /// Fault injection (tests): panic at the first progress event.
+    ui_panic: bool,
+}
+
+impl Screen for Training<'_> {
+    type Message = Msg;
+
+    fn on_message(&mut self, message: Msg, commands: &Sender<Command>) -> Result<bool> {
+        match message {
+            Msg::Event(Event::Progress(_)) if self.ui_panic => panic!("injected fault ({FAULT_ENV}=tui-ui-panic)"),
+            Msg::Event(e) => self.app.on_event(e),
+            Msg::Done(error) => self.app.on_trainer_done(error),
+            Msg::Key(key) => {
+                if let Some(c) = self.app.on_key(key) {
+                    // The trainer gone (finishing): nothing to do.
+                    let _ = commands.send(c);
+                }
+            }
+            Msg::Resize => return Ok(true),
+            Msg::InputError(e) => return Err(Error::new(format!("dashboard: cannot read the terminal: {e}"))),
+        }
+        Ok(false)
+    }
+
+    fn on_signal(&mut self, commands: &Sender<Command>) {
+        let app = &mut *self.app;
+        app.push_log("signal received: stopping");
+        app.quit_when_done = true;
+        if app.training() {
+            app.status = Status::Stopping;
+            let _ = commands.send(Command::Stop);
+        }
+        if app.trainer_done() {
+            app.quit = true;
+        }
+    }
+
+    fn quit(&self) -> bool {
+        self.app.quit
+    }
+
+    fn draw(&self, frame: &mut ratatui::Frame) {
+        frame.render_widget(&*self.app, frame.area());
+    }
+}
+
+fn ui_loop<S: Screen>(
     terminal: &mut Tty,
-    app: &mut App,
-    messages: &Receiver<Msg>,
+    screen: &mut S,
+    messages: &Receiver<S::Message>,
     commands: &Sender<Command>,
     signals: &Signals,
 ) -> Result<()> {
@@ -285,25 +389,14 @@ fn ui_loop(
     let mut last_draw: Option<Instant> = None;
     let mut dirty = true;
     let mut signalled = false;
-    let ui_panic = fault("tui-ui-panic");
     loop {
         // Sleep until a message, the next frame or the next signal check.
         let since = last_draw.map_or(Duration::MAX, |t| t.elapsed());
         let wait = if dirty { FRAME.saturating_sub(since) } else { IDLE_FRAME.saturating_sub(since).min(SIGNAL_CHECK) };
         let mut next = messages.recv_timeout(wait).ok();
         while let Some(message) = next {
-            match message {
-                Msg::Event(Event::Progress(_)) if ui_panic => panic!("injected fault ({FAULT_ENV}=tui-ui-panic)"),
-                Msg::Event(e) => app.on_event(e),
-                Msg::Done(error) => app.on_trainer_done(error),
-                Msg::Key(key) => {
-                    if let Some(c) = app.on_key(key) {
-                        // The trainer gone (finishing): nothing to do.
-                        let _ = commands.send(c);
-                    }
-                }
-                Msg::Resize => last_draw = None,
-                Msg::InputError(e) => return Err(Error::new(format!("dashboard: cannot read the terminal: {e}"))),
+            if screen.on_message(message, commands)? {
+                last_draw = None;
             }
             dirty = true;
             next = messages.try_recv().ok();
@@ -311,22 +404,14 @@ fn ui_loop(
         if !signalled && signals.exit_code().is_some() {
             signalled = true;
             dirty = true;
-            app.push_log("signal received: stopping");
-            app.quit_when_done = true;
-            if app.training() {
-                app.status = Status::Stopping;
-                let _ = commands.send(Command::Stop);
-            }
-            if app.trainer_done() {
-                app.quit = true;
-            }
+            screen.on_signal(commands);
         }
-        if app.quit {
+        if screen.quit() {
             return Ok(());
         }
         let since = last_draw.map_or(Duration::MAX, |t| t.elapsed());
         if (dirty && since >= FRAME) || since >= IDLE_FRAME {
-            terminal.draw(|f| f.render_widget(&*app, f.area())).map_err(io)?;
+            terminal.draw(|f| screen.draw(f)).map_err(io)?;
             last_draw = Some(Instant::now());
             dirty = false;
         }
