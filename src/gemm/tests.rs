@@ -233,6 +233,9 @@ fn odd_sizes_and_block_boundaries() {
         check(isa, variant(Case::new(MC + 5, 40, 20), 2));
         check(isa, variant(Case::new(20, 40, 2 * KC + 3), 6));
         check(isa, variant(Case::new(20, 40, KC), 8));
+        // Both operands read in place: k blocks of DIRECT_KC.
+        check(isa, variant(Case::new(20, 40, super::driver::DIRECT_KC + 3), 6));
+        check(isa, variant(Case::new(9, 100, 2 * super::driver::DIRECT_KC + 1), 4));
         check(isa, variant(Case::new(3, NC + 21, 5), 2));
         check(isa, Case { la: Layout::Trans, lb: Layout::General, ..variant(Case::new(MC + 9, 70, KC + 1), 3) });
         check(isa, Case { la: Layout::General, lb: Layout::Trans, ..variant(Case::new(70, 200, KC + 1), 5) });
