@@ -11,7 +11,7 @@
 
 use std::cell::Cell;
 
-use super::kernel::{Block, Kernel};
+use super::kernel::{panel_cols, Block, Kernel};
 use super::{Activation, Epilogue, MatMut, MatRef};
 
 /// NC: LOOP 5 splits the n columns into NC-wide parts; a packed B~ block
@@ -23,6 +23,13 @@ pub const KC: usize = 256;
 /// MC: LOOP 3 splits the m rows into MC-tall parts; a packed A~ block
 /// (MC × KC) is sized for the L2 cache (multiple of every MR).
 pub const MC: usize = 192;
+
+/// KC when neither operand is packed (B~ and A~ are B and A themselves):
+/// there is no packed block to keep in cache, and splitting k would only add
+/// passes over C (β = 1 reloads) and tile restarts; forward layer 1 at batch
+/// 32 (k = 784) runs ~7% faster in one block than in four. Bounded so a huge
+/// k still streams C in finite blocks.
+pub(crate) const DIRECT_KC: usize = 1024;
 
 /// B is read in place (not packed) when C has at most this many rows.
 const DIRECT_B_MAX_M: usize = 32;
@@ -76,22 +83,36 @@ impl<T: Copy> SendPtr<T> {
 }
 
 /// Packs B[p0.., j0..][..kc, ..nc] into NR-wide column panels, each `kc × NR`
-/// row-major, zero-padded on the right.
+/// row-major, zero-padded on the right; a merged last panel (see
+/// [`panel_cols`]) is `kc × (NR + LANES)`.
 ///
 /// # Safety
 /// `b` must be valid for the view's extent and `dst` for
-/// `ceil(nc / NR) · NR · kc` floats.
-unsafe fn pack_b(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, nr: usize, dst: *mut f32) {
-    debug_assert!(nr % 8 == 0);
+/// `packed_b_len(nc, kc, nr, lanes)` floats.
+#[allow(clippy::too_many_arguments)]
+unsafe fn pack_b(
+    b: &MatRef,
+    p0: usize,
+    j0: usize,
+    kc: usize,
+    nc: usize,
+    nr: usize,
+    lanes: usize,
+    merge: bool,
+    dst: *mut f32,
+) {
+    debug_assert!(nr.is_multiple_of(8));
     let src = b.data.as_ptr();
     let mut j = 0;
     while j < nc {
-        let w = (nc - j).min(nr);
+        let w = panel_cols(nc - j, nr, lanes, merge);
+        let pw = if w > nr { nr + lanes } else { nr };
+        // Every earlier panel is exactly NR wide.
         let d = dst.add(j * kc);
         if b.cs == 1 {
             for p in 0..kc {
                 let row = src.add((p0 + p) * b.rs + j0 + j);
-                let dr = d.add(p * nr);
+                let dr = d.add(p * pw);
                 if w == nr {
                     // Whole panel row: fixed-size copies (no memcpy call).
                     for c in (0..nr).step_by(8) {
@@ -101,7 +122,7 @@ unsafe fn pack_b(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, nr: usi
                     for jj in 0..w {
                         *dr.add(jj) = *row.add(jj);
                     }
-                    for jj in w..nr {
+                    for jj in w..pw {
                         *dr.add(jj) = 0.0;
                     }
                 }
@@ -111,17 +132,23 @@ unsafe fn pack_b(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, nr: usi
             for jj in 0..w {
                 let col = src.add(p0 * b.rs + (j0 + j + jj) * b.cs);
                 for p in 0..kc {
-                    *d.add(p * nr + jj) = *col.add(p * b.rs);
+                    *d.add(p * pw + jj) = *col.add(p * b.rs);
                 }
             }
             for p in 0..kc {
-                for jj in w..nr {
-                    *d.add(p * nr + jj) = 0.0;
+                for jj in w..pw {
+                    *d.add(p * pw + jj) = 0.0;
                 }
             }
         }
-        j += nr;
+        j += w;
     }
+}
+
+/// Floats a packed B~ of `kc × nc` needs: whole NR panels plus room for one
+/// merged panel's extra vector.
+fn packed_b_len(nc: usize, kc: usize, nr: usize, lanes: usize) -> usize {
+    (nc.div_ceil(nr) * nr + lanes) * kc
 }
 
 /// Packs A[i0.., p0..][..mc, ..kc] into MR-tall row panels, each `kc × MR`
@@ -191,7 +218,7 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
             // for the epilogue (C = act(β·C + bias)).
             let mut pc = 0;
             loop {
-                let kc = (k - pc).min(KC);
+                let kc = (k - pc).min(if b_direct && a_direct { DIRECT_KC } else { KC });
                 let first = pc == 0;
                 let last = pc + kc >= k;
                 // Pack B → B~, or read B in place (its partial last vector masked).
@@ -202,10 +229,9 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                     rsb = b.rs as isize;
                     b_panel = K::NR as isize;
                 } else {
-                    let panels = nc.div_ceil(K::NR);
-                    let d = aligned(buf_b, panels * K::NR * kc);
-                    // SAFETY: d holds panels·NR·kc floats; the sub-view is inside B.
-                    unsafe { pack_b(b, pc, jc, kc, nc, K::NR, d) };
+                    let d = aligned(buf_b, packed_b_len(nc, kc, K::NR, K::LANES));
+                    // SAFETY: d holds packed_b_len floats; the sub-view is inside B.
+                    unsafe { pack_b(b, pc, jc, kc, nc, K::NR, K::LANES, K::MERGE_TAIL, d) };
                     bp = d;
                     rsb = K::NR as isize;
                     b_panel = (K::NR * kc) as isize;
@@ -292,13 +318,20 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                             run_rows(ic, (m - ic).min(chunk), 0, nc);
                         });
                     } else {
-                        // Few rows: split LOOP 2 over whole NR column panels.
-                        let panels = nc.div_ceil(K::NR);
+                        // Few rows: split LOOP 2 over whole column panels (a
+                        // merged last panel stays whole, in the last task).
+                        let merged = panel_cols(nc % K::NR + K::NR, K::NR, K::LANES, K::MERGE_TAIL) > K::NR;
+                        let panels = if merged && nc > K::NR && !nc.is_multiple_of(K::NR) {
+                            nc / K::NR
+                        } else {
+                            nc.div_ceil(K::NR)
+                        };
                         let per = panels.div_ceil(threads);
                         let tasks = panels.div_ceil(per);
                         (0..tasks).into_par_iter().for_each(|t| {
                             let jr0 = t * per * K::NR;
-                            run_rows(0, m, jr0, (nc - jr0).min(per * K::NR));
+                            let end = if t + 1 == tasks { nc } else { jr0 + per * K::NR };
+                            run_rows(0, m, jr0, end - jr0);
                         });
                     }
                 } else {

@@ -89,6 +89,9 @@ macro_rules! unroll {
 
 /// Hides a pointer's provenance from the optimizer (an empty asm block), so
 /// independent pointers stay independent induction variables.
+// The asm is only an optimisation barrier on the pointer's value: it touches
+// no memory, so `nomem` is accurate even though a pointer passes through.
+#[allow(clippy::pointers_in_nomem_asm_block)]
 #[inline(always)]
 fn opaque(p: *const f32) -> *const f32 {
     #[cfg(target_arch = "x86_64")]
@@ -250,23 +253,41 @@ macro_rules! tile_rows {
     };
 }
 
+/// Columns of the column panel that starts `rem` columns before the end of a
+/// block: NR, or everything left. With `merge`, a remainder of at most one
+/// vector after a whole panel joins it (one NR + LANES wide panel), so n = 100
+/// runs as 32 + 32 + 36 rather than 32 + 32 + 32 + 4: a 4-column panel would
+/// spend a whole tile of FMAs and loads on 4 useful lanes. Packing (`pack_b`)
+/// follows the same rule, and packs a merged panel NR + LANES wide.
+#[inline(always)]
+pub(crate) fn panel_cols(rem: usize, nr: usize, lanes: usize, merge: bool) -> usize {
+    if merge && rem > nr && rem <= nr + lanes {
+        rem
+    } else {
+        rem.min(nr)
+    }
+}
+
 /// LOOP 2 (NR columns) and LOOP 1 (MR rows) over one macro-block.
 ///
 /// # Safety
 /// As `tile` for every tile of the block.
 #[inline(always)]
-unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: usize>(
+unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: usize, const MERGE: bool>(
     blk: &Block,
     run: impl Fn(usize, usize, usize, &Tile),
 ) {
     let mut jr = 0;
     // LOOP 2: step NR through the nc columns of B~ / C.
     while jr < blk.nc {
-        let n = (blk.nc - jr).min(NR);
+        let n = panel_cols(blk.nc - jr, NR, S::LANES, MERGE);
         let panel = (jr / NR) as isize;
-        let (b, rsb) = (blk.b.wrapping_offset(panel * blk.b_panel), blk.rsb);
+        // A packed merged panel is stored NR + LANES wide; B read in place
+        // keeps its own row stride.
+        let rsb = if n > NR && !blk.b_masked { (NR + S::LANES) as isize } else { blk.rsb };
+        let b = blk.b.wrapping_offset(panel * blk.b_panel);
         let nv = n.div_ceil(S::LANES);
-        let tail = if blk.b_masked && n % S::LANES != 0 { n % S::LANES } else { 0 };
+        let tail = if blk.b_masked && !n.is_multiple_of(S::LANES) { n % S::LANES } else { 0 };
         let bias = if blk.bias.is_null() { blk.bias } else { blk.bias.add(jr) };
         // A one-vector-wide panel (thin N) has few accumulators per row, so
         // when A is read in place take MR_THIN rows at once to keep enough
@@ -295,7 +316,7 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
             run(m, nv, tail, &t);
             ir += step;
         }
-        jr += NR;
+        jr += n;
     }
 }
 
@@ -307,6 +328,11 @@ pub(crate) trait Kernel {
     /// NR: columns of a register tile (whole vectors); LOOP 2 steps by NR.
     /// The B~ micro-panel (KC × NR) stays in L1 while LOOP 1 runs.
     const NR: usize;
+    /// f32 lanes of one vector.
+    const LANES: usize;
+    /// Whether a last partial vector joins the previous whole panel (see
+    /// [`panel_cols`]); only where registers allow NR + LANES wide tiles.
+    const MERGE_TAIL: bool;
     /// Runs LOOP 2, LOOP 1 and the microkernels over one macro-block.
     ///
     /// # Safety
@@ -329,12 +355,14 @@ pub(crate) struct Portable;
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn block_avx512(blk: &Block) {
     use super::simd::V512;
-    block_loops::<V512, 8, 32, 16>(blk, |m, nv, tail, t| {
+    block_loops::<V512, 8, 32, 16, true>(blk, |m, nv, tail, t| {
         // SAFETY: same contract as `block`; the tile lies inside the block.
         unsafe {
             match nv {
                 1 => tile_rows!(V512, t, m, tail, 1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]),
-                _ => tile_rows!(V512, t, m, tail, 2, [1, 2, 3, 4, 5, 6, 7, 8]),
+                2 => tile_rows!(V512, t, m, tail, 2, [1, 2, 3, 4, 5, 6, 7, 8]),
+                // A merged panel: 8 × 3 = 24 accumulators of 32 zmm.
+                _ => tile_rows!(V512, t, m, tail, 3, [1, 2, 3, 4, 5, 6, 7, 8]),
             }
         }
     })
@@ -344,7 +372,7 @@ unsafe fn block_avx512(blk: &Block) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn block_avx2(blk: &Block) {
     use super::simd::V256;
-    block_loops::<V256, 6, 16, 12>(blk, |m, nv, tail, t| {
+    block_loops::<V256, 6, 16, 12, false>(blk, |m, nv, tail, t| {
         // SAFETY: same contract as `block`; the tile lies inside the block.
         unsafe {
             match nv {
@@ -360,7 +388,7 @@ fn block_portable(blk: &Block) {
     // SAFETY: `Kernel::block`'s caller guarantees the block's memory contract;
     // the portable vector type needs no CPU feature.
     unsafe {
-        block_loops::<VWide, 6, 8, 6>(blk, |m, nv, tail, t| {
+        block_loops::<VWide, 6, 8, 6, false>(blk, |m, nv, tail, t| {
             debug_assert_eq!(nv, 1);
             tile_rows!(VWide, t, m, tail, 1, [1, 2, 3, 4, 5, 6])
         })
@@ -371,6 +399,8 @@ fn block_portable(blk: &Block) {
 impl Kernel for Avx512 {
     const MR: usize = 8;
     const NR: usize = 32;
+    const LANES: usize = 16;
+    const MERGE_TAIL: bool = true;
     #[inline]
     unsafe fn block(blk: &Block) {
         block_avx512(blk)
@@ -381,6 +411,8 @@ impl Kernel for Avx512 {
 impl Kernel for Avx2 {
     const MR: usize = 6;
     const NR: usize = 16;
+    const LANES: usize = 8;
+    const MERGE_TAIL: bool = false;
     #[inline]
     unsafe fn block(blk: &Block) {
         block_avx2(blk)
@@ -390,6 +422,8 @@ impl Kernel for Avx2 {
 impl Kernel for Portable {
     const MR: usize = 6;
     const NR: usize = 8;
+    const LANES: usize = 8;
+    const MERGE_TAIL: bool = false;
     #[inline]
     unsafe fn block(blk: &Block) {
         block_portable(blk)

@@ -114,7 +114,7 @@ fn check(isa: Isa, c: Case) -> Vec<f32> {
     let av = view(&a, c.la, m, k);
     let bv = view(&b, c.lb, k, n);
     for i in 0..m {
-        for j in 0..n {
+        for (j, bias_j) in bias.iter().enumerate() {
             let idx = i * crs + j * ccs;
             let mut scale = 1.0f32;
             for p in 0..k {
@@ -124,7 +124,7 @@ fn check(isa: Isa, c: Case) -> Vec<f32> {
                 scale += (c.beta * c0[idx]).abs();
             }
             if c.bias {
-                scale += bias[j].abs();
+                scale += bias_j.abs();
             }
             let tol = 1e-6 * (k as f32 + 4.0) * scale;
             let (g, w) = (got[idx], want[idx]);
@@ -233,6 +233,9 @@ fn odd_sizes_and_block_boundaries() {
         check(isa, variant(Case::new(MC + 5, 40, 20), 2));
         check(isa, variant(Case::new(20, 40, 2 * KC + 3), 6));
         check(isa, variant(Case::new(20, 40, KC), 8));
+        // Both operands read in place: k blocks of DIRECT_KC.
+        check(isa, variant(Case::new(20, 40, super::driver::DIRECT_KC + 3), 6));
+        check(isa, variant(Case::new(9, 100, 2 * super::driver::DIRECT_KC + 1), 4));
         check(isa, variant(Case::new(3, NC + 21, 5), 2));
         check(isa, Case { la: Layout::Trans, lb: Layout::General, ..variant(Case::new(MC + 9, 70, KC + 1), 3) });
         check(isa, Case { la: Layout::General, lb: Layout::Trans, ..variant(Case::new(70, 200, KC + 1), 5) });
@@ -266,8 +269,14 @@ fn mlp_shapes() {
 fn threads_give_bit_identical_results() {
     let pool = |t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
     let (p1, p2) = (pool(1), pool(2));
-    // Above PAR_MIN_FLOPS: a row split (m large) and a column split (m small).
-    let shapes = [(64, 100, 784, Layout::RowMajor), (8, 700, 784, Layout::RowMajor), (784, 100, 32, Layout::Trans)];
+    // Above PAR_MIN_FLOPS: a row split (m large) and a column split (m small),
+    // the latter also with a merged last panel (708 = 22·32 + 4).
+    let shapes = [
+        (64, 100, 784, Layout::RowMajor),
+        (8, 700, 784, Layout::RowMajor),
+        (8, 708, 784, Layout::RowMajor),
+        (784, 100, 32, Layout::Trans),
+    ];
     for isa in isas() {
         for &(m, n, k, la) in &shapes {
             assert!(2 * m * n * k >= PAR_MIN_FLOPS);
