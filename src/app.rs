@@ -45,6 +45,15 @@ pub fn init_threads(threads: Option<u32>) -> Result<usize> {
     }
 }
 
+/// Runs `f` on a thread of the global pool and waits for it. The kernels'
+/// parallel loops, called from a pool thread, queue their tasks on that
+/// thread's own deque; called from any other thread, every parallel call goes
+/// through rayon's global injector, which allocates a block every 63 jobs and
+/// so breaks "no allocation in a training step".
+pub fn run_in_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    rayon::scope(|_| f())
+}
+
 /// Refuses an output path whose directory does not exist or that names a
 /// directory, before training rather than after.
 pub fn check_output_path(flag: &str, path: &Path) -> Result<()> {

@@ -56,7 +56,7 @@ fn run_train(args: TrainArgs) -> Result<ExitCode> {
     let mut session = Session::from_args(&args)?;
     let _ = writeln!(std::io::stdout(), "{}", session.header());
     let mut monitor = Headless { signals: signals.clone(), quiet: false };
-    let outcome = session.run(&mut monitor)?;
+    let outcome = app::run_in_pool(|| session.run(&mut monitor))?;
     finish(outcome, signals.exit_code())
 }
 
@@ -80,7 +80,7 @@ fn run_compare(args: CompareArgs) -> Result<ExitCode> {
     let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
     let names = configs.iter().map(|(n, _)| n.clone()).collect();
     let mut monitor = HeadlessCompare { names, signals: signals.clone() };
-    let results = compare::run(&configs, &mut monitor)?;
+    let results = app::run_in_pool(|| compare::run(&configs, &mut monitor))?;
     println!();
     print!("{}", compare::table(&results));
     Ok(signals.exit_code().map_or(ExitCode::SUCCESS, ExitCode::from))

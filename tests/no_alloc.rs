@@ -39,6 +39,7 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn training_steps_allocate_nothing_after_the_first() {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     for (batch, hidden, dropout, kind) in [
         (32, vec![100], 0.0, OptimizerKind::adam()),
         (256, vec![300, 100], 0.3, OptimizerKind::Sgd { momentum: 0.9, nesterov: true }),
@@ -50,14 +51,18 @@ fn training_steps_allocate_nothing_after_the_first() {
         let mut ws = Workspace::new(&spec, batch, 1);
         let x: Vec<f32> = (0..batch * 784).map(|i| (i % 255) as f32 / 255.0).collect();
         let y: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
-        model.train_step(&mut opt, &mut ws, &x, &y); // the first may allocate (packing buffers)
-        COUNTING.store(true, Ordering::SeqCst);
-        for _ in 0..5 {
-            model.train_step(&mut opt, &mut ws, &x, &y);
-        }
-        // A short last batch of the epoch, too.
-        model.train_step(&mut opt, &mut ws, &x[..(batch / 2 + 1) * 784], &y[..batch / 2 + 1]);
-        COUNTING.store(false, Ordering::SeqCst);
+        // As the binary runs it (app::run_in_pool): on a thread of a
+        // two-thread pool, so the kernels' parallel paths run too.
+        pool.install(|| {
+            model.train_step(&mut opt, &mut ws, &x, &y); // the first may allocate (packing buffers)
+            COUNTING.store(true, Ordering::SeqCst);
+            for _ in 0..5 {
+                model.train_step(&mut opt, &mut ws, &x, &y);
+            }
+            // A short last batch of the epoch, too.
+            model.train_step(&mut opt, &mut ws, &x[..(batch / 2 + 1) * 784], &y[..batch / 2 + 1]);
+            COUNTING.store(false, Ordering::SeqCst);
+        });
         let n = ALLOCATIONS.swap(0, Ordering::SeqCst);
         assert_eq!(n, 0, "batch {batch}, {}: {n} heap allocations in 6 training steps", spec.describe());
     }

@@ -196,7 +196,7 @@ macro_rules! require_tmux {
 #[test]
 fn dashboard_trains_pauses_saves_stops_and_restores_the_terminal() {
     require_tmux!();
-    let t = Tmux::start(100, 30, &["--epochs", "200", "--threads", "1"]);
+    let t = Tmux::start(100, 30, &["--epochs", "100000", "--threads", "1"]);
     let screen = t.wait_for("the first throughput figures", |s| s.contains("samples/s") && s.contains("GFLOP/s"));
     assert!(screen.contains("784-100-10 relu") && screen.contains("Adam(lr=0.001)"), "{screen}");
     assert_eq!(t.format("#{alternate_on}"), "1", "the dashboard uses the alternate screen");
@@ -237,7 +237,7 @@ fn dashboard_trains_pauses_saves_stops_and_restores_the_terminal() {
 #[test]
 fn sigterm_stops_training_and_restores_the_terminal() {
     require_tmux!();
-    let t = Tmux::start(80, 24, &["--epochs", "200", "--threads", "1"]);
+    let t = Tmux::start(80, 24, &["--epochs", "100000", "--threads", "1"]);
     t.wait_for("training", |s| s.contains("samples/s"));
     let kill = Command::new("kill").args(["-TERM", &t.pid.to_string()]).status().unwrap();
     assert!(kill.success());
@@ -248,7 +248,7 @@ fn sigterm_stops_training_and_restores_the_terminal() {
 #[test]
 fn a_closed_terminal_ends_the_run() {
     require_tmux!();
-    let t = Tmux::start(80, 24, &["--epochs", "200", "--threads", "1"]);
+    let t = Tmux::start(80, 24, &["--epochs", "100000", "--threads", "1"]);
     t.wait_for("training", |s| s.contains("samples/s"));
     let pid = t.pid;
     // The terminal goes away (SIGHUP, then end of file on the tty).
@@ -265,7 +265,7 @@ fn a_closed_terminal_ends_the_run() {
 #[test]
 fn errors_print_after_the_terminal_is_restored() {
     require_tmux!();
-    let t = Tmux::start(80, 24, &["--epochs", "200", "--threads", "1", "--save", "out/model.safetensors"]);
+    let t = Tmux::start(80, 24, &["--epochs", "100000", "--threads", "1", "--save", "out/model.safetensors"]);
     t.wait_for("training", |s| s.contains("samples/s"));
     // The final save fails: its directory is gone.
     std::fs::remove_dir(t.dir.path().join("out")).unwrap();
@@ -361,7 +361,7 @@ fn compare_dashboard_runs_every_configuration_then_prints_the_table() {
 #[test]
 fn compare_dashboard_stop_skips_the_remaining_configurations() {
     require_tmux!();
-    let args = ["--optimizer", "sgd,adam", "--epochs", "200", "--threads", "1"];
+    let args = ["--optimizer", "sgd,adam", "--epochs", "100000", "--threads", "1"];
     let t = Tmux::spawn(80, 24, "compare", &args, None);
     t.wait_for("the first configuration training", |s| s.contains("Config 1/2") && s.contains("running…"));
     t.keys(&["q"]);
@@ -379,7 +379,7 @@ fn compare_dashboard_stop_skips_the_remaining_configurations() {
 #[test]
 fn compare_dashboard_sigterm_exits_143_with_the_table() {
     require_tmux!();
-    let args = ["--optimizer", "sgd,adam", "--epochs", "200", "--threads", "1"];
+    let args = ["--optimizer", "sgd,adam", "--epochs", "100000", "--threads", "1"];
     let t = Tmux::spawn(80, 24, "compare", &args, None);
     t.wait_for("training", |s| s.contains("Config 1/2") && s.contains("running…"));
     let kill = Command::new("kill").args(["-TERM", &t.pid.to_string()]).status().unwrap();

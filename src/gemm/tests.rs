@@ -275,7 +275,7 @@ fn threads_give_bit_identical_results() {
         (64, 100, 784, Layout::RowMajor),
         (8, 700, 784, Layout::RowMajor),
         (8, 708, 784, Layout::RowMajor),
-        (784, 100, 32, Layout::Trans),
+        (784, 100, 64, Layout::Trans),
     ];
     for isa in isas() {
         for &(m, n, k, la) in &shapes {

@@ -235,7 +235,8 @@ fn drive<S: Screen, T: Send>(
     let stop_input = Arc::new(AtomicBool::new(false));
     spawn_input(message_tx.clone(), stop_input.clone()).map_err(|e| Error::new(format!("dashboard: {e}")))?;
     let (ui, trained) = std::thread::scope(|scope| {
-        let trainer = scope.spawn(move || trainer(message_tx, command_rx));
+        // The trainer runs on a thread of the kernels' pool (see app::run_in_pool).
+        let trainer = scope.spawn(move || crate::app::run_in_pool(move || trainer(message_tx, command_rx)));
         let ui = ui_loop(terminal, screen, &message_rx, &command_tx, signals);
         stop_input.store(true, Ordering::Relaxed);
         // Closing the command channel stops the trainer after its step (if
