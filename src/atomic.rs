@@ -2,7 +2,7 @@
 //! renamed over the target. A crash or kill at any point leaves either the old
 //! file or the new one, never a mix.
 //!
-//! The temporary file is `.<name>.<pid>.tmp` beside the target. A process
+//! The temporary file is `.<name>.<pid>.<n>.tmp` beside the target. A process
 //! killed mid-write (SIGKILL, power loss, an abort) leaves it behind; the next
 //! write of the same target removes the temporary files of processes that no
 //! longer run.
@@ -21,12 +21,16 @@ fn file_name(path: &Path) -> String {
     path.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned())
 }
 
-/// This process's temporary file for `path`: `.<name>.<pid>.tmp` beside it.
+/// A fresh temporary file for `path`: `.<name>.<pid>.<n>.tmp` beside it, `n`
+/// counting this process's calls, so two threads writing the same target
+/// (e.g. two tests decompressing one data set) never share a temporary file.
 pub fn temp_path(path: &Path) -> PathBuf {
-    path.with_file_name(format!(".{}.{}.tmp", file_name(path), std::process::id()))
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    path.with_file_name(format!(".{}.{}.{n}.tmp", file_name(path), std::process::id()))
 }
 
-/// Removes `.<name>.<pid>.tmp` files beside `path` left by processes that are
+/// Removes `.<name>.<pid>[.<n>].tmp` files beside `path` left by processes that are
 /// gone. Liveness is read from /proc; without it (not Linux), nothing is
 /// removed. Best effort: errors are ignored.
 pub fn remove_stale_temps(path: &Path) {
@@ -41,7 +45,12 @@ pub fn remove_stale_temps(path: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|r| r.strip_suffix(".tmp")) else {
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|r| r.strip_suffix(".tmp"))
+            .and_then(|r| r.split('.').next())
+        else {
             continue;
         };
         if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) || pid == std::process::id().to_string() {

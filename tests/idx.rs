@@ -188,3 +188,25 @@ fn corrupt_gzip_is_rejected_and_leaves_no_cache_file() {
     let left = std::fs::read_dir(&cache).map(|r| r.count()).unwrap_or(0);
     assert_eq!(left, 0, "no partial cache file");
 }
+
+#[test]
+fn concurrent_first_opens_share_the_cache_safely() {
+    // Several threads decompressing the same .gz set into one empty cache at
+    // once (as parallel tests do on a fresh clone) must all succeed.
+    let raw = tempfile::tempdir().unwrap();
+    valid_set(raw.path());
+    let gz = tempfile::tempdir().unwrap();
+    for name in [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS] {
+        write_gz(gz.path(), name, &std::fs::read(raw.path().join(name)).unwrap());
+    }
+    let cache = gz.path().join("cache");
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            (0..6).map(|_| s.spawn(|| Dataset::open(gz.path(), &cache).map(|d| d.train.count))).collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap().unwrap(), 20);
+        }
+    });
+    let names: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 4, "one file per .gz and no temporary left: {names:?}");
+}
