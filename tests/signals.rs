@@ -58,6 +58,8 @@ fn spawn(dir: &Path, save: &Path) -> (KillOnDrop, mpsc::Receiver<String>) {
         .arg(dir)
         .arg("--save")
         .arg(save)
+        .arg("--metrics")
+        .arg(dir.join("metrics.csv"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -135,7 +137,11 @@ fn stop_with(signal: &str, expected_code: i32, ready: impl Fn(&str) -> bool) {
     let loaded = checkpoint::load(&save).unwrap();
     assert_eq!(loaded.model.spec.classes, 4);
     assert_eq!(loaded.model.spec.input_shape, (8, 8));
-    // Only the model: no temp file beside it.
+    // The metrics file holds one whole record per finished epoch (header + rows).
+    let metrics = fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), epochs + 1, "{metrics}");
+    assert!(metrics.ends_with('\n'), "the last record is whole: {metrics:?}");
+    // Only the model and the metrics: no temp file beside them.
     let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names.iter().filter(|n| n.to_string_lossy().ends_with(".tmp")).count(), 0, "{names:?}");
 }
