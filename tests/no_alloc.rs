@@ -40,6 +40,8 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn training_steps_allocate_nothing_after_the_first() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    // Every worker has started (thread start-up allocates) before counting.
+    pool.broadcast(|_| ());
     for (batch, hidden, dropout, kind) in [
         (32, vec![100], 0.0, OptimizerKind::adam()),
         (256, vec![300, 100], 0.3, OptimizerKind::Sgd { momentum: 0.9, nesterov: true }),
