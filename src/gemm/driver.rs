@@ -264,7 +264,9 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                 let proto = SendPtr(proto);
 
                 // LOOP 3: MC-tall row parts of A and C (a task each when parallel).
-                let run_rows = |ic: usize, mc: usize, jr0: usize, ncs: usize| {
+                // `a_space`: where to pack this block's A panels (sized for
+                // them), or null to use the calling thread's buffer.
+                let run_rows = |ic: usize, mc: usize, jr0: usize, ncs: usize, a_space: *mut f32| {
                     let mut blk = proto.get();
                     blk.mc = mc;
                     // SAFETY: (ic, jc + jr0) is inside C; the block covers rows
@@ -293,9 +295,8 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                         // SAFETY: Block's memory contract holds (see above).
                         unsafe { K::block(&blk) };
                     } else {
-                        with_buf(&BUF_A, |buf_a| {
-                            let d = aligned(buf_a, mc.div_ceil(K::MR) * K::MR * kc);
-                            // SAFETY: d is large enough; the sub-view is inside A.
+                        let mut pack_and_run = |d: *mut f32| {
+                            // SAFETY: d holds mc.div_ceil(MR)·MR·kc floats; the sub-view is inside A.
                             unsafe { pack_a(a, ic, pc, mc, kc, K::MR, d) };
                             blk.a = d;
                             blk.rsa = 1;
@@ -304,21 +305,50 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                             blk.a_packed = true;
                             // SAFETY: Block's memory contract holds (see above).
                             unsafe { K::block(&blk) };
-                        })
+                        };
+                        if a_space.is_null() {
+                            with_buf(&BUF_A, |buf_a| pack_and_run(aligned(buf_a, mc.div_ceil(K::MR) * K::MR * kc)))
+                        } else {
+                            pack_and_run(a_space)
+                        }
                     }
                 };
 
-                if parallel {
+                // Runs `task(t, a_space)` for t in 0..tasks on the pool. Each
+                // task packs A into its own slice of the *calling* thread's
+                // buffer (sized for all tasks here), never into a worker's
+                // thread-local one: which worker steals which task varies, and
+                // a worker's first steal would allocate inside a training step.
+                let with_task_spaces = |tasks: usize, task_rows: usize, task: &(dyn Fn(usize, *mut f32) + Sync)| {
                     use rayon::prelude::*;
+                    let per_task =
+                        if a_direct { 0 } else { (task_rows.div_ceil(K::MR) * K::MR * kc).next_multiple_of(16) };
+                    with_buf(&BUF_A, |buf_a| {
+                        let base =
+                            SendPtr(if a_direct { std::ptr::null_mut() } else { aligned(buf_a, tasks * per_task) });
+                        (0..tasks).into_par_iter().for_each(|t| {
+                            let space = if a_direct {
+                                std::ptr::null_mut()
+                            } else {
+                                // SAFETY: the buffer holds tasks·per_task floats; task t
+                                // alone uses [t·per_task, (t + 1)·per_task), 64-byte aligned.
+                                unsafe { base.get().add(t * per_task) }
+                            };
+                            task(t, space);
+                        });
+                    });
+                };
+
+                if parallel {
                     if m >= 2 * K::MR {
                         // Split LOOP 3 over rows: a multiple of `threads` tasks of
                         // whole MR panels, each ≤ MC rows, so the load balances.
                         let rounds = m.div_ceil(threads * MC);
                         let chunk = m.div_ceil(threads * rounds).div_ceil(K::MR) * K::MR;
                         let tasks = m.div_ceil(chunk);
-                        (0..tasks).into_par_iter().for_each(|t| {
+                        with_task_spaces(tasks, chunk, &|t, a_space| {
                             let ic = t * chunk;
-                            run_rows(ic, (m - ic).min(chunk), 0, nc);
+                            run_rows(ic, (m - ic).min(chunk), 0, nc, a_space);
                         });
                     } else {
                         // Few rows: split LOOP 2 over whole column panels (a
@@ -331,17 +361,17 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                         };
                         let per = panels.div_ceil(threads);
                         let tasks = panels.div_ceil(per);
-                        (0..tasks).into_par_iter().for_each(|t| {
+                        with_task_spaces(tasks, m, &|t, a_space| {
                             let jr0 = t * per * K::NR;
                             let end = if t + 1 == tasks { nc } else { jr0 + per * K::NR };
-                            run_rows(0, m, jr0, end - jr0);
+                            run_rows(0, m, jr0, end - jr0, a_space);
                         });
                     }
                 } else {
                     let mut ic = 0;
                     while ic < m {
                         let mc = (m - ic).min(MC);
-                        run_rows(ic, mc, 0, nc);
+                        run_rows(ic, mc, 0, nc, std::ptr::null_mut());
                         ic += mc;
                     }
                 }
