@@ -13,7 +13,7 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{
-    Axis, Block, Borders, Cell, Chart, Clear, Dataset, GraphType, LineGauge, Paragraph, Row, Table, Widget,
+    Axis, Block, Borders, Cell, Chart, Dataset, GraphType, LineGauge, Paragraph, Row, Table, Widget,
 };
 
 /// One colour per configuration (cycled past the end).
@@ -56,7 +56,7 @@ impl Widget for &CompareApp {
         }
         render_help_line(self, help, buf);
         if self.show_help {
-            render_help_overlay(area, buf);
+            super::ui::render_help_overlay(&HELP, 72, area, buf);
         }
     }
 }
@@ -404,18 +404,6 @@ const HELP: [(&str, &str); 4] = [
     ("Ctrl-C", "same as q"),
     ("?", "this help (any key closes)"),
 ];
-
-fn render_help_overlay(area: Rect, buf: &mut Buffer) {
-    let width = 72.min(area.width);
-    let height = (HELP.len() as u16 + 2).min(area.height);
-    let popup = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
-    Clear.render(popup, buf);
-    let lines: Vec<Line> = HELP
-        .iter()
-        .map(|(k, v)| Line::from(vec![Span::raw(format!(" {k:<8} ")).cyan().bold(), Span::raw(*v)]))
-        .collect();
-    Paragraph::new(lines).block(Block::bordered().title(" Keys ")).render(popup, buf);
-}
 
 #[cfg(test)]
 mod tests {

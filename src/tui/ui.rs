@@ -44,7 +44,7 @@ impl Widget for &App {
         }
         render_help_line(self, help, buf);
         if self.show_help {
-            render_help_overlay(area, buf);
+            render_help_overlay(&HELP, 58, area, buf);
         }
     }
 }
@@ -418,12 +418,13 @@ const HELP: [(&str, &str); 9] = [
     ("?", "this help (any key closes)"),
 ];
 
-fn render_help_overlay(area: Rect, buf: &mut Buffer) {
-    let width = 58.min(area.width);
-    let height = (HELP.len() as u16 + 2).min(area.height);
+/// The `?` overlay: one line per (keys, what they do), centred, `width` wide at most.
+pub(super) fn render_help_overlay(help: &[(&str, &str)], width: u16, area: Rect, buf: &mut Buffer) {
+    let width = width.min(area.width);
+    let height = (help.len() as u16 + 2).min(area.height);
     let popup = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
     Clear.render(popup, buf);
-    let lines: Vec<Line> = HELP
+    let lines: Vec<Line> = help
         .iter()
         .map(|(k, v)| Line::from(vec![Span::raw(format!(" {k:<8} ")).cyan().bold(), Span::raw(*v)]))
         .collect();
