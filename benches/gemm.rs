@@ -57,7 +57,7 @@ fn bench_shape(
                         Form::Forward => (
                             MatRef::row_major(&a, m, k),
                             MatRef::row_major(&b, k, n),
-                            Epilogue { bias: Some(&bias), act: Activation::Relu },
+                            Epilogue { bias: Some(&bias), act: Activation::Relu, mask: None },
                         ),
                         Form::TransA => {
                             (MatRef::row_major(&a, k, m).t(), MatRef::row_major(&b, k, n), Epilogue::default())

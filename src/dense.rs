@@ -6,12 +6,15 @@
 
 use crate::gemm::{self, Activation, Epilogue, MatMut, MatRef};
 
-/// out `[batch, out_dim]` = act(inp `[batch, in_dim]` · weight `[in_dim, out_dim]` + bias `[out_dim]`).
+/// out `[batch, out_dim]` = act(inp `[batch, in_dim]` · weight `[in_dim, out_dim]` + bias `[out_dim]`),
+/// times `mask` `[batch, out_dim]` elementwise where given (dropout, applied
+/// in the GEMM's epilogue: the undropped activations are never stored).
 pub fn dense_forward(
     out: &mut [f32],
     inp: &[f32],
     weight: &[f32],
     bias: &[f32],
+    mask: Option<&[f32]>,
     batch: usize,
     in_dim: usize,
     out_dim: usize,
@@ -23,22 +26,28 @@ pub fn dense_forward(
         MatRef::row_major(weight, in_dim, out_dim),
         0.0,
         MatMut::row_major(&mut out[..batch * out_dim], batch, out_dim),
-        Epilogue { bias: Some(bias), act },
+        Epilogue {
+            bias: Some(bias),
+            act,
+            mask: mask.map(|m| MatRef::row_major(&m[..batch * out_dim], batch, out_dim)),
+        },
     );
 }
 
-/// Backward through `out = act(inp · weight + bias)`.
+/// Backward through `out = act(inp · weight + bias) · mask`.
 ///
 /// `dout` `[batch, out_dim]` holds dLoss/dout on entry and is turned in place
-/// into dLoss/dz (z the pre-activation), using the stored outputs `out`.
-/// Writes dweight `[in_dim, out_dim]`, dbias `[out_dim]` (overwritten, not
-/// accumulated) and, where given, dinp `[batch, in_dim]`.
+/// into dLoss/dz (z the pre-activation), using the stored outputs `out` and
+/// the forward pass's `mask`, if any. Writes dweight `[in_dim, out_dim]`,
+/// dbias `[out_dim]` (overwritten, not accumulated) and, where given, dinp
+/// `[batch, in_dim]`.
 pub fn dense_backward(
     dinp: Option<&mut [f32]>,
     dweight: &mut [f32],
     dbias: &mut [f32],
     dout: &mut [f32],
     out: &[f32],
+    mask: Option<&[f32]>,
     inp: &[f32],
     weight: &[f32],
     batch: usize,
@@ -46,8 +55,9 @@ pub fn dense_backward(
     out_dim: usize,
     act: Activation,
 ) {
-    let dout = &mut dout[..batch * out_dim];
-    activation_backward_and_bias_grad(dbias, dout, &out[..batch * out_dim], out_dim, act);
+    let n = batch * out_dim;
+    let dout = &mut dout[..n];
+    activation_backward_and_bias_grad(dbias, dout, &out[..n], mask.map(|m| &m[..n]), out_dim, act);
     // dweight = inpᵀ · dz : [in, batch] x [batch, out]
     gemm::sgemm(
         1.0,
@@ -70,19 +80,37 @@ pub fn dense_backward(
     }
 }
 
-/// In one pass: dz = dout ⊙ act'(out) in place, and dbias = Σ_rows dz.
+/// In one pass: dz = dout ⊙ d(out)/dz in place, and dbias = Σ_rows dz.
+///
+/// Without a mask, d(out)/dz = act'(out). With dropout's mask (out =
+/// act(z)·mask), it is mask·act'(out / mask), and 0 where the mask is 0: the
+/// mask multiply of the backward pass happens here, not in a pass of its own.
 pub fn activation_backward_and_bias_grad(
     dbias: &mut [f32],
     dout: &mut [f32],
     out: &[f32],
+    mask: Option<&[f32]>,
     out_dim: usize,
     act: Activation,
 ) {
     dbias.fill(0.0);
-    for (drow, orow) in dout.chunks_exact_mut(out_dim).zip(out.chunks_exact(out_dim)) {
-        for ((d, &y), db) in drow.iter_mut().zip(orow).zip(dbias.iter_mut()) {
-            *d *= act.derivative_from_output(y);
-            *db += *d;
+    match mask {
+        None => {
+            for (drow, orow) in dout.chunks_exact_mut(out_dim).zip(out.chunks_exact(out_dim)) {
+                for ((d, &y), db) in drow.iter_mut().zip(orow).zip(dbias.iter_mut()) {
+                    *d *= act.derivative_from_output(y);
+                    *db += *d;
+                }
+            }
+        }
+        Some(mask) => {
+            let rows = dout.chunks_exact_mut(out_dim).zip(out.chunks_exact(out_dim)).zip(mask.chunks_exact(out_dim));
+            for ((drow, orow), mrow) in rows {
+                for (((d, &y), &m), db) in drow.iter_mut().zip(orow).zip(mrow).zip(dbias.iter_mut()) {
+                    *d *= act.masked_derivative_from_output(y, m);
+                    *db += *d;
+                }
+            }
         }
     }
 }
@@ -91,11 +119,13 @@ pub fn activation_backward_and_bias_grad(
 pub mod reference {
     use crate::gemm::Activation;
 
+    /// Same contract as [`super::dense_forward`].
     pub fn dense_forward(
         out: &mut [f32],
         inp: &[f32],
         weight: &[f32],
         bias: &[f32],
+        mask: Option<&[f32]>,
         batch: usize,
         in_dim: usize,
         out_dim: usize,
@@ -107,7 +137,8 @@ pub mod reference {
                 for i in 0..in_dim {
                     z += inp[b * in_dim + i] as f64 * weight[i * out_dim + o] as f64;
                 }
-                out[b * out_dim + o] = act.apply(z as f32);
+                let y = act.apply(z as f32);
+                out[b * out_dim + o] = mask.map_or(y, |m| y * m[b * out_dim + o]);
             }
         }
     }
@@ -119,6 +150,7 @@ pub mod reference {
         dbias: &mut [f32],
         dout: &mut [f32],
         out: &[f32],
+        mask: Option<&[f32]>,
         inp: &[f32],
         weight: &[f32],
         batch: usize,
@@ -127,7 +159,12 @@ pub mod reference {
         act: Activation,
     ) {
         for k in 0..batch * out_dim {
-            dout[k] *= act.derivative_from_output(out[k]);
+            match mask {
+                // d(out)/dz = m · act'(z), with act(z) = out / m.
+                Some(mask) if mask[k] != 0.0 => dout[k] *= mask[k] * act.derivative_from_output(out[k] / mask[k]),
+                Some(_) => dout[k] = 0.0,
+                None => dout[k] *= act.derivative_from_output(out[k]),
+            }
         }
         for o in 0..out_dim {
             dbias[o] = (0..batch).map(|b| dout[b * out_dim + o] as f64).sum::<f64>() as f32;

@@ -146,34 +146,31 @@ impl Model {
     fn forward_impl(&self, ws: &mut Workspace, x: &[f32], batch: usize, training: bool) {
         assert!(batch <= ws.capacity, "batch {batch} exceeds workspace capacity {}", ws.capacity);
         let dropout = training && self.spec.dropout > 0.0;
+        let hidden = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
             let (before, rest) = ws.outs.split_at_mut(l);
-            let inp: &[f32] = if l == 0 {
-                x
-            } else if dropout {
-                &ws.dropped[l - 1]
+            let inp: &[f32] = if l == 0 { x } else { &before[l - 1] };
+            // Dropout after a hidden layer: its mask is drawn first, then
+            // multiplied in by the GEMM's epilogue, so `outs[l]` holds the
+            // dropped activations, the next layer's input.
+            let mask = if dropout && l < hidden {
+                let mask = &mut ws.masks[l][..batch * layer.out_dim];
+                fill_dropout_mask(mask, self.spec.dropout, &mut ws.rng);
+                Some(&*mask)
             } else {
-                &before[l - 1]
+                None
             };
             dense::dense_forward(
                 &mut rest[0],
                 inp,
                 &self.params[layer.kernel.clone()],
                 &self.params[layer.bias.clone()],
+                mask,
                 batch,
                 layer.in_dim,
                 layer.out_dim,
                 layer.act,
             );
-            if dropout && l + 1 < self.layers.len() {
-                apply_dropout(
-                    &mut ws.dropped[l][..batch * layer.out_dim],
-                    &mut ws.masks[l][..batch * layer.out_dim],
-                    &rest[0][..batch * layer.out_dim],
-                    self.spec.dropout,
-                    &mut ws.rng,
-                );
-            }
         }
     }
 
@@ -194,13 +191,10 @@ impl Model {
         for l in (0..self.layers.len()).rev() {
             let layer = &self.layers[l];
             let (dbefore, drest) = ws.douts.split_at_mut(l);
-            let inp: &[f32] = if l == 0 {
-                x
-            } else if dropout {
-                &ws.dropped[l - 1]
-            } else {
-                &ws.outs[l - 1]
-            };
+            let inp: &[f32] = if l == 0 { x } else { &ws.outs[l - 1] };
+            // The mask this layer's output was multiplied by (hidden layers
+            // with dropout); its derivative is folded into the activation's.
+            let mask = if dropout && l < last { Some(&ws.masks[l][..]) } else { None };
             let grads = &mut ws.grads[layer.kernel.start..layer.bias.end];
             let (dweight, dbias) = grads.split_at_mut(layer.in_dim * layer.out_dim);
             dense::dense_backward(
@@ -209,6 +203,7 @@ impl Model {
                 dbias,
                 &mut drest[0],
                 &ws.outs[l],
+                mask,
                 inp,
                 &self.params[layer.kernel.clone()],
                 batch,
@@ -216,13 +211,6 @@ impl Model {
                 layer.out_dim,
                 layer.act,
             );
-            if l > 0 && dropout {
-                // d(dropped)/d(out) is the mask.
-                let n = batch * layer.in_dim;
-                for (d, &m) in dbefore[l - 1][..n].iter_mut().zip(&ws.masks[l - 1][..n]) {
-                    *d *= m;
-                }
-            }
         }
         (loss_sum, correct)
     }
@@ -235,13 +223,21 @@ impl Model {
     }
 }
 
-/// Inverted dropout: each value survives with probability 1 − rate and is
-/// scaled by 1/(1 − rate); `mask` keeps the factor (0 or 1/(1 − rate)).
-pub fn apply_dropout(out: &mut [f32], mask: &mut [f32], inp: &[f32], rate: f32, rng: &mut fastrand::Rng) {
+/// Inverted dropout's mask: each factor is 1/(1 − rate) with probability
+/// 1 − rate, else 0. Two draws per 64-bit random number, each kept when its
+/// 32 bits are at least rate·2³².
+pub fn fill_dropout_mask(mask: &mut [f32], rate: f32, rng: &mut fastrand::Rng) {
     let keep_scale = 1.0 / (1.0 - rate);
-    for ((o, m), &x) in out.iter_mut().zip(mask.iter_mut()).zip(inp) {
-        *m = if rng.f32() >= rate { keep_scale } else { 0.0 };
-        *o = x * *m;
+    let threshold = (rate as f64 * 4_294_967_296.0) as u64;
+    let factor = |bits: u64| if bits & 0xffff_ffff >= threshold { keep_scale } else { 0.0 };
+    let mut pairs = mask.chunks_exact_mut(2);
+    for pair in &mut pairs {
+        let r = rng.u64(..);
+        pair[0] = factor(r);
+        pair[1] = factor(r >> 32);
+    }
+    if let [last] = pairs.into_remainder() {
+        *last = factor(rng.u64(..));
     }
 }
 
@@ -252,8 +248,8 @@ pub struct Workspace {
     pub outs: Vec<Vec<f32>>,
     /// Per layer: gradient w.r.t. its output, `[capacity, out_dim]`.
     pub douts: Vec<Vec<f32>>,
-    /// Per hidden layer, with dropout: the dropped activations and the mask.
-    pub dropped: Vec<Vec<f32>>,
+    /// Per hidden layer, with dropout: the mask its output was multiplied by
+    /// (`outs` then holds the dropped activations).
     pub masks: Vec<Vec<f32>>,
     /// Gradients, same layout as the parameters.
     pub grads: Vec<f32>,
@@ -273,7 +269,6 @@ impl Workspace {
             capacity,
             outs: per_layer(false),
             douts: per_layer(false),
-            dropped: if with_dropout { per_layer(true) } else { Vec::new() },
             masks: if with_dropout { per_layer(true) } else { Vec::new() },
             grads: vec![0.0; spec.param_count()],
             rng: fastrand::Rng::with_seed(seed ^ 0x5eed_d20f),

@@ -10,11 +10,12 @@ fn rand_vec(rng: &mut fastrand::Rng, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| (rng.f32() * 2.0 - 1.0) * scale).collect()
 }
 
-/// Σ r ⊙ dense(x, w, b), computed in f64 from the reference forward's pre-activations.
+/// Σ r ⊙ dense(x, w, b) (times the dropout mask where given), from the reference forward.
 fn weighted_output(
     x: &[f32],
     w: &[f32],
     b: &[f32],
+    mask: Option<&[f32]>,
     r: &[f32],
     batch: usize,
     n_in: usize,
@@ -22,7 +23,7 @@ fn weighted_output(
     act: Activation,
 ) -> f64 {
     let mut out = vec![0.0; batch * n_out];
-    reference::dense_forward(&mut out, x, w, b, batch, n_in, n_out, act);
+    reference::dense_forward(&mut out, x, w, b, mask, batch, n_in, n_out, act);
     out.iter().zip(r).map(|(&o, &r)| o as f64 * r as f64).sum()
 }
 
@@ -37,20 +38,26 @@ fn assert_close(what: &str, analytic: f32, numeric: f64) {
 #[test]
 fn dense_backward_matches_finite_differences() {
     let (batch, n_in, n_out) = (5, 7, 6);
-    for act in [Activation::Linear, Activation::Relu, Activation::Sigmoid] {
+    // Dropout's mask (rate 0.5: factors 0 or 2), fused into forward and backward.
+    let mask: Vec<f32> = (0..batch * n_out).map(|i| if (i * 7) % 3 == 0 { 0.0 } else { 2.0 }).collect();
+    let cases = [Activation::Linear, Activation::Relu, Activation::Sigmoid]
+        .into_iter()
+        .flat_map(|act| [(act, None), (act, Some(&mask[..]))]);
+    for (act, mask) in cases {
         let mut rng = fastrand::Rng::with_seed(7);
         let x = rand_vec(&mut rng, batch * n_in, 1.0);
         let mut w = rand_vec(&mut rng, n_in * n_out, 0.5);
         let mut b = rand_vec(&mut rng, n_out, 0.5);
         let r = rand_vec(&mut rng, batch * n_out, 1.0);
         let mut out = vec![0.0; batch * n_out];
-        dense::dense_forward(&mut out, &x, &w, &b, batch, n_in, n_out, act);
+        dense::dense_forward(&mut out, &x, &w, &b, mask, batch, n_in, n_out, act);
         let (mut dx, mut dw, mut db, mut dout) =
             (vec![f32::NAN; batch * n_in], vec![f32::NAN; n_in * n_out], vec![f32::NAN; n_out], r.clone());
-        dense::dense_backward(Some(&mut dx), &mut dw, &mut db, &mut dout, &out, &x, &w, batch, n_in, n_out, act);
+        dense::dense_backward(Some(&mut dx), &mut dw, &mut db, &mut dout, &out, mask, &x, &w, batch, n_in, n_out, act);
         let eps = 1e-3f32;
         // Relu's kink: skip weights whose perturbation flips a unit (rare with these values).
-        let f = |x: &[f32], w: &[f32], b: &[f32]| weighted_output(x, w, b, &r, batch, n_in, n_out, act);
+        let f = |x: &[f32], w: &[f32], b: &[f32]| weighted_output(x, w, b, mask, &r, batch, n_in, n_out, act);
+        let act = format!("{}{}", act.name(), if mask.is_some() { "+dropout" } else { "" });
         for i in 0..w.len() {
             let w0 = w[i];
             w[i] = w0 + eps;
@@ -58,7 +65,7 @@ fn dense_backward_matches_finite_differences() {
             w[i] = w0 - eps;
             let down = f(&x, &w, &b);
             w[i] = w0;
-            assert_close(&format!("{} dW[{i}]", act.name()), dw[i], (up - down) / (2.0 * eps as f64));
+            assert_close(&format!("{act} dW[{i}]"), dw[i], (up - down) / (2.0 * eps as f64));
         }
         for i in 0..b.len() {
             let b0 = b[i];
@@ -67,7 +74,7 @@ fn dense_backward_matches_finite_differences() {
             b[i] = b0 - eps;
             let down = f(&x, &w, &b);
             b[i] = b0;
-            assert_close(&format!("{} db[{i}]", act.name()), db[i], (up - down) / (2.0 * eps as f64));
+            assert_close(&format!("{act} db[{i}]"), db[i], (up - down) / (2.0 * eps as f64));
         }
         let mut xm = x.clone();
         for i in 0..x.len() {
@@ -76,7 +83,7 @@ fn dense_backward_matches_finite_differences() {
             xm[i] = x[i] - eps;
             let down = f(&xm, &w, &b);
             xm[i] = x[i];
-            assert_close(&format!("{} dX[{i}]", act.name()), dx[i], (up - down) / (2.0 * eps as f64));
+            assert_close(&format!("{act} dX[{i}]"), dx[i], (up - down) / (2.0 * eps as f64));
         }
     }
 }
@@ -85,18 +92,23 @@ fn dense_backward_matches_finite_differences() {
 fn fast_dense_matches_reference_dense() {
     let mut rng = fastrand::Rng::with_seed(3);
     for &(batch, n_in, n_out) in &[(1, 1, 1), (3, 17, 5), (32, 100, 10), (33, 65, 19)] {
-        for act in [Activation::Linear, Activation::Relu, Activation::Sigmoid] {
+        let mask: Vec<f32> = (0..batch * n_out).map(|_| if rng.f32() < 0.3 { 0.0 } else { 1.0 / 0.7 }).collect();
+        let cases = [Activation::Linear, Activation::Relu, Activation::Sigmoid]
+            .into_iter()
+            .flat_map(|act| [(act, None), (act, Some(&mask[..]))]);
+        for (act, mask) in cases {
             let x = rand_vec(&mut rng, batch * n_in, 1.0);
             let w = rand_vec(&mut rng, n_in * n_out, 0.3);
             let b = rand_vec(&mut rng, n_out, 0.3);
             let g = rand_vec(&mut rng, batch * n_out, 1.0);
             let (mut out_f, mut out_r) = (vec![f32::NAN; batch * n_out], vec![f32::NAN; batch * n_out]);
-            dense::dense_forward(&mut out_f, &x, &w, &b, batch, n_in, n_out, act);
-            reference::dense_forward(&mut out_r, &x, &w, &b, batch, n_in, n_out, act);
+            dense::dense_forward(&mut out_f, &x, &w, &b, mask, batch, n_in, n_out, act);
+            reference::dense_forward(&mut out_r, &x, &w, &b, mask, batch, n_in, n_out, act);
             for (i, (a, e)) in out_f.iter().zip(&out_r).enumerate() {
                 assert!(
                     (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                    "forward {batch}x{n_in}x{n_out} {act:?} [{i}]: {a} vs {e}"
+                    "forward {batch}x{n_in}x{n_out} {act:?} mask {} [{i}]: {a} vs {e}",
+                    mask.is_some()
                 );
             }
             let mut fast =
@@ -109,6 +121,7 @@ fn fast_dense_matches_reference_dense() {
                 &mut fast.2,
                 &mut fast.3,
                 &out_r,
+                mask,
                 &x,
                 &w,
                 batch,
@@ -122,6 +135,7 @@ fn fast_dense_matches_reference_dense() {
                 &mut refr.2,
                 &mut refr.3,
                 &out_r,
+                mask,
                 &x,
                 &w,
                 batch,
@@ -135,7 +149,8 @@ fn fast_dense_matches_reference_dense() {
                 for (i, (a, e)) in a.iter().zip(e.iter()).enumerate() {
                     assert!(
                         (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                        "{name} {batch}x{n_in}x{n_out} {act:?} [{i}]: {a} vs {e}"
+                        "{name} {batch}x{n_in}x{n_out} {act:?} mask {} [{i}]: {a} vs {e}",
+                        mask.is_some()
                     );
                 }
             }

@@ -19,7 +19,7 @@ fn sgemm_small_strided() {
         let mut r = vec![f32::NAN; m * n];
         let av = MatRef::row_major(&a, k, m).t();
         let bv = MatRef::strided(&b, k, n, 1, 2 * k);
-        let epi = Epilogue { bias: Some(&bias), act: Activation::Relu };
+        let epi = Epilogue { bias: Some(&bias), act: Activation::Relu, mask: None };
         gemm::sgemm(1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, n), epi);
         gemm::reference::sgemm(1.0, av, bv, 0.0, MatMut::row_major(&mut r, m, n), epi);
         assert_eq!(c, r);

@@ -57,8 +57,10 @@ fuzz_target!(|data: &[u8]| {
     let flags = b.byte();
     let alpha = [1.0f32, 0.0, -1.0, 0.5, 2.0, -0.25, 3.0, 1.5][(flags & 7) as usize];
     let beta = [0.0f32, 1.0, -1.0, 0.5][((flags >> 3) & 3) as usize];
-    let act =
-        [Activation::Linear, Activation::Relu, Activation::Sigmoid, Activation::Linear][((flags >> 5) & 3) as usize];
+    // The fourth choice is ReLU with a dropout mask in the epilogue.
+    let act_choice = ((flags >> 5) & 3) as usize;
+    let act = [Activation::Linear, Activation::Relu, Activation::Sigmoid, Activation::Relu][act_choice];
+    let with_mask = act_choice == 3;
     let with_bias = flags & 0x80 != 0;
 
     let (ars, acs) = layout(sa, pa, m, k, true);
@@ -79,7 +81,13 @@ fuzz_target!(|data: &[u8]| {
 
     let av = MatRef::strided(&a, m, k, ars, acs);
     let bv = MatRef::strided(&bm, k, n, brs, bcs);
-    let epi = Epilogue { bias: with_bias.then_some(&bias[..]), act };
+    // Dropout's mask (0 or 1/(1 − 0.5)), row-major m × n.
+    let mask: Vec<f32> = (0..m * n).map(|i| if value(i + 3 * ca) > 0.0 { 2.0 } else { 0.0 }).collect();
+    let epi = Epilogue {
+        bias: with_bias.then_some(&bias[..]),
+        act,
+        mask: with_mask.then(|| MatRef::row_major(&mask, m, n)),
+    };
     let mut c_fast = c0.clone();
     let mut c_ref = c0.clone();
     gemm::sgemm(alpha, av, bv, beta, MatMut::strided(&mut c_fast, m, n, crs, ccs), epi);
@@ -96,7 +104,7 @@ fuzz_target!(|data: &[u8]| {
             let scale: f32 = (0..k).map(|p| (av.at(i, p) * bv.at(p, j)).abs()).sum::<f32>() * alpha.abs()
                 + if beta == 0.0 { 0.0 } else { (beta * c0[idx]).abs() }
                 + bias.get(j).filter(|_| with_bias).map_or(0.0, |b| b.abs());
-            let tol = 1e-5 * (k as f32 + 2.0) * scale + 1e-6;
+            let tol = 1e-5 * (k as f32 + 2.0) * scale * if with_mask { 2.0 } else { 1.0 } + 1e-6;
             let (x, y) = (c_fast[idx], c_ref[idx]);
             assert!(x.is_finite(), "C[{i},{j}] = {x} (reference {y}); m={m} n={n} k={k}");
             assert!((x - y).abs() <= tol, "C[{i},{j}] = {x}, reference {y} (tol {tol}); m={m} n={n} k={k}");

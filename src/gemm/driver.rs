@@ -211,6 +211,7 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
     let (crs, ccs) = (c.rs, c.cs);
     let c_ptr = SendPtr(c.data.as_mut_ptr());
     let bias = epi.bias.map_or(std::ptr::null(), |s| s.as_ptr());
+    let (mask, rsm) = epi.mask.map_or((std::ptr::null(), 0), |s| (s.data.as_ptr(), s.rs));
 
     with_buf(&BUF_B, |buf_b| {
         // LOOP 5: NC-wide column parts of B and C.
@@ -260,6 +261,9 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                     // SAFETY: bias has n values (checked), jc < n.
                     bias: if last && !bias.is_null() { unsafe { bias.add(jc) } } else { std::ptr::null() },
                     act: if last { epi.act } else { Activation::Linear },
+                    // SAFETY: the mask is m × n with unit column stride (checked), jc < n.
+                    mask: if last && !mask.is_null() { unsafe { mask.add(jc) } } else { std::ptr::null() },
+                    rsm: rsm as isize,
                 };
                 let proto = SendPtr(proto);
 
@@ -279,6 +283,10 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                             // SAFETY: jc + jr0 < n.
                             blk.bias = unsafe { blk.bias.add(jr0) };
                         }
+                    }
+                    if !blk.mask.is_null() {
+                        // SAFETY: (ic, jc + jr0) is inside the mask, which has C's shape.
+                        blk.mask = unsafe { blk.mask.add(ic * rsm + jr0) };
                     }
                     blk.nc = ncs;
                     if a_direct {

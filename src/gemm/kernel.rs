@@ -53,6 +53,9 @@ pub(crate) struct Block {
     /// `bias[j]` for columns of this block, or null.
     pub bias: *const f32,
     pub act: Activation,
+    /// `mask[i * rsm + j]` multiplies C after the activation, or null.
+    pub mask: *const f32,
+    pub rsm: isize,
 }
 
 /// One register tile's operands (a row panel of A~ × a column panel of B~).
@@ -73,6 +76,8 @@ struct Tile {
     beta: f32,
     bias: *const f32,
     act: Activation,
+    mask: *const f32,
+    rsm: isize,
 }
 
 /// `for $i in 0..$n` with `$n ≤ 16` a constant, unrolled in the source so
@@ -121,14 +126,15 @@ fn prefetch(p: *const f32) {
 }
 
 /// The microkernel: `M × NV·LANES` accumulators in registers, one rank-1
-/// update per k, then the fused epilogue (α, β, bias, activation) in
+/// update per k, then the fused epilogue (α, β, bias, activation, mask) in
 /// registers, written straight to C (masked last vector) or via scratch.
 ///
 /// # Safety
 /// `S`'s instructions must be available; A~ must be readable for `M` rows ×
 /// `k`, B~ for `k` rows × `NV·LANES` columns (only `(NV-1)·LANES + tail`
 /// when `TAIL`), C writable (and readable when
-/// β ≠ 0) for `M × n`, bias readable for `n` values when non-null.
+/// β ≠ 0) for `M × n`, bias readable for `n` values and the mask for
+/// `M × n` (row stride `rsm`) when non-null.
 #[inline(always)]
 unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &Tile, tail: usize) {
     const { assert!(M <= 16 && NV <= 16) };
@@ -179,6 +185,8 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
     let read_c = t.beta != 0.0;
     let has_bias = !t.bias.is_null();
     let relu = t.act == Activation::Relu;
+    let sigmoid = t.act == Activation::Sigmoid;
+    let has_mask = !t.mask.is_null();
     if t.csc == 1 {
         // Direct path: epilogue in registers, last vector masked if partial.
         unroll!(M, i, {
@@ -199,6 +207,11 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
                 if relu {
                     x = S::relu(x);
                 }
+                if has_mask && !sigmoid {
+                    let mrow = t.mask.offset(i as isize * t.rsm);
+                    let mv = if full { S::load(mrow.add(j)) } else { S::load_part(mrow.add(j), cols) };
+                    x = S::mul(x, mv);
+                }
                 if full {
                     S::store(crow.add(j), x)
                 } else {
@@ -206,12 +219,18 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
                 }
             });
         });
-        if t.act == Activation::Sigmoid {
+        if sigmoid {
+            // exp has no vector instruction: a scalar pass over the tile
+            // (still in L1), the mask applied after it.
             for i in 0..M {
                 let crow = t.c.offset(i as isize * t.rsc);
                 for j in 0..t.n {
                     let p = crow.add(j);
-                    *p = Activation::Sigmoid.apply(*p);
+                    let mut y = Activation::Sigmoid.apply(*p);
+                    if has_mask {
+                        y *= *t.mask.offset(i as isize * t.rsm + j as isize);
+                    }
+                    *p = y;
                 }
             }
         }
@@ -234,7 +253,11 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
                 if has_bias {
                     x += *t.bias.add(j);
                 }
-                *p = t.act.apply(x);
+                x = t.act.apply(x);
+                if has_mask {
+                    x *= *t.mask.offset(i as isize * t.rsm + j as isize);
+                }
+                *p = x;
             }
         }
     }
@@ -289,6 +312,7 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
         let nv = n.div_ceil(S::LANES);
         let tail = if blk.b_masked && !n.is_multiple_of(S::LANES) { n % S::LANES } else { 0 };
         let bias = if blk.bias.is_null() { blk.bias } else { blk.bias.add(jr) };
+        let mask = if blk.mask.is_null() { blk.mask } else { blk.mask.add(jr) };
         // A one-vector-wide panel (thin N) has few accumulators per row, so
         // when A is read in place take MR_THIN rows at once to keep enough
         // independent FMA chains in flight.
@@ -312,6 +336,8 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
                 beta: blk.beta,
                 bias,
                 act: blk.act,
+                mask: if mask.is_null() { mask } else { mask.offset(ir as isize * blk.rsm) },
+                rsm: blk.rsm,
             };
             run(m, nv, tail, &t);
             ir += step;

@@ -169,6 +169,28 @@ impl Activation {
             Activation::Sigmoid => y * (1.0 - y),
         }
     }
+
+    /// d(act(z)·m)/dz from the masked output `out = act(z)·m`, m ≥ 0
+    /// (dropout's mask): m·act'(z), 0 where m = 0. Branch-free, so the
+    /// backward loop vectorises.
+    #[inline(always)]
+    pub fn masked_derivative_from_output(self, out: f32, m: f32) -> f32 {
+        match self {
+            Activation::Linear => m,
+            // out > 0 exactly when z > 0 and m > 0.
+            Activation::Relu => {
+                if out > 0.0 {
+                    m
+                } else {
+                    0.0
+                }
+            }
+            Activation::Sigmoid => {
+                let y = if m > 0.0 { out / m } else { 0.0 };
+                m * y * (1.0 - y)
+            }
+        }
+    }
 }
 
 /// A read-only strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
@@ -243,12 +265,18 @@ impl<'a> MatMut<'a> {
     }
 }
 
-/// What runs after the last K block, in registers: `C = act(C + bias[j])`.
+/// What runs after the last K block, in registers:
+/// `C[i, j] = act(C[i, j] + bias[j]) · mask[i, j]`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Epilogue<'a> {
     /// One value per column of C, or none.
     pub bias: Option<&'a [f32]>,
     pub act: Activation,
+    /// A factor per element of C, applied after the activation, or none:
+    /// dropout's mask (0 or 1/(1 − rate)), so the dropped activations are
+    /// written once, straight from the registers. Same shape as C, unit
+    /// column stride.
+    pub mask: Option<MatRef<'a>>,
 }
 
 fn check_shapes(a: &MatRef, b: &MatRef, c: &MatMut, epi: &Epilogue) {
@@ -259,9 +287,21 @@ fn check_shapes(a: &MatRef, b: &MatRef, c: &MatMut, epi: &Epilogue) {
     if let Some(bias) = epi.bias {
         assert_eq!(bias.len(), c.cols, "sgemm: bias has {} values, C has {} cols", bias.len(), c.cols);
     }
+    if let Some(mask) = epi.mask {
+        assert!(
+            mask.rows == c.rows && mask.cols == c.cols,
+            "sgemm: mask is {}x{}, C is {}x{}",
+            mask.rows,
+            mask.cols,
+            c.rows,
+            c.cols
+        );
+        assert!(mask.cs == 1 || mask.cols <= 1, "sgemm: the mask needs a unit column stride");
+        assert!(mask.fits(), "sgemm: the mask exceeds its buffer");
+    }
 }
 
-/// C ← act(α·A·B + β·C + bias). Shapes and bounds are checked (panics on a
+/// C ← act(α·A·B + β·C + bias) · mask. Shapes and bounds are checked (panics on a
 /// mismatch, which is a programming error, never an input error).
 /// Uses [`selected_isa`]; parallel over the current rayon pool above
 /// [`PAR_MIN_FLOPS`], with results bit-identical for any thread count.

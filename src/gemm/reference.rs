@@ -2,7 +2,7 @@
 
 use super::{Epilogue, MatMut, MatRef};
 
-/// C ← act(α·A·B + β·C + bias), accumulating in f64 is *not* done on purpose:
+/// C ← act(α·A·B + β·C + bias) · mask, accumulating in f64 is *not* done on purpose:
 /// f32 accumulation in k order, as the fast kernels do, so tolerances stay tight.
 pub fn sgemm(alpha: f32, a: MatRef, b: MatRef, beta: f32, mut c: MatMut, epi: Epilogue) {
     for i in 0..c.rows {
@@ -18,7 +18,11 @@ pub fn sgemm(alpha: f32, a: MatRef, b: MatRef, beta: f32, mut c: MatMut, epi: Ep
             if let Some(bias) = epi.bias {
                 v += bias[j];
             }
-            *c.at_mut(i, j) = epi.act.apply(v);
+            v = epi.act.apply(v);
+            if let Some(mask) = epi.mask {
+                v *= mask.at(i, j);
+            }
+            *c.at_mut(i, j) = v;
         }
     }
 }

@@ -58,6 +58,8 @@ struct Case {
     beta: f32,
     bias: bool,
     act: Activation,
+    /// A dropout-style mask (0 or 2) in the epilogue, row stride n + 1.
+    mask: bool,
 }
 
 impl Case {
@@ -73,24 +75,31 @@ impl Case {
             beta: 0.0,
             bias: false,
             act: Activation::Linear,
+            mask: false,
         }
     }
 }
 
+/// How many epilogue variants [`variant`] cycles through.
+const VARIANTS: usize = 12;
+
 /// The epilogue / α / β variants the brief lists, cycled by index.
 fn variant(c: Case, v: usize) -> Case {
-    let (alpha, beta, bias, act) = match v % 9 {
-        0 => (1.0, 0.0, false, Activation::Linear),
-        1 => (1.0, 0.0, true, Activation::Linear),
-        2 => (1.0, 0.0, true, Activation::Relu),
-        3 => (1.0, 0.0, true, Activation::Sigmoid),
-        4 => (1.0, 0.0, false, Activation::Relu),
-        5 => (1.0, 1.0, false, Activation::Linear),
-        6 => (2.0, 0.5, true, Activation::Relu),
-        7 => (2.0, 0.0, false, Activation::Linear),
-        _ => (-0.5, 1.0, true, Activation::Sigmoid),
+    let (alpha, beta, bias, act, mask) = match v % VARIANTS {
+        0 => (1.0, 0.0, false, Activation::Linear, false),
+        1 => (1.0, 0.0, true, Activation::Linear, false),
+        2 => (1.0, 0.0, true, Activation::Relu, false),
+        3 => (1.0, 0.0, true, Activation::Sigmoid, false),
+        4 => (1.0, 0.0, false, Activation::Relu, false),
+        5 => (1.0, 1.0, false, Activation::Linear, false),
+        6 => (2.0, 0.5, true, Activation::Relu, false),
+        7 => (2.0, 0.0, false, Activation::Linear, false),
+        8 => (1.0, 0.0, true, Activation::Relu, true),
+        9 => (1.0, 0.0, true, Activation::Sigmoid, true),
+        10 => (2.0, 0.5, false, Activation::Linear, true),
+        _ => (-0.5, 1.0, true, Activation::Sigmoid, false),
     };
-    Case { alpha, beta, bias, act, ..c }
+    Case { alpha, beta, bias, act, mask, ..c }
 }
 
 /// Runs one case on `isa` and on the reference; returns the optimized C.
@@ -104,7 +113,13 @@ fn check(isa: Isa, c: Case) -> Vec<f32> {
     let b = fill(lb_len, seed + 1);
     let bias = fill(n, seed + 2);
     let c0 = if c.beta == 0.0 { vec![f32::NAN; lc_len] } else { fill(lc_len, seed + 3) };
-    let epi = Epilogue { bias: c.bias.then_some(&bias[..]), act: c.act };
+    // Dropout-like: about a third dropped, the rest scaled by 2.
+    let mask: Vec<f32> = fill(m * (n + 1), seed + 4).iter().map(|&u| if u < -0.33 { 0.0 } else { 2.0 }).collect();
+    let epi = Epilogue {
+        bias: c.bias.then_some(&bias[..]),
+        act: c.act,
+        mask: c.mask.then(|| MatRef::strided(&mask, m, n, n + 1, 1)),
+    };
 
     let mut got = c0.clone();
     sgemm_with(isa, c.alpha, view(&a, c.la, m, k), view(&b, c.lb, k, n), c.beta, cview(&mut got, c.lc, m, n), epi);
@@ -126,7 +141,7 @@ fn check(isa: Isa, c: Case) -> Vec<f32> {
             if c.bias {
                 scale += bias_j.abs();
             }
-            let tol = 1e-6 * (k as f32 + 4.0) * scale;
+            let tol = 1e-6 * (k as f32 + 4.0) * scale * if c.mask { 2.0 } else { 1.0 };
             let (g, w) = (got[idx], want[idx]);
             assert!(
                 g.is_finite() && (g - w).abs() <= tol,
@@ -194,7 +209,7 @@ fn every_layout_and_epilogue() {
             for la in LAYOUTS {
                 for lb in LAYOUTS {
                     for (ci, &lc) in lcs.iter().enumerate() {
-                        for v in 0..9 {
+                        for v in 0..VARIANTS {
                             if (v + ci + s) % 3 != 0 && v != 0 && v != 3 {
                                 continue;
                             }
@@ -206,7 +221,7 @@ fn every_layout_and_epilogue() {
             }
         }
         // A transposed C view (scratch tile path).
-        for v in 0..9 {
+        for v in 0..VARIANTS {
             check(isa, Case { lc: Layout::Trans, ..variant(Case::new(13, 21, 7), v) });
         }
     }
@@ -232,7 +247,10 @@ fn odd_sizes_and_block_boundaries() {
         // only on the last), NC (columns) and mixed.
         check(isa, variant(Case::new(MC + 5, 40, 20), 2));
         check(isa, variant(Case::new(20, 40, 2 * KC + 3), 6));
-        check(isa, variant(Case::new(20, 40, KC), 8));
+        check(isa, variant(Case::new(20, 40, KC), 11));
+        // The mask applies once, after the last KC block.
+        check(isa, variant(Case::new(20, 40, 2 * KC + 3), 8));
+        check(isa, variant(Case::new(MC + 5, 40, KC + 1), 9));
         // Both operands read in place: k blocks of DIRECT_KC.
         check(isa, variant(Case::new(20, 40, super::driver::DIRECT_KC + 3), 6));
         check(isa, variant(Case::new(9, 100, 2 * super::driver::DIRECT_KC + 1), 4));
@@ -252,12 +270,13 @@ fn mlp_shapes() {
                 continue;
             }
             let fwd1 = Case { bias: true, act: Activation::Relu, ..Case::new(batch, 100, 784) };
+            let fwd1_dropout = Case { mask: true, ..fwd1 };
             let fwd2 = Case { bias: true, ..Case::new(batch, 10, 100) };
             let dw1 = Case { la: Layout::Trans, ..Case::new(784, 100, batch) };
             let dw2 = Case { la: Layout::Trans, ..Case::new(100, 10, batch) };
             let dx2 = Case { lb: Layout::Trans, ..Case::new(batch, 100, 10) };
             let dx1 = Case { lb: Layout::Trans, ..Case::new(batch, 784, 100) };
-            for c in [fwd1, fwd2, dw1, dw2, dx2, dx1] {
+            for c in [fwd1, fwd1_dropout, fwd2, dw1, dw2, dx2, dx1] {
                 check(isa, c);
             }
         }
@@ -280,7 +299,7 @@ fn threads_give_bit_identical_results() {
     for isa in isas() {
         for &(m, n, k, la) in &shapes {
             assert!(2 * m * n * k >= PAR_MIN_FLOPS);
-            let c = Case { la, bias: true, act: Activation::Relu, ..Case::new(m, n, k) };
+            let c = Case { la, bias: true, act: Activation::Relu, mask: m < 784, ..Case::new(m, n, k) };
             let one = p1.install(|| check(isa, c));
             let two = p2.install(|| check(isa, c));
             assert!(
