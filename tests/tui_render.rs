@@ -267,7 +267,7 @@ fn paused_and_finished_states_show() {
 #[test]
 fn help_overlay_lists_the_keys() {
     let mut app = fed_app();
-    app.show_help = true;
+    app.shell.show_help = true;
     let screen = render(&app, 80, 24);
     assert_has(&screen, &[" Keys ", "pause / resume", "double / halve", "save the model now"]);
 }
@@ -278,13 +278,13 @@ fn every_panel_renders_at_small_and_odd_sizes() {
     for view in View::ALL {
         app.view = view;
         for show_help in [false, true] {
-            app.show_help = show_help;
+            app.shell.show_help = show_help;
             for (w, h) in [(40, 12), (1, 1), (0, 0), (10, 3), (25, 7), (79, 23), (120, 40), (200, 60)] {
                 let screen = render(&app, w, h);
                 assert_eq!(screen.lines().count(), h as usize);
             }
         }
-        app.show_help = false;
+        app.shell.show_help = false;
         // 40×12: the essentials still show.
         let screen = render(&app, 40, 12);
         assert_has(&screen, &["simdnet", "784-100-10 relu", "Epoch", "samples/s"]);

@@ -1,10 +1,11 @@
 //! The dashboard's state: what the trainer has reported so far, which view is
 //! shown, and what the keys do. Pure (no terminal), so it is unit-tested.
 
+use super::shell::{Key, Shell, Status};
 use crate::app::Session;
 use crate::events::{Command, Confusion, EpochResult, Event, FinishReason, SamplePrediction, StepProgress};
 use crate::optim::OptimizerKind;
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::symbols::Marker;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -14,8 +15,6 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_SAVE_PATH: &str = "simdnet-model.safetensors";
 /// Samples/s values kept for the sparkline.
 const RATE_HISTORY: usize = 240;
-/// Log lines kept.
-const LOG_LINES: usize = 1000;
 /// Points kept per training curve (older ones are thinned out).
 const CURVE_POINTS: usize = 4000;
 /// Weight of the newest interval in the smoothed training curves.
@@ -108,30 +107,16 @@ impl View {
     }
 }
 
-/// Where the run stands.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Status {
-    Starting,
-    Running,
-    Paused,
-    /// Stop asked; the trainer finishes its step (and the test pass).
-    Stopping,
-    /// `fit` returned; the test pass and the final save may still run.
-    Finished(FinishReason),
-    /// The trainer thread has ended (with the given error, if any).
-    Done(Option<String>),
-}
-
 /// The dashboard's state.
 pub struct App {
     pub info: Info,
     /// Peak of the threads in use, GFLOP/s (measured at startup).
     pub peak_gflops: Option<f64>,
+    /// Status, log, help overlay and leaving (shared with the compare dashboard).
+    pub shell: Shell,
     pub view: View,
-    pub show_help: bool,
     /// Marker of the curves (`m` cycles).
     pub marker: Marker,
-    pub status: Status,
     /// How `fit` ended, once it has.
     pub finish: Option<FinishReason>,
     pub progress: Option<StepProgress>,
@@ -147,14 +132,9 @@ pub struct App {
     pub seconds_per_step: Option<f64>,
     pub confusion: Option<Confusion>,
     pub samples: Vec<SamplePrediction>,
-    pub log: VecDeque<String>,
     pub test: Option<(f64, f64)>,
     /// Scroll offset of the log (lines from the end) and of the samples (rows).
     pub scroll: usize,
-    /// Leave the dashboard.
-    pub quit: bool,
-    /// Leave as soon as the trainer thread ends (`q` twice, SIGTERM).
-    pub quit_when_done: bool,
     started: Instant,
     /// When `fit` returned (the clock stops).
     finished_at: Option<Instant>,
@@ -168,10 +148,9 @@ impl App {
             learning_rate: info.learning_rate,
             info,
             peak_gflops: None,
+            shell: Shell::default(),
             view: View::Curves,
-            show_help: false,
             marker: Marker::HalfBlock,
-            status: Status::Starting,
             finish: None,
             progress: None,
             epochs: Vec::new(),
@@ -182,29 +161,13 @@ impl App {
             seconds_per_step: None,
             confusion: None,
             samples: Vec::new(),
-            log: VecDeque::new(),
             test: None,
             scroll: 0,
-            quit: false,
-            quit_when_done: false,
             started: Instant::now(),
             finished_at: None,
             paused_since: None,
             paused_total: Duration::ZERO,
         }
-    }
-
-    /// Whether the trainer is still training (commands reach it).
-    pub fn training(&self) -> bool {
-        matches!(self.status, Status::Starting | Status::Running | Status::Paused)
-    }
-
-    pub fn paused(&self) -> bool {
-        self.status == Status::Paused
-    }
-
-    pub fn trainer_done(&self) -> bool {
-        matches!(self.status, Status::Done(_))
     }
 
     /// Training time so far (until `fit` returned), pauses excluded.
@@ -214,63 +177,51 @@ impl App {
         now.saturating_duration_since(self.started).saturating_sub(paused)
     }
 
-    pub fn push_log(&mut self, line: impl Into<String>) {
-        if self.log.len() == LOG_LINES {
-            self.log.pop_front();
-        }
-        self.log.push_back(line.into());
-    }
-
     /// Takes in one trainer event.
     pub fn on_event(&mut self, event: Event) {
         match event {
             Event::Progress(p) => self.on_progress(p),
             Event::Epoch(r) => {
                 self.learning_rate = r.learning_rate;
-                self.push_log(crate::headless::epoch_line(&r));
+                self.shell.push_log(crate::headless::epoch_line(&r));
                 self.epochs.push(r);
             }
             Event::Confusion(c) => self.confusion = Some(c),
             Event::Samples(s) => self.samples = s,
-            Event::Log(line) => self.push_log(line),
+            Event::Log(line) => self.shell.push_log(line),
             Event::Paused(true) => {
-                if self.training() {
-                    self.status = Status::Paused;
-                }
                 self.paused_since.get_or_insert_with(Instant::now);
-                self.push_log("paused");
+                self.shell.on_paused(true);
             }
             Event::Paused(false) => {
-                if self.status == Status::Paused {
-                    self.status = Status::Running;
-                }
-                if let Some(t) = self.paused_since.take() {
-                    self.paused_total += t.elapsed();
-                }
-                self.push_log("resumed");
+                self.end_pause();
+                self.shell.on_paused(false);
             }
             Event::Finished { reason } => {
-                if let Some(t) = self.paused_since.take() {
-                    self.paused_total += t.elapsed();
-                }
+                self.end_pause();
                 self.finished_at.get_or_insert_with(Instant::now);
-                self.push_log(format!("training {}", finish_text(&reason)));
-                if !self.trainer_done() {
-                    self.status = Status::Finished(reason.clone());
+                self.shell.push_log(format!("training {}", finish_text(&reason)));
+                if !self.shell.trainer_done() {
+                    self.shell.status = Status::Finished(reason.clone());
                 }
                 self.finish = Some(reason);
             }
             Event::Test { loss, accuracy } => {
-                self.push_log(format!("test_accuracy: {accuracy:.4} - test_loss: {loss:.4}"));
+                self.shell.push_log(format!("test_accuracy: {accuracy:.4} - test_loss: {loss:.4}"));
                 self.test = Some((loss, accuracy));
             }
         }
     }
 
-    fn on_progress(&mut self, p: StepProgress) {
-        if self.status == Status::Starting {
-            self.status = Status::Running;
+    /// Stops the pause clock, if it runs.
+    fn end_pause(&mut self) {
+        if let Some(t) = self.paused_since.take() {
+            self.paused_total += t.elapsed();
         }
+    }
+
+    fn on_progress(&mut self, p: StepProgress) {
+        self.shell.on_progress();
         self.learning_rate = p.learning_rate;
         let (loss, accuracy) = interval_means(self.progress.as_ref(), &p);
         if loss.is_finite() && accuracy.is_finite() {
@@ -301,13 +252,7 @@ impl App {
     /// The trainer thread has ended, with its error if it failed.
     pub fn on_trainer_done(&mut self, error: Option<String>) {
         self.finished_at.get_or_insert_with(Instant::now);
-        if let Some(e) = &error {
-            self.push_log(format!("error: {e}"));
-        }
-        self.status = Status::Done(error);
-        if self.quit_when_done {
-            self.quit = true;
-        }
+        self.shell.on_trainer_done(error);
     }
 
     /// Steps done in the whole run, and the total.
@@ -324,7 +269,7 @@ impl App {
 
     /// Seconds left, validation passes included.
     pub fn eta_seconds(&self) -> Option<f64> {
-        if !self.training() {
+        if !self.shell.training() {
             return None;
         }
         let per_step = self.seconds_per_step?;
@@ -358,35 +303,20 @@ impl App {
 
     /// Handles one key press and returns the command for the trainer, if any.
     pub fn on_key(&mut self, key: KeyEvent) -> Option<Command> {
-        if key.kind == KeyEventKind::Release {
-            return None;
-        }
-        let ctrl_c = key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
-        if self.show_help && !ctrl_c {
-            // Any key closes the overlay; `q` also acts.
-            self.show_help = false;
-            if key.code != KeyCode::Char('q') {
-                return None;
+        let code = match self.shell.on_key(key, "stopping after the current step… (q again to leave when done)") {
+            Key::Shared(Some(Command::Stop)) => {
+                self.end_pause();
+                return Some(Command::Stop);
             }
-        }
-        if ctrl_c {
-            return self.quit_or_stop();
-        }
-        match key.code {
-            KeyCode::Char('q') => self.quit_or_stop(),
-            KeyCode::Char('?') | KeyCode::Char('h') => {
-                self.show_help = true;
-                None
-            }
-            KeyCode::Char(' ') | KeyCode::Char('p') => match self.status {
-                Status::Running | Status::Starting => Some(Command::Pause),
-                Status::Paused => Some(Command::Resume),
-                _ => None,
-            },
-            KeyCode::Char('+') | KeyCode::Char('=') if self.training() => Some(self.scale_learning_rate(2.0)),
-            KeyCode::Char('-') | KeyCode::Char('_') if self.training() => Some(self.scale_learning_rate(0.5)),
+            Key::Shared(command) => return command,
+            Key::Own(code) => code,
+        };
+        let training = self.shell.training();
+        match code {
+            KeyCode::Char('+') | KeyCode::Char('=') if training => Some(self.scale_learning_rate(2.0)),
+            KeyCode::Char('-') | KeyCode::Char('_') if training => Some(self.scale_learning_rate(0.5)),
             KeyCode::Char('s') => {
-                self.push_log(format!("saving to {}…", self.info.save_path.display()));
+                self.shell.push_log(format!("saving to {}…", self.info.save_path.display()));
                 Some(Command::Save(self.info.save_path.clone()))
             }
             KeyCode::Char('m') => {
@@ -431,26 +361,6 @@ impl App {
         self.learning_rate *= factor;
         Command::ScaleLearningRate(factor)
     }
-
-    /// `q` / Ctrl-C: stop training first; once the trainer is done, leave.
-    fn quit_or_stop(&mut self) -> Option<Command> {
-        if self.trainer_done() {
-            self.quit = true;
-            return None;
-        }
-        if self.training() {
-            self.status = Status::Stopping;
-            if let Some(t) = self.paused_since.take() {
-                self.paused_total += t.elapsed();
-            }
-            self.push_log("stopping after the current step… (q again to leave when done)");
-            return Some(Command::Stop);
-        }
-        // Already stopping or finishing (test pass, final save): leave when done.
-        self.quit_when_done = true;
-        self.push_log("leaving when the trainer is done…");
-        None
-    }
 }
 
 /// "completed", "stopped", ….
@@ -490,6 +400,7 @@ pub(super) fn push_point(points: &mut Vec<(f64, f64)>, p: (f64, f64)) {
 mod tests {
     use super::*;
     use crate::optim::OptimizerKind;
+    use crossterm::event::KeyModifiers;
 
     pub(crate) fn info() -> Info {
         Info {
@@ -535,12 +446,12 @@ mod tests {
         let mut app = App::new(info());
         assert_eq!(app.on_key(key(KeyCode::Char(' '))), Some(Command::Pause));
         // Nothing changes until the trainer confirms.
-        assert_eq!(app.status, Status::Starting);
+        assert_eq!(app.shell.status, Status::Starting);
         app.on_event(Event::Paused(true));
-        assert!(app.paused());
+        assert!(app.shell.paused());
         assert_eq!(app.on_key(key(KeyCode::Char(' '))), Some(Command::Resume));
         app.on_event(Event::Paused(false));
-        assert_eq!(app.status, Status::Running);
+        assert_eq!(app.shell.status, Status::Running);
     }
 
     #[test]
@@ -558,13 +469,13 @@ mod tests {
     fn q_stops_first_then_leaves_once_done() {
         let mut app = App::new(info());
         assert_eq!(app.on_key(key(KeyCode::Char('q'))), Some(Command::Stop));
-        assert_eq!(app.status, Status::Stopping);
-        assert!(!app.quit);
+        assert_eq!(app.shell.status, Status::Stopping);
+        assert!(!app.shell.quit);
         app.on_event(Event::Finished { reason: FinishReason::Stopped });
         app.on_trainer_done(None);
-        assert!(!app.quit, "the final results stay on screen");
+        assert!(!app.shell.quit, "the final results stay on screen");
         assert_eq!(app.on_key(key(KeyCode::Char('q'))), None);
-        assert!(app.quit);
+        assert!(app.shell.quit);
     }
 
     #[test]
@@ -573,9 +484,9 @@ mod tests {
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         assert_eq!(app.on_key(ctrl_c), Some(Command::Stop));
         assert_eq!(app.on_key(ctrl_c), None);
-        assert!(app.quit_when_done && !app.quit);
+        assert!(app.shell.quit_when_done && !app.shell.quit);
         app.on_trainer_done(None);
-        assert!(app.quit);
+        assert!(app.shell.quit);
     }
 
     #[test]
@@ -604,9 +515,9 @@ mod tests {
     fn help_overlay_opens_and_any_key_closes_it() {
         let mut app = App::new(info());
         app.on_key(key(KeyCode::Char('?')));
-        assert!(app.show_help);
+        assert!(app.shell.show_help);
         assert_eq!(app.on_key(key(KeyCode::Char(' '))), None, "the closing key does nothing else");
-        assert!(!app.show_help);
+        assert!(!app.shell.show_help);
     }
 
     #[test]
@@ -614,7 +525,7 @@ mod tests {
         let mut app = App::new(info());
         app.on_event(progress(1, 2, 2.0, 0.2));
         app.on_event(progress(1, 4, 1.5, 0.4));
-        assert_eq!(app.status, Status::Running);
+        assert_eq!(app.shell.status, Status::Running);
         assert_eq!(app.rates.len(), 2);
         assert_eq!(app.run_steps(), (4, 20));
         // Interval mean of steps 3-4: (1.5·4 − 2.0·2)/2 = 1.0; smoothed 2.0 + 0.2·(1.0 − 2.0).

@@ -4,19 +4,16 @@
 //! finish. The terminal, input thread, signals and UI loop are the training
 //! dashboard's (see the parent module).
 
-use super::app::{finish_text, interval_means, push_point, Status, SMOOTHING};
+use super::app::{finish_text, interval_means, push_point, SMOOTHING};
+use super::shell::{Key, Shell};
 use super::{catch_trainer_panic, drive, open_terminal, Input, Restore, Screen, Signals};
 use crate::cli::TrainArgs;
 use crate::compare::{self, CompareMonitor, RunResult};
 use crate::error::{Error, Result};
 use crate::events::{Command, EpochResult, Event, FinishReason, StepProgress};
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use std::collections::VecDeque;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use crossterm::event::KeyEvent;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
-
-/// Log lines kept.
-const LOG_LINES: usize = 1000;
 
 /// The fixed facts of a comparison, shown in the header.
 #[derive(Clone, Debug)]
@@ -96,13 +93,8 @@ pub struct CompareApp {
     pub current: Option<usize>,
     /// The current configuration's latest progress.
     pub progress: Option<StepProgress>,
-    pub status: Status,
-    pub log: VecDeque<String>,
-    pub show_help: bool,
-    /// Leave the dashboard.
-    pub quit: bool,
-    /// Leave as soon as the trainer thread ends (`q` twice, SIGTERM).
-    pub quit_when_done: bool,
+    /// Status, log, help overlay and leaving (shared with the training dashboard).
+    pub shell: Shell,
     started: Instant,
     finished_at: Option<Instant>,
 }
@@ -116,11 +108,7 @@ impl CompareApp {
             results: vec![None; n],
             current: None,
             progress: None,
-            status: Status::Starting,
-            log: VecDeque::new(),
-            show_help: false,
-            quit: false,
-            quit_when_done: false,
+            shell: Shell::default(),
             started: Instant::now(),
             finished_at: None,
         }
@@ -131,36 +119,16 @@ impl CompareApp {
         self.info.names.get(index).map_or("?", String::as_str)
     }
 
-    /// Whether the trainer is still training (commands reach it).
-    pub fn training(&self) -> bool {
-        matches!(self.status, Status::Starting | Status::Running | Status::Paused)
-    }
-
-    pub fn paused(&self) -> bool {
-        self.status == Status::Paused
-    }
-
-    pub fn trainer_done(&self) -> bool {
-        matches!(self.status, Status::Done(_))
-    }
-
     /// Wall time since the start, until the trainer ended.
     pub fn elapsed(&self) -> Duration {
         self.finished_at.unwrap_or_else(Instant::now).saturating_duration_since(self.started)
-    }
-
-    pub fn push_log(&mut self, line: impl Into<String>) {
-        if self.log.len() == LOG_LINES {
-            self.log.pop_front();
-        }
-        self.log.push_back(line.into());
     }
 
     /// Configuration `index` starts; `header` describes its run.
     pub fn on_begin(&mut self, index: usize, header: &str) {
         self.current = Some(index);
         self.progress = None;
-        self.push_log(format!("[{}] {header}", self.name(index)));
+        self.shell.push_log(format!("[{}] {header}", self.name(index)));
     }
 
     /// Takes in one event of configuration `index`.
@@ -171,36 +139,23 @@ impl CompareApp {
         let name = self.name(index).to_string();
         match event {
             Event::Progress(p) => {
-                if self.status == Status::Starting {
-                    self.status = Status::Running;
-                }
+                self.shell.on_progress();
                 self.current = Some(index);
                 self.series[index].on_progress(p.clone());
                 self.progress = Some(p);
             }
             Event::Epoch(r) => {
-                self.push_log(format!("[{name}] {}", crate::headless::epoch_line(&r)));
+                self.shell.push_log(format!("[{name}] {}", crate::headless::epoch_line(&r)));
                 self.series[index].epochs.push(r);
             }
-            Event::Log(line) => self.push_log(format!("[{name}] {line}")),
-            Event::Paused(true) => {
-                if self.training() {
-                    self.status = Status::Paused;
-                }
-                self.push_log("paused");
-            }
-            Event::Paused(false) => {
-                if self.status == Status::Paused {
-                    self.status = Status::Running;
-                }
-                self.push_log("resumed");
-            }
+            Event::Log(line) => self.shell.push_log(format!("[{name}] {line}")),
+            Event::Paused(paused) => self.shell.on_paused(paused),
             Event::Finished { reason } => {
-                self.push_log(format!("[{name}] training {}", finish_text(&reason)));
+                self.shell.push_log(format!("[{name}] training {}", finish_text(&reason)));
                 self.series[index].finish = Some(reason);
             }
             Event::Test { loss, accuracy } => {
-                self.push_log(format!("[{name}] test_accuracy: {accuracy:.4} - test_loss: {loss:.4}"));
+                self.shell.push_log(format!("[{name}] test_accuracy: {accuracy:.4} - test_loss: {loss:.4}"));
                 self.series[index].test = Some((loss, accuracy));
             }
             Event::Confusion(_) | Event::Samples(_) => {}
@@ -218,17 +173,11 @@ impl CompareApp {
     pub fn on_trainer_done(&mut self, error: Option<String>) {
         self.finished_at.get_or_insert_with(Instant::now);
         self.progress = None;
-        match &error {
-            Some(e) => self.push_log(format!("error: {e}")),
-            None => {
-                let done = self.results.iter().flatten().count();
-                self.push_log(format!("comparison done: {done} of {} configurations", self.results.len()));
-            }
+        if error.is_none() {
+            let done = self.results.iter().flatten().count();
+            self.shell.push_log(format!("comparison done: {done} of {} configurations", self.results.len()));
         }
-        self.status = Status::Done(error);
-        if self.quit_when_done {
-            self.quit = true;
-        }
+        self.shell.on_trainer_done(error);
     }
 
     /// The finished configuration with the highest validation accuracy (of
@@ -262,52 +211,14 @@ impl CompareApp {
         (done, ((done as f64 + current.clamp(0.0, 1.0)) / n).min(1.0))
     }
 
-    /// Handles one key press and returns the command for the trainer, if any.
+    /// Handles one key press and returns the command for the trainer, if any:
+    /// the shared keys only (`q` also skips the configurations not yet run).
     pub fn on_key(&mut self, key: KeyEvent) -> Option<Command> {
-        if key.kind == KeyEventKind::Release {
-            return None;
+        let stopping = "stopping after the current step, skipping the rest… (q again to leave when done)";
+        match self.shell.on_key(key, stopping) {
+            Key::Shared(command) => command,
+            Key::Own(_) => None,
         }
-        let ctrl_c = key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
-        if self.show_help && !ctrl_c {
-            // Any key closes the overlay; `q` also acts.
-            self.show_help = false;
-            if key.code != KeyCode::Char('q') {
-                return None;
-            }
-        }
-        if ctrl_c {
-            return self.quit_or_stop();
-        }
-        match key.code {
-            KeyCode::Char('q') => self.quit_or_stop(),
-            KeyCode::Char('?') | KeyCode::Char('h') => {
-                self.show_help = true;
-                None
-            }
-            KeyCode::Char(' ') | KeyCode::Char('p') => match self.status {
-                Status::Running | Status::Starting => Some(Command::Pause),
-                Status::Paused => Some(Command::Resume),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-
-    /// `q` / Ctrl-C: stop (the remaining configurations are skipped); once
-    /// the trainer is done, leave.
-    fn quit_or_stop(&mut self) -> Option<Command> {
-        if self.trainer_done() {
-            self.quit = true;
-            return None;
-        }
-        if self.training() {
-            self.status = Status::Stopping;
-            self.push_log("stopping after the current step, skipping the rest… (q again to leave when done)");
-            return Some(Command::Stop);
-        }
-        self.quit_when_done = true;
-        self.push_log("leaving when the trainer is done…");
-        None
     }
 }
 
@@ -349,11 +260,7 @@ impl CompareMonitor for ChannelCompare {
     }
 
     fn poll(&mut self) -> Option<Command> {
-        match self.commands.try_recv() {
-            Ok(c) => Some(c),
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => Some(Command::Stop),
-        }
+        super::poll_commands(&self.commands)
     }
 
     fn wait(&mut self) -> Option<Command> {
@@ -387,21 +294,8 @@ impl Screen for Comparing<'_> {
         Ok(false)
     }
 
-    fn on_signal(&mut self, commands: &Sender<Command>) {
-        let app = &mut *self.app;
-        app.push_log("signal received: stopping");
-        app.quit_when_done = true;
-        if app.training() {
-            app.status = Status::Stopping;
-            let _ = commands.send(Command::Stop);
-        }
-        if app.trainer_done() {
-            app.quit = true;
-        }
-    }
-
-    fn quit(&self) -> bool {
-        self.app.quit
+    fn shell(&mut self) -> &mut Shell {
+        &mut self.app.shell
     }
 
     fn draw(&self, frame: &mut ratatui::Frame) {
@@ -441,6 +335,8 @@ pub fn run(configs: &[(String, TrainArgs)]) -> Result<(Vec<RunResult>, Option<u8
 pub(super) mod tests {
     use super::*;
     use crate::train::History;
+    use crate::tui::Status;
+    use crossterm::event::{KeyCode, KeyModifiers};
 
     pub(crate) fn info(n: usize) -> CompareInfo {
         let names = ["optimizer=sgd", "optimizer=adam", "optimizer=rmsprop", "optimizer=adagrad"];
@@ -507,7 +403,7 @@ pub(super) mod tests {
         app.on_event(1, progress(1, 5, 2.0));
         app.on_event(1, progress(1, 10, 1.5));
         app.on_event(1, Event::Epoch(epoch(1, 0.9, 0.7)));
-        assert_eq!(app.status, Status::Running);
+        assert_eq!(app.shell.status, Status::Running);
         assert_eq!(app.current, Some(1));
         assert!(app.series[0].epochs.is_empty() && app.series[2].epochs.is_empty());
         assert_eq!(app.series[1].val_loss(), vec![(1.0, 0.9)]);
@@ -518,7 +414,7 @@ pub(super) mod tests {
         assert!((x - 1.0).abs() < 1e-12 && (l - 1.8).abs() < 1e-12, "{x} {l}");
         app.on_event(1, Event::Test { loss: 0.8, accuracy: 0.72 });
         assert_eq!(app.series[1].test, Some((0.8, 0.72)));
-        assert!(app.log.iter().any(|l| l.starts_with("[optimizer=adam] Epoch 1/2")), "{:?}", app.log);
+        assert!(app.shell.log.iter().any(|l| l.starts_with("[optimizer=adam] Epoch 1/2")), "{:?}", app.shell.log);
         // Out of range: ignored, no panic.
         app.on_event(7, progress(1, 1, 1.0));
     }
@@ -559,14 +455,14 @@ pub(super) mod tests {
         let mut app = CompareApp::new(info(2));
         app.on_event(0, progress(1, 1, 2.0));
         assert_eq!(app.on_key(key(KeyCode::Char('q'))), Some(Command::Stop));
-        assert_eq!(app.status, Status::Stopping);
+        assert_eq!(app.shell.status, Status::Stopping);
         app.on_event(0, Event::Finished { reason: FinishReason::Stopped });
-        assert_eq!(app.status, Status::Stopping, "a configuration's end is not the comparison's");
+        assert_eq!(app.shell.status, Status::Stopping, "a configuration's end is not the comparison's");
         app.on_result(0, result("optimizer=sgd", 0.5, FinishReason::Stopped));
         app.on_trainer_done(None);
-        assert!(!app.quit, "the final table stays on screen");
+        assert!(!app.shell.quit, "the final table stays on screen");
         assert_eq!(app.on_key(key(KeyCode::Char('q'))), None);
-        assert!(app.quit);
+        assert!(app.shell.quit);
     }
 
     #[test]
@@ -574,25 +470,25 @@ pub(super) mod tests {
         let mut app = CompareApp::new(info(2));
         assert_eq!(app.on_key(key(KeyCode::Char(' '))), Some(Command::Pause));
         app.on_event(0, Event::Paused(true));
-        assert!(app.paused());
+        assert!(app.shell.paused());
         assert_eq!(app.on_key(key(KeyCode::Char(' '))), Some(Command::Resume));
         app.on_event(0, Event::Paused(false));
-        assert_eq!(app.status, Status::Running);
+        assert_eq!(app.shell.status, Status::Running);
         let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
         assert_eq!(app.on_key(ctrl_c), Some(Command::Stop));
         assert_eq!(app.on_key(ctrl_c), None);
-        assert!(app.quit_when_done && !app.quit);
+        assert!(app.shell.quit_when_done && !app.shell.quit);
         app.on_trainer_done(Some("boom".into()));
-        assert!(app.quit);
-        assert_eq!(app.status, Status::Done(Some("boom".into())));
+        assert!(app.shell.quit);
+        assert_eq!(app.shell.status, Status::Done(Some("boom".into())));
     }
 
     #[test]
     fn help_opens_and_any_key_closes_it() {
         let mut app = CompareApp::new(info(2));
         app.on_key(key(KeyCode::Char('?')));
-        assert!(app.show_help);
+        assert!(app.shell.show_help);
         assert_eq!(app.on_key(key(KeyCode::Char(' '))), None);
-        assert!(!app.show_help);
+        assert!(!app.shell.show_help);
     }
 }

@@ -2,9 +2,11 @@
 //! configuration overlaid (one colour and legend entry each), the results
 //! table, the log pane and the help line. Never panics on a small terminal.
 
-use super::app::{finish_text, Status};
+use super::app::finish_text;
 use super::compare::CompareApp;
+use super::shell::Status;
 use super::ui::clock;
+use super::widgets::{axes, chart_pair, gauge, render_help_overlay, render_log_pane, status_line, y_bounds, LogLines};
 use crate::compare::RunResult;
 use crate::events::FinishReason;
 use ratatui::buffer::Buffer;
@@ -12,9 +14,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{
-    Axis, Block, Borders, Cell, Chart, Dataset, GraphType, LineGauge, Paragraph, Row, Table, Widget,
-};
+use ratatui::widgets::{Block, Cell, Chart, Dataset, GraphType, Paragraph, Row, Table, Widget};
 
 /// One colour per configuration (cycled past the end).
 const PALETTE: [Color; 8] =
@@ -49,14 +49,11 @@ impl Widget for &CompareApp {
         render_curves(self, curves, buf);
         render_table(self, table, bordered, buf);
         if log_height > 0 {
-            let block = Block::new().borders(Borders::TOP).title(" Log ");
-            let inner = block.inner(log);
-            block.render(log, buf);
-            render_log(self, inner, buf);
+            render_log_pane(log_lines(self), log, buf);
         }
         render_help_line(self, help, buf);
-        if self.show_help {
-            super::ui::render_help_overlay(&HELP, 72, area, buf);
+        if self.shell.show_help {
+            render_help_overlay(&HELP, 72, area, buf);
         }
     }
 }
@@ -85,16 +82,7 @@ fn render_header(app: &CompareApp, area: Rect, buf: &mut Buffer) {
 fn render_gauges(app: &CompareApp, area: Rect, buf: &mut Buffer) {
     let n = app.info.names.len();
     let (done, ratio) = app.overall();
-    let gauge = |label: String, ratio: f64, color: Color| {
-        LineGauge::default()
-            .label(label)
-            .ratio(ratio.clamp(0.0, 1.0))
-            .filled_symbol("━")
-            .unfilled_symbol("─")
-            .filled_style(Style::new().fg(color))
-            .unfilled_style(Style::new().fg(Color::DarkGray))
-    };
-    let state = match &app.status {
+    let state = match &app.shell.status {
         Status::Paused => " (paused)",
         Status::Stopping => " stopping…",
         Status::Done(_) => " done",
@@ -103,7 +91,7 @@ fn render_gauges(app: &CompareApp, area: Rect, buf: &mut Buffer) {
     let all =
         format!("All {:>3.0}%  {done}/{n} done  elapsed {}{state} ", ratio * 100.0, clock(app.elapsed().as_secs_f64()));
     let current = match (app.current, &app.progress) {
-        (Some(c), Some(p)) if app.training() || app.status == Status::Stopping => Some((c, p)),
+        (Some(c), Some(p)) if app.shell.training() || app.shell.status == Status::Stopping => Some((c, p)),
         _ => None,
     };
     let (label, step_ratio, c) = match current {
@@ -121,8 +109,10 @@ fn render_gauges(app: &CompareApp, area: Rect, buf: &mut Buffer) {
             color(c),
         ),
         None => match app.current {
-            Some(c) if app.training() => (format!("Config {}/{n} {} starting… ", c + 1, app.name(c)), 0.0, color(c)),
-            _ if app.trainer_done() => ("Finished ".into(), 1.0, Color::Green),
+            Some(c) if app.shell.training() => {
+                (format!("Config {}/{n} {} starting… ", c + 1, app.name(c)), 0.0, color(c))
+            }
+            _ if app.shell.trainer_done() => ("Finished ".into(), 1.0, Color::Green),
             _ => ("Loading… ".into(), 0.0, Color::DarkGray),
         },
     };
@@ -167,7 +157,7 @@ fn legend(app: &CompareApp, names: &[String], width: u16) -> Vec<Line<'static>> 
             line.push_span(Span::raw("  "));
         }
         let mut style = Style::new().fg(color(i));
-        if app.current == Some(i) && app.training() {
+        if app.current == Some(i) && app.shell.training() {
             style = style.add_modifier(Modifier::BOLD);
         }
         line.push_span(Span::styled(entry, style));
@@ -202,21 +192,14 @@ fn render_curves(app: &CompareApp, area: Rect, buf: &mut Buffer) {
     let accuracy: Vec<Vec<(f64, f64)>> = app.series.iter().map(|s| s.val_accuracy()).collect();
     // The running configuration's smoothed training loss.
     let train =
-        app.current.filter(|_| app.training()).and_then(|c| Some((c, app.series.get(c)?.train_loss.as_slice())));
+        app.current.filter(|_| app.shell.training()).and_then(|c| Some((c, app.series.get(c)?.train_loss.as_slice())));
     let epochs = app.info.epochs.max(1) as f64;
     let loss_chart = Overlay { title: "val_loss", curves: &loss, train, accuracy: false };
     let acc_chart = Overlay { title: "val_accuracy", curves: &accuracy, train: None, accuracy: true };
-    if charts.width >= 60 {
-        let [l, r] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).spacing(2).areas(charts);
-        loss_chart.render(epochs, l, buf);
-        acc_chart.render(epochs, r, buf);
-    } else if charts.height >= 12 {
-        let [t, b] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(charts);
-        loss_chart.render(epochs, t, buf);
-        acc_chart.render(epochs, b, buf);
-    } else {
-        loss_chart.render(epochs, charts, buf);
+    let (first, second) = chart_pair(charts, 2);
+    loss_chart.render(epochs, first, buf);
+    if let Some(second) = second {
+        acc_chart.render(epochs, second, buf);
     }
 }
 
@@ -233,16 +216,7 @@ struct Overlay<'a> {
 impl Overlay<'_> {
     fn render(&self, epochs: f64, area: Rect, buf: &mut Buffer) {
         let train_points = self.train.map_or(&[][..], |t| t.1);
-        let values = self.curves.iter().flatten().chain(train_points).map(|p| p.1).filter(|v| v.is_finite());
-        let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-        let (lo, hi) = if self.accuracy {
-            let lo = if lo.is_finite() { (lo * 10.0).floor() / 10.0 } else { 0.0 };
-            (lo.clamp(0.0, 0.9), 1.0)
-        } else {
-            let hi = if hi.is_finite() && hi > 0.0 { hi * 1.05 } else { 1.0 };
-            let lo = if lo.is_finite() && lo < hi { (lo * 0.9).max(0.0) } else { 0.0 };
-            (lo, hi)
-        };
+        let bounds = y_bounds(self.curves.iter().flatten().chain(train_points).map(|p| p.1), self.accuracy);
         let mut datasets = Vec::new();
         if let Some((c, points)) = self.train {
             datasets.push(
@@ -265,17 +239,11 @@ impl Overlay<'_> {
                 Dataset::default().marker(Marker::Block).graph_type(GraphType::Scatter).style(style).data(points),
             );
         }
-        let fmt = |v: f64| if self.accuracy { format!("{v:.2}") } else { format!("{v:.3}") };
-        let x_labels = [Span::raw("0"), Span::raw(format!("{}", epochs / 2.0)), Span::raw(format!("{epochs}"))];
+        let [x_axis, y_axis] = axes(epochs, bounds, self.accuracy);
         Chart::new(datasets)
             .block(Block::new().title(Line::from(self.title).bold()))
-            .x_axis(Axis::default().bounds([0.0, epochs]).labels(x_labels).style(Style::new().dark_gray()))
-            .y_axis(
-                Axis::default()
-                    .bounds([lo, hi])
-                    .labels([Span::raw(fmt(lo)), Span::raw(fmt((lo + hi) / 2.0)), Span::raw(fmt(hi))])
-                    .style(Style::new().dark_gray()),
-            )
+            .x_axis(x_axis)
+            .y_axis(y_axis)
             .legend_position(None)
             .render(area, buf);
     }
@@ -321,13 +289,14 @@ fn render_table(app: &CompareApp, area: Rect, bordered: bool, buf: &mut Buffer) 
                     (cells, style)
                 }
                 None => {
-                    let state = if app.current == Some(i) && (app.training() || app.status == Status::Stopping) {
-                        ["running…", "run…"]
-                    } else if app.trainer_done() {
-                        ["skipped", "skip"]
-                    } else {
-                        ["waiting", "wait"]
-                    };
+                    let state =
+                        if app.current == Some(i) && (app.shell.training() || app.shell.status == Status::Stopping) {
+                            ["running…", "run…"]
+                        } else if app.shell.trainer_done() {
+                            ["skipped", "skip"]
+                        } else {
+                            ["waiting", "wait"]
+                        };
                     // The long word where the column has room for it.
                     let state = state[usize::from(labels[1].len() < 8)];
                     let cells = [name.clone(), state.into(), String::new(), String::new(), String::new()];
@@ -364,38 +333,21 @@ fn render_table(app: &CompareApp, area: Rect, bordered: bool, buf: &mut Buffer) 
     Widget::render(table, area, buf);
 }
 
-fn render_log(app: &CompareApp, area: Rect, buf: &mut Buffer) {
-    let height = area.height as usize;
-    let start = app.log.len().saturating_sub(height);
-    let lines: Vec<Line> = app
-        .log
-        .range(start..)
-        .map(|l| {
-            if l.starts_with("error") || l.contains("failed") {
-                Line::from(l.as_str()).red()
-            } else {
-                Line::from(l.as_str())
-            }
-        })
-        .collect();
-    Paragraph::new(lines).render(area, buf);
+/// The latest log lines; errors in red.
+fn log_lines(app: &CompareApp) -> LogLines<'_> {
+    let style =
+        |l: &str| if l.starts_with("error") || l.contains("failed") { Style::new().red() } else { Style::new() };
+    LogLines { log: &app.shell.log, scroll: 0, style }
 }
 
 fn render_help_line(app: &CompareApp, area: Rect, buf: &mut Buffer) {
-    let (state, style) = match &app.status {
-        Status::Starting | Status::Running => ("running", Style::new().black().on_green()),
-        Status::Paused => ("paused", Style::new().black().on_yellow()),
-        Status::Stopping | Status::Finished(_) => ("stopping", Style::new().black().on_yellow()),
-        Status::Done(None) => ("done", Style::new().black().on_cyan()),
-        Status::Done(Some(_)) => ("error", Style::new().white().on_red()),
-    };
-    let keys = if app.training() { " space pause · q stop (skips the rest) · ? help" } else { " q quit · ? help" };
-    let mut spans =
-        vec![Span::styled(format!(" {state} "), style.add_modifier(Modifier::BOLD)), Span::raw(keys).dark_gray()];
-    if let Status::Done(Some(e)) = &app.status {
-        spans.push(Span::raw(format!("  failed: {e}")).red());
+    let keys =
+        if app.shell.training() { " space pause · q stop (skips the rest) · ? help" } else { " q quit · ? help" };
+    let mut line = status_line(&app.shell.status, keys);
+    if let Status::Done(Some(e)) = &app.shell.status {
+        line.push_span(Span::raw(format!("  failed: {e}")).red());
     }
-    Line::from(spans).render(area, buf);
+    line.render(area, buf);
 }
 
 const HELP: [(&str, &str); 4] = [
@@ -495,7 +447,7 @@ mod tests {
                 }
                 let s = screen(&a, 60, 20);
                 assert!(s.contains("val_acc") && s.contains("test_acc"), "{s}");
-                a.show_help = true;
+                a.shell.show_help = true;
                 for (w, h) in [(40, 12), (20, 5), (1, 1), (200, 60)] {
                     screen(&a, w, h);
                 }

@@ -9,15 +9,19 @@
 //! again after the restore.
 //!
 //! `simdnet compare` has its own view ([`compare`]) on the same machinery:
-//! terminal, input thread, signals and UI loop (`Screen`, `drive`).
+//! terminal, input thread, signals and UI loop (`Screen`, `drive`). Both
+//! dashboards embed a [`Shell`] (status, log, help, the keys that pause, stop
+//! and leave, the signal reaction) and draw its parts with [`widgets`].
 
 pub mod app;
 pub mod compare;
 mod compare_ui;
+pub mod shell;
 pub mod ui;
 pub mod widgets;
 
-pub use app::{App, Info, Status, View};
+pub use app::{App, Info, View};
+pub use shell::{Shell, Status};
 
 use crate::app::{Outcome, Session};
 use crate::atomic::FAULT_ENV;
@@ -81,15 +85,21 @@ impl Monitor for ChannelMonitor {
     }
 
     fn poll(&mut self) -> Option<Command> {
-        match self.commands.try_recv() {
-            Ok(c) => Some(c),
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Disconnected) => Some(Command::Stop),
-        }
+        poll_commands(&self.commands)
     }
 
     fn wait(&mut self) -> Option<Command> {
         self.commands.recv().ok()
+    }
+}
+
+/// A trainer's `Monitor::poll` (both dashboards'): the next command if one
+/// waits; the dashboard gone stops training.
+fn poll_commands(commands: &Receiver<Command>) -> Option<Command> {
+    match commands.try_recv() {
+        Ok(c) => Some(c),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Disconnected) => Some(Command::Stop),
     }
 }
 
@@ -210,14 +220,13 @@ fn draw_error(e: std::io::Error) -> Error {
 }
 
 /// A dashboard the UI loop drives: takes the trainer's and the terminal's
-/// messages, reacts to a signal, says when to leave and draws itself.
+/// messages and draws itself; its [`Shell`] reacts to a signal and says when
+/// to leave.
 trait Screen {
     type Message: From<Input> + Send + 'static;
     /// Takes one message; `Ok(true)` asks for a full redraw (a resize).
     fn on_message(&mut self, message: Self::Message, commands: &Sender<Command>) -> Result<bool>;
-    /// SIGINT / SIGTERM / SIGHUP arrived: stop training, leave when done.
-    fn on_signal(&mut self, commands: &Sender<Command>);
-    fn quit(&self) -> bool;
+    fn shell(&mut self) -> &mut Shell;
     fn draw(&self, frame: &mut ratatui::Frame);
 }
 
@@ -357,21 +366,8 @@ impl Screen for Training<'_> {
         Ok(false)
     }
 
-    fn on_signal(&mut self, commands: &Sender<Command>) {
-        let app = &mut *self.app;
-        app.push_log("signal received: stopping");
-        app.quit_when_done = true;
-        if app.training() {
-            app.status = Status::Stopping;
-            let _ = commands.send(Command::Stop);
-        }
-        if app.trainer_done() {
-            app.quit = true;
-        }
-    }
-
-    fn quit(&self) -> bool {
-        self.app.quit
+    fn shell(&mut self) -> &mut Shell {
+        &mut self.app.shell
     }
 
     fn draw(&self, frame: &mut ratatui::Frame) {
@@ -405,9 +401,13 @@ fn ui_loop<S: Screen>(
         if !signalled && signals.exit_code().is_some() {
             signalled = true;
             dirty = true;
-            screen.on_signal(commands);
+            // SIGINT / SIGTERM / SIGHUP: stop training, leave when done.
+            if let Some(c) = screen.shell().on_signal() {
+                // The trainer gone (finishing): nothing to do.
+                let _ = commands.send(c);
+            }
         }
-        if screen.quit() {
+        if screen.shell().quit {
             return Ok(());
         }
         let since = last_draw.map_or(Duration::MAX, |t| t.elapsed());

@@ -2,16 +2,18 @@
 //! (curves, confusion matrix, samples, log), the log pane and the help line.
 //! Adapts to the terminal size; never panics on a small one.
 
-use super::app::{finish_text, App, Status, View};
-use super::widgets::{Confusion as ConfusionWidget, ImageGrid};
+use super::app::{finish_text, App, View};
+use super::shell::Status;
+use super::widgets::{
+    axes, chart_pair, gauge, render_help_overlay, render_log_pane, status_line, y_bounds, Confusion as ConfusionWidget,
+    ImageGrid, LogLines,
+};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::style::{Color, Style, Stylize};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{
-    Axis, Block, Borders, Chart, Clear, Dataset, GraphType, LineGauge, Paragraph, Sparkline, Widget,
-};
+use ratatui::widgets::{Block, Chart, Dataset, GraphType, Paragraph, Sparkline, Widget};
 
 /// Height at which the log gets its own pane under the panel.
 const LOG_PANE_MIN_HEIGHT: u16 = 30;
@@ -37,13 +39,10 @@ impl Widget for &App {
         render_throughput(self, throughput, buf);
         render_main(self, main, buf);
         if log_height > 0 {
-            let block = Block::new().borders(Borders::TOP).title(" Log ");
-            let inner = block.inner(log);
-            block.render(log, buf);
-            render_log(self, inner, buf);
+            render_log_pane(log_lines(self), log, buf);
         }
         render_help_line(self, help, buf);
-        if self.show_help {
+        if self.shell.show_help {
             render_help_overlay(&HELP, 58, area, buf);
         }
     }
@@ -120,10 +119,10 @@ fn render_gauges(app: &App, area: Rect, buf: &mut Buffer) {
     let (done, total) = app.run_steps();
     let run_ratio = done as f64 / total.max(1) as f64;
     let eta = match app.eta_seconds() {
-        Some(s) if app.paused() => format!("ETA {} (paused)", clock(s)),
+        Some(s) if app.shell.paused() => format!("ETA {} (paused)", clock(s)),
         Some(s) => format!("ETA {}", clock(s)),
-        None if app.training() => "ETA …".into(),
-        None => match app.status {
+        None if app.shell.training() => "ETA …".into(),
+        None => match app.shell.status {
             Status::Stopping => "stopping…".into(),
             Status::Finished(_) => "testing…".into(),
             _ => "done".into(),
@@ -136,15 +135,6 @@ fn render_gauges(app: &App, area: Rect, buf: &mut Buffer) {
         clock(app.elapsed().as_secs_f64())
     );
     let rows = Layout::vertical([Constraint::Length(1); 2]).split(area);
-    let gauge = |label: String, ratio: f64, color: Color| {
-        LineGauge::default()
-            .label(label)
-            .ratio(ratio.clamp(0.0, 1.0))
-            .filled_symbol("━")
-            .unfilled_symbol("─")
-            .filled_style(Style::new().fg(color))
-            .unfilled_style(Style::new().fg(Color::DarkGray))
-    };
     if area.height >= 2 {
         gauge(epoch_label, epoch_ratio, Color::Cyan).render(rows[0], buf);
         gauge(run_label, run_ratio, Color::Green).render(rows[1], buf);
@@ -155,16 +145,16 @@ fn render_gauges(app: &App, area: Rect, buf: &mut Buffer) {
 
 fn render_throughput(app: &App, area: Rect, buf: &mut Buffer) {
     let mut spans: Vec<Span> = Vec::new();
-    if app.paused() {
+    if app.shell.paused() {
         spans.push(Span::raw("paused").yellow().bold());
-    } else if !app.training() {
-        let state = match (&app.status, &app.finish) {
+    } else if !app.shell.training() {
+        let state = match (&app.shell.status, &app.finish) {
             (Status::Done(Some(e)), _) => format!("failed: {e}"),
             (Status::Stopping, _) => "stopping…".into(),
             (_, Some(r)) => finish_text(r).into(),
             _ => "finishing…".into(),
         };
-        let color = if matches!(app.status, Status::Done(Some(_))) { Color::Red } else { Color::Yellow };
+        let color = if matches!(app.shell.status, Status::Done(Some(_))) { Color::Red } else { Color::Yellow };
         spans.push(Span::raw(state).fg(color).bold());
         if let Some((loss, acc)) = app.test {
             spans.push(Span::raw(format!("  test accuracy {acc:.4}  test loss {loss:.4}")).bold());
@@ -221,7 +211,7 @@ fn render_view(app: &App, view: View, area: Rect, buf: &mut Buffer) {
         View::Curves => render_curves(app, area, buf),
         View::Confusion => render_confusion(app, area, buf),
         View::Samples => render_samples(app, area, buf),
-        View::Log => render_log(app, area, buf),
+        View::Log => log_lines(app).render(area, buf),
     }
 }
 
@@ -253,16 +243,10 @@ fn render_curves(app: &App, area: Rect, buf: &mut Buffer) {
         return;
     }
     let epochs = app.info.epochs.max(1) as f64;
-    if area.width >= 60 {
-        let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
-        loss.render(epochs, app.marker, l, buf);
-        acc.render(epochs, app.marker, r, buf);
-    } else if area.height >= 12 {
-        let [t, b] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
-        loss.render(epochs, app.marker, t, buf);
-        acc.render(epochs, app.marker, b, buf);
-    } else {
-        loss.render(epochs, app.marker, area, buf);
+    let (first, second) = chart_pair(area, 0);
+    loss.render(epochs, app.marker, first, buf);
+    if let Some(second) = second {
+        acc.render(epochs, app.marker, second, buf);
     }
 }
 
@@ -277,17 +261,7 @@ struct Curve<'a> {
 
 impl Curve<'_> {
     fn render(&self, epochs: f64, marker: Marker, area: Rect, buf: &mut Buffer) {
-        let values = self.train.iter().chain(self.val).map(|p| p.1).filter(|v| v.is_finite());
-        let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-        let (lo, hi) = if self.accuracy {
-            let lo = if lo.is_finite() { (lo * 10.0).floor() / 10.0 } else { 0.0 };
-            (lo.clamp(0.0, 0.9), 1.0)
-        } else {
-            // From just under the lowest loss: the late, small gains stay visible.
-            let hi = if hi.is_finite() && hi > 0.0 { hi * 1.05 } else { 1.0 };
-            let lo = if lo.is_finite() && lo < hi { (lo * 0.9).max(0.0) } else { 0.0 };
-            (lo, hi)
-        };
+        let (lo, hi) = y_bounds(self.train.iter().chain(self.val).map(|p| p.1), self.accuracy);
         let best_line: Vec<(f64, f64)> = self.best.map(|b| vec![(b as f64, lo), (b as f64, hi)]).unwrap_or_default();
         let mut datasets = vec![Dataset::default()
             .name("train")
@@ -322,19 +296,11 @@ impl Curve<'_> {
                     .data(&best_line),
             );
         }
-        let fmt = |v: f64| if self.accuracy { format!("{v:.2}") } else { format!("{v:.3}") };
-        let x_labels = [Span::raw("0"), Span::raw(format!("{}", epochs / 2.0)), Span::raw(format!("{epochs}"))];
+        let [x_axis, y_axis] = axes(epochs, (lo, hi), self.accuracy);
         Chart::new(datasets)
             .block(Block::new().title(Line::from(self.title.clone()).bold()))
-            .x_axis(
-                Axis::default().title("epoch").bounds([0.0, epochs]).labels(x_labels).style(Style::new().dark_gray()),
-            )
-            .y_axis(
-                Axis::default()
-                    .bounds([lo, hi])
-                    .labels([Span::raw(fmt(lo)), Span::raw(fmt((lo + hi) / 2.0)), Span::raw(fmt(hi))])
-                    .style(Style::new().dark_gray()),
-            )
+            .x_axis(x_axis.title("epoch"))
+            .y_axis(y_axis)
             .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)))
             .render(area, buf);
     }
@@ -365,45 +331,27 @@ fn render_samples(app: &App, area: Rect, buf: &mut Buffer) {
     ImageGrid { samples: &app.samples, names: &app.info.class_names, scroll: app.scroll }.render(grid, buf);
 }
 
-fn render_log(app: &App, area: Rect, buf: &mut Buffer) {
-    let height = area.height as usize;
-    let end = app.log.len().saturating_sub(app.scroll.min(app.log.len().saturating_sub(height)));
-    let start = end.saturating_sub(height);
-    let lines: Vec<Line> = app
-        .log
-        .range(start..end)
-        .map(|l| {
-            if l.starts_with("error") || l.contains("failed") || l.contains("Invalid") {
-                Line::from(l.as_str()).red()
-            } else if l.starts_with("saved") {
-                Line::from(l.as_str()).green()
-            } else {
-                Line::from(l.as_str())
-            }
-        })
-        .collect();
-    Paragraph::new(lines).render(area, buf);
+/// The log, scrolled; errors in red, saves in green.
+fn log_lines(app: &App) -> LogLines<'_> {
+    let style = |l: &str| {
+        if l.starts_with("error") || l.contains("failed") || l.contains("Invalid") {
+            Style::new().red()
+        } else if l.starts_with("saved") {
+            Style::new().green()
+        } else {
+            Style::new()
+        }
+    };
+    LogLines { log: &app.shell.log, scroll: app.scroll, style }
 }
 
 fn render_help_line(app: &App, area: Rect, buf: &mut Buffer) {
-    let (state, style) = match &app.status {
-        Status::Starting | Status::Running => ("running", Style::new().black().on_green()),
-        Status::Paused => ("paused", Style::new().black().on_yellow()),
-        Status::Stopping => ("stopping", Style::new().black().on_yellow()),
-        Status::Finished(_) => ("finishing", Style::new().black().on_yellow()),
-        Status::Done(None) => ("done", Style::new().black().on_cyan()),
-        Status::Done(Some(_)) => ("error", Style::new().white().on_red()),
-    };
-    let keys = if app.training() {
+    let keys = if app.shell.training() {
         " space pause · +/- lr · tab view · m marker · s save · q stop · ? help"
     } else {
         " q quit · tab view · s save · ? help"
     };
-    Line::from(vec![
-        Span::styled(format!(" {state} "), style.add_modifier(Modifier::BOLD)),
-        Span::raw(keys).dark_gray(),
-    ])
-    .render(area, buf);
+    status_line(&app.shell.status, keys).render(area, buf);
 }
 
 const HELP: [(&str, &str); 9] = [
@@ -417,16 +365,3 @@ const HELP: [(&str, &str); 9] = [
     ("Ctrl-C", "same as q"),
     ("?", "this help (any key closes)"),
 ];
-
-/// The `?` overlay: one line per (keys, what they do), centred, `width` wide at most.
-pub(super) fn render_help_overlay(help: &[(&str, &str)], width: u16, area: Rect, buf: &mut Buffer) {
-    let width = width.min(area.width);
-    let height = (help.len() as u16 + 2).min(area.height);
-    let popup = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
-    Clear.render(popup, buf);
-    let lines: Vec<Line> = help
-        .iter()
-        .map(|(k, v)| Line::from(vec![Span::raw(format!(" {k:<8} ")).cyan().bold(), Span::raw(*v)]))
-        .collect();
-    Paragraph::new(lines).block(Block::bordered().title(" Keys ")).render(popup, buf);
-}

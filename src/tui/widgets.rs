@@ -1,12 +1,16 @@
-//! The dashboard's own widgets: the confusion matrix and the half-block
-//! image grid of sample predictions.
+//! The dashboards' own widgets: the confusion matrix and the half-block
+//! image grid of sample predictions, and the pieces both dashboards draw
+//! alike: gauges, chart axes and layout, the log, the status line and the
+//! help overlay.
 
+use super::shell::Status;
 use crate::events::{Confusion as Matrix, SamplePrediction};
 use ratatui::buffer::Buffer;
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Widget;
+use ratatui::widgets::{Axis, Block, Borders, Clear, LineGauge, Paragraph, Widget};
+use std::collections::VecDeque;
 
 /// How many off-diagonal cells are highlighted as the most confused.
 const MOST_CONFUSED: usize = 3;
@@ -84,7 +88,7 @@ impl Widget for Confusion<'_> {
             }
         }
         lines.push(Line::from(footer));
-        ratatui::widgets::Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false }).render(area, buf);
+        Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false }).render(area, buf);
     }
 }
 
@@ -177,4 +181,116 @@ fn draw_image(s: &SamplePrediction, scale: usize, x0: u16, y0: u16, buf: &mut Bu
             }
         }
     }
+}
+
+/// A one-line progress gauge: `label`, then a bar filled to `ratio` in `color`.
+pub fn gauge(label: String, ratio: f64, color: Color) -> LineGauge<'static> {
+    LineGauge::default()
+        .label(label)
+        .ratio(ratio.clamp(0.0, 1.0))
+        .filled_symbol("━")
+        .unfilled_symbol("─")
+        .filled_style(Style::new().fg(color))
+        .unfilled_style(Style::new().fg(Color::DarkGray))
+}
+
+/// The y range of a chart of `values`: accuracy from the tenth below the
+/// lowest to 1; a loss from just under the lowest (the late, small gains stay
+/// visible) to just over the highest.
+pub fn y_bounds(values: impl Iterator<Item = f64>, accuracy: bool) -> (f64, f64) {
+    let values = values.filter(|v| v.is_finite());
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if accuracy {
+        let lo = if lo.is_finite() { (lo * 10.0).floor() / 10.0 } else { 0.0 };
+        (lo.clamp(0.0, 0.9), 1.0)
+    } else {
+        let hi = if hi.is_finite() && hi > 0.0 { hi * 1.05 } else { 1.0 };
+        let lo = if lo.is_finite() && lo < hi { (lo * 0.9).max(0.0) } else { 0.0 };
+        (lo, hi)
+    }
+}
+
+/// The x axis (0 to `epochs`) and the y axis (`lo` to `hi`) of a metric's
+/// chart, each labelled at both ends and the middle.
+pub fn axes(epochs: f64, (lo, hi): (f64, f64), accuracy: bool) -> [Axis<'static>; 2] {
+    let fmt = |v: f64| if accuracy { format!("{v:.2}") } else { format!("{v:.3}") };
+    let x_labels = [Span::raw("0"), Span::raw(format!("{}", epochs / 2.0)), Span::raw(format!("{epochs}"))];
+    [
+        Axis::default().bounds([0.0, epochs]).labels(x_labels).style(Style::new().dark_gray()),
+        Axis::default()
+            .bounds([lo, hi])
+            .labels([Span::raw(fmt(lo)), Span::raw(fmt((lo + hi) / 2.0)), Span::raw(fmt(hi))])
+            .style(Style::new().dark_gray()),
+    ]
+}
+
+/// Where a pair of charts goes: side by side (`spacing` apart) where `area`
+/// is 60 columns wide, else one over the other where it is 12 rows high,
+/// else only the first.
+pub fn chart_pair(area: Rect, spacing: u16) -> (Rect, Option<Rect>) {
+    if area.width >= 60 {
+        let [l, r] = Layout::horizontal([Constraint::Percentage(50); 2]).spacing(spacing).areas(area);
+        (l, Some(r))
+    } else if area.height >= 12 {
+        let [t, b] = Layout::vertical([Constraint::Percentage(50); 2]).areas(area);
+        (t, Some(b))
+    } else {
+        (area, None)
+    }
+}
+
+/// The latest log lines that fit, `scroll` lines up from the end, each
+/// styled by `style`.
+pub struct LogLines<'a> {
+    pub log: &'a VecDeque<String>,
+    pub scroll: usize,
+    pub style: fn(&str) -> Style,
+}
+
+impl Widget for LogLines<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let height = area.height as usize;
+        let log = self.log;
+        let end = log.len().saturating_sub(self.scroll.min(log.len().saturating_sub(height)));
+        let start = end.saturating_sub(height);
+        let lines: Vec<Line> = log.range(start..end).map(|l| Line::styled(l.as_str(), (self.style)(l))).collect();
+        Paragraph::new(lines).render(area, buf);
+    }
+}
+
+/// The log pane under the panels: a ` Log ` rule over the lines.
+pub fn render_log_pane(lines: LogLines, area: Rect, buf: &mut Buffer) {
+    let block = Block::new().borders(Borders::TOP).title(" Log ");
+    let inner = block.inner(area);
+    block.render(area, buf);
+    lines.render(inner, buf);
+}
+
+/// The bottom line: where the run stands, as a coloured badge, then `keys`.
+pub fn status_line<'a>(status: &Status, keys: &'a str) -> Line<'a> {
+    let (state, style) = match status {
+        Status::Starting | Status::Running => ("running", Style::new().black().on_green()),
+        Status::Paused => ("paused", Style::new().black().on_yellow()),
+        Status::Stopping => ("stopping", Style::new().black().on_yellow()),
+        Status::Finished(_) => ("finishing", Style::new().black().on_yellow()),
+        Status::Done(None) => ("done", Style::new().black().on_cyan()),
+        Status::Done(Some(_)) => ("error", Style::new().white().on_red()),
+    };
+    Line::from(vec![
+        Span::styled(format!(" {state} "), style.add_modifier(Modifier::BOLD)),
+        Span::raw(keys).dark_gray(),
+    ])
+}
+
+/// The `?` overlay: one line per (keys, what they do), centred, `width` wide at most.
+pub fn render_help_overlay(help: &[(&str, &str)], width: u16, area: Rect, buf: &mut Buffer) {
+    let width = width.min(area.width);
+    let height = (help.len() as u16 + 2).min(area.height);
+    let popup = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
+    Clear.render(popup, buf);
+    let lines: Vec<Line> = help
+        .iter()
+        .map(|(k, v)| Line::from(vec![Span::raw(format!(" {k:<8} ")).cyan().bold(), Span::raw(*v)]))
+        .collect();
+    Paragraph::new(lines).block(Block::bordered().title(" Keys ")).render(popup, buf);
 }
