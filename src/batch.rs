@@ -2,6 +2,7 @@
 //! gather of u8 pixels into a reused f32 buffer scaled to [0, 1].
 
 use crate::dataset::Split;
+use crate::gemm::Isa;
 
 /// Splits `0..count` into (train, validation) indices with a seeded random
 /// permutation, as scikit-learn's `train_test_split(test_size = fraction)`:
@@ -62,15 +63,48 @@ impl Batch {
     }
 }
 
-/// out[i] = pixels[i] / 255. A plain zip: LLVM turns it into widening loads
-/// (u8 → i32 → f32) and vector multiplies, which beats assembling `wide`
-/// vectors from scalar conversions.
+/// out[i] = pixels[i] / 255, on the selected instruction set (the release
+/// binary targets baseline x86-64, where this loop would be SSE2 only).
 pub fn scale_pixels(out: &mut [f32], pixels: &[u8]) {
-    const SCALE: f32 = 1.0 / 255.0;
+    scale_pixels_with(crate::gemm::selected_isa(), out, pixels)
+}
+
+/// [`scale_pixels`] on an explicit instruction set (for tests); an ISA this
+/// CPU lacks runs the plain loop.
+pub fn scale_pixels_with(isa: Isa, out: &mut [f32], pixels: &[u8]) {
     assert_eq!(out.len(), pixels.len());
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F (checked at run time just before).
+        Isa::Avx512 if isa.is_available() => unsafe { scale_pixels_avx512(out, pixels) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX2 (checked at run time just before).
+        Isa::Avx2 if isa.is_available() => unsafe { scale_pixels_avx2(out, pixels) },
+        _ => scale_pixels_plain(out, pixels),
+    }
+}
+
+/// The loop itself: a plain zip, which LLVM turns into widening loads
+/// (u8 → i32 → f32) and vector multiplies at the width of the instruction
+/// set it is compiled for; that beats assembling vectors by hand.
+#[inline(always)]
+fn scale_pixels_plain(out: &mut [f32], pixels: &[u8]) {
+    const SCALE: f32 = 1.0 / 255.0;
     for (o, &p) in out.iter_mut().zip(pixels) {
         *o = p as f32 * SCALE;
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn scale_pixels_avx512(out: &mut [f32], pixels: &[u8]) {
+    scale_pixels_plain(out, pixels)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn scale_pixels_avx2(out: &mut [f32], pixels: &[u8]) {
+    scale_pixels_plain(out, pixels)
 }
 
 /// Hints the CPU to load `bytes` into the caches (a no-op off x86_64).
@@ -85,4 +119,29 @@ fn prefetch(bytes: &[u8]) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = bytes;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_isa_scales_like_the_plain_loop() {
+        // Every byte value, odd lengths (vector tails), NaN-prefilled outputs.
+        let pixels: Vec<u8> = (0..1000u32).map(|i| (i * 37 % 256) as u8).collect();
+        for isa in crate::gemm::available_isas() {
+            for len in [0, 1, 15, 16, 17, 63, 784, 1000] {
+                let mut got = vec![f32::NAN; len];
+                scale_pixels_with(isa, &mut got, &pixels[..len]);
+                let mut want = vec![f32::NAN; len];
+                scale_pixels_plain(&mut want, &pixels[..len]);
+                assert_eq!(got, want, "{} len {len}", isa.name());
+                assert!(got
+                    .iter()
+                    .zip(&pixels)
+                    .all(|(&g, &p)| g == p as f32 / 255.0 || (g - p as f32 / 255.0).abs() < 1e-7));
+            }
+            eprintln!("scale_pixels: {} path checked", isa.name());
+        }
+    }
 }

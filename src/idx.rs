@@ -112,7 +112,7 @@ impl IdxFile {
             // truncated by another process while mapped would fault; the cache
             // files are only ever replaced by rename, never modified in place.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::file(&raw, io_problem(&e)))?;
-            Backing::Mapped(map)
+            Backing::Mapped(on_huge_pages(map))
         };
         Self::from_backing(backing, expected_magic, path)
     }
@@ -139,6 +139,30 @@ impl IdxFile {
         };
         &bytes[self.header.data_offset..self.header.data_offset + self.header.data_len]
     }
+}
+
+/// Files at least this large are copied onto transparent huge pages.
+const HUGE_PAGE_MIN: usize = 8 << 20;
+
+/// A big map's bytes copied into an anonymous map backed by 2 MiB pages,
+/// where the kernel allows it (else the file's own map). Batches read
+/// images in shuffled order: on 4 KiB pages nearly every image costs a TLB
+/// miss and a page walk (47 MB of training images are 11,500 pages, far
+/// beyond the TLB), which was most of the batch gather's time.
+fn on_huge_pages(map: Mmap) -> Mmap {
+    #[cfg(target_os = "linux")]
+    if map.len() >= HUGE_PAGE_MIN {
+        let copy = || -> io::Result<Mmap> {
+            let mut anon = memmap2::MmapOptions::new().len(map.len()).map_anon()?;
+            anon.advise(memmap2::Advice::HugePage)?;
+            anon.copy_from_slice(&map);
+            anon.make_read_only()
+        };
+        if let Ok(resident) = copy() {
+            return resident;
+        }
+    }
+    map
 }
 
 /// What a path is when it should be a regular file.
