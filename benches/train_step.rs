@@ -1,6 +1,10 @@
 //! One full training step (forward, loss, backward, optimizer) of the tutorial
 //! model, per batch size and optimizer. Throughput is Elements(batch), so
 //! criterion's elem/s reads as samples/s. One thread (set RAYON_NUM_THREADS to change).
+//!
+//! `optimizer_step/<name>` times `Optimizer::step` alone over the tutorial
+//! model's 79,510 parameters; Throughput is Elements(parameters), so elem/s
+//! reads as parameters updated per second.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use simdnet::gemm::Activation;
@@ -39,5 +43,27 @@ fn train_step(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, train_step);
+fn optimizer_step(c: &mut Criterion) {
+    let spec =
+        ModelSpec { input_shape: (28, 28), hidden: vec![100], activation: Activation::Relu, classes: 10, dropout: 0.0 };
+    let n = spec.param_count();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let grads: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 0.02).collect();
+    let mut group = c.benchmark_group("optimizer_step");
+    group.measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500)).sample_size(30);
+    group.throughput(Throughput::Elements(n as u64));
+    for (name, kind) in [
+        ("adam", OptimizerKind::adam()),
+        ("rmsprop", OptimizerKind::rmsprop()),
+        ("adagrad", OptimizerKind::adagrad()),
+        ("sgd_nesterov", OptimizerKind::Sgd { momentum: 0.9, nesterov: true }),
+    ] {
+        let mut params: Vec<f32> = (0..n).map(|_| rng.f32() - 0.5).collect();
+        let mut opt = Optimizer::new(kind, kind.default_learning_rate(), n);
+        group.bench_function(BenchmarkId::from_parameter(name), |b| b.iter(|| opt.step(&mut params, &grads)));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, train_step, optimizer_step);
 criterion_main!(benches);

@@ -19,7 +19,7 @@ mod driver;
 mod kernel;
 mod peak;
 pub mod reference;
-mod simd;
+pub(crate) mod simd;
 #[cfg(test)]
 mod tests;
 

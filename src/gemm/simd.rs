@@ -1,11 +1,12 @@
-//! A minimal vector abstraction the microkernel body is written against, with
-//! one zero-sized implementation per instruction set.
+//! A minimal vector abstraction the microkernel body (and the optimizer's
+//! element loops, `optim.rs`) is written against, with one zero-sized
+//! implementation per instruction set.
 //!
 //! Every method is `#[inline(always)]` and carries no `#[target_feature]` of
 //! its own: the bodies only become AVX-512 / AVX2 code once they are inlined
-//! into the thin `#[target_feature]` entry points in `kernel.rs`. Calling them
-//! anywhere else is undefined behaviour on a CPU without the feature, which is
-//! why they are all `unsafe`.
+//! into the thin `#[target_feature]` entry points in `kernel.rs` and
+//! `optim.rs`. Calling them anywhere else is undefined behaviour on a CPU
+//! without the feature, which is why they are all `unsafe`.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -35,6 +36,58 @@ pub(crate) trait Simd: Copy {
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     /// Lane-wise max(a, 0); NaN maps to 0 like `f32::max(NaN, 0.0)`.
     unsafe fn relu(a: Self::V) -> Self::V;
+
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
+    /// c − a·b
+    unsafe fn fnmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// Lane-wise `if a > b { a } else { b }` (x86 `maxps`: a NaN in either gives b).
+    unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise `if a < b { a } else { b }` (x86 `minps`: a NaN in either gives b).
+    unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
+
+    /// The hardware estimates [`Simd::rsqrt_est`] and [`Simd::recip_est`]
+    /// have a relative error below 2^−`EST_BITS`.
+    const EST_BITS: u32;
+    /// Hardware estimate of 1/√x for normal x > 0 (0 → +∞, +∞ → 0).
+    unsafe fn rsqrt_est(x: Self::V) -> Self::V;
+    /// Hardware estimate of 1/x for normal x with |x| < 2^126 (0 → ±∞).
+    unsafe fn recip_est(x: Self::V) -> Self::V;
+
+    /// 1/√x with relative error below ~2^−14 for normal x > 0 (0, ∞ and
+    /// denormals are the caller's to keep away): the estimate, refined by one
+    /// Newton–Raphson step, y ← y + ½·y·(1 − x·y²), when it is coarser. A
+    /// final correction with an FMA residual (see `optim.rs`) squares the
+    /// error again, past single precision.
+    #[inline(always)]
+    unsafe fn rsqrt_coarse(x: Self::V) -> Self::V {
+        let y = Self::rsqrt_est(x);
+        if Self::EST_BITS >= 14 {
+            y
+        } else {
+            rsqrt_step::<Self>(x, y)
+        }
+    }
+
+    /// 1/x with relative error below ~2^−14 for normal x with |x| < 2^126:
+    /// the estimate, refined by one Newton–Raphson step, y ← y + y·(1 − x·y),
+    /// when it is coarser.
+    #[inline(always)]
+    unsafe fn recip_coarse(x: Self::V) -> Self::V {
+        let y = Self::recip_est(x);
+        if Self::EST_BITS >= 14 {
+            y
+        } else {
+            Self::fmadd(y, Self::fnmadd(x, y, Self::splat(1.0)), y)
+        }
+    }
+}
+
+/// One Newton–Raphson step for 1/√x from y: y + ½·y·(1 − x·y²), the
+/// residual in one FMA.
+#[inline(always)]
+unsafe fn rsqrt_step<S: Simd>(x: S::V, y: S::V) -> S::V {
+    let e = S::fnmadd(S::mul(x, y), y, S::splat(1.0));
+    S::fmadd(S::mul(y, S::splat(0.5)), e, y)
 }
 
 // ---------------------------------------------------------------- AVX-512F
@@ -92,6 +145,32 @@ impl Simd for V512 {
     unsafe fn relu(a: __m512) -> __m512 {
         // max_ps returns the second operand when either is NaN.
         _mm512_max_ps(a, _mm512_setzero_ps())
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m512, b: __m512) -> __m512 {
+        _mm512_sub_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn fnmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
+        _mm512_fnmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn max(a: __m512, b: __m512) -> __m512 {
+        _mm512_max_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min(a: __m512, b: __m512) -> __m512 {
+        _mm512_min_ps(a, b)
+    }
+    /// `vrsqrt14ps` / `vrcp14ps`: relative error < 2^−14.
+    const EST_BITS: u32 = 14;
+    #[inline(always)]
+    unsafe fn rsqrt_est(x: __m512) -> __m512 {
+        _mm512_rsqrt14_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn recip_est(x: __m512) -> __m512 {
+        _mm512_rcp14_ps(x)
     }
 }
 
@@ -160,6 +239,32 @@ impl Simd for V256 {
     unsafe fn relu(a: __m256) -> __m256 {
         _mm256_max_ps(a, _mm256_setzero_ps())
     }
+    #[inline(always)]
+    unsafe fn sub(a: __m256, b: __m256) -> __m256 {
+        _mm256_sub_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn fnmadd(a: __m256, b: __m256, c: __m256) -> __m256 {
+        _mm256_fnmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn max(a: __m256, b: __m256) -> __m256 {
+        _mm256_max_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min(a: __m256, b: __m256) -> __m256 {
+        _mm256_min_ps(a, b)
+    }
+    /// `vrsqrtps` / `vrcpps`: relative error ≤ 1.5·2^−12.
+    const EST_BITS: u32 = 11;
+    #[inline(always)]
+    unsafe fn rsqrt_est(x: __m256) -> __m256 {
+        _mm256_rsqrt_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn recip_est(x: __m256) -> __m256 {
+        _mm256_rcp_ps(x)
+    }
 }
 
 // ---------------------------------------------------------------- portable (wide)
@@ -227,5 +332,33 @@ impl Simd for VWide {
         // Compare-and-select so NaN maps to 0 like the scalar path.
         let z = wide::f32x8::ZERO;
         a.simd_gt(z).bitselect(a, z)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: wide::f32x8, b: wide::f32x8) -> wide::f32x8 {
+        a - b
+    }
+    #[inline(always)]
+    unsafe fn fnmadd(a: wide::f32x8, b: wide::f32x8, c: wide::f32x8) -> wide::f32x8 {
+        // Fused where the build enables FMA, else a·b rounded, then c − that.
+        a.mul_neg_add(b, c)
+    }
+    #[inline(always)]
+    unsafe fn max(a: wide::f32x8, b: wide::f32x8) -> wide::f32x8 {
+        a.simd_gt(b).bitselect(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min(a: wide::f32x8, b: wide::f32x8) -> wide::f32x8 {
+        a.simd_lt(b).bitselect(a, b)
+    }
+    /// `wide` uses `rsqrtps` / `rcpps` on x86 (≤ 1.5·2^−12) and exact
+    /// operations elsewhere; refined as for the coarser.
+    const EST_BITS: u32 = 11;
+    #[inline(always)]
+    unsafe fn rsqrt_est(x: wide::f32x8) -> wide::f32x8 {
+        x.recip_sqrt()
+    }
+    #[inline(always)]
+    unsafe fn recip_est(x: wide::f32x8) -> wide::f32x8 {
+        x.recip()
     }
 }
