@@ -14,7 +14,14 @@ use std::time::Duration;
 
 fn train_step(c: &mut Criterion) {
     let threads = std::env::var("RAYON_NUM_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    // Denormals flushed on the pool's threads, as `simdnet train` does: without
+    // it, Adam's moments of always-zero border pixels decay into denormals and
+    // the step measures the CPU's slow path instead of the engine.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .start_handler(|_| simdnet::fpu::flush_denormals_to_zero())
+        .build()
+        .unwrap();
     let spec =
         ModelSpec { input_shape: (28, 28), hidden: vec![100], activation: Activation::Relu, classes: 10, dropout: 0.0 };
     let optimizers = [
@@ -44,6 +51,7 @@ fn train_step(c: &mut Criterion) {
 }
 
 fn optimizer_step(c: &mut Criterion) {
+    simdnet::fpu::flush_denormals_to_zero();
     let spec =
         ModelSpec { input_shape: (28, 28), hidden: vec![100], activation: Activation::Relu, classes: 10, dropout: 0.0 };
     let n = spec.param_count();

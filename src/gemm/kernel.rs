@@ -206,8 +206,10 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
                 }
                 if relu {
                     x = S::relu(x);
+                } else if sigmoid {
+                    x = S::sigmoid(x);
                 }
-                if has_mask && !sigmoid {
+                if has_mask {
                     let mrow = t.mask.offset(i as isize * t.rsm);
                     let mv = if full { S::load(mrow.add(j)) } else { S::load_part(mrow.add(j), cols) };
                     x = S::mul(x, mv);
@@ -219,21 +221,6 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
                 }
             });
         });
-        if sigmoid {
-            // exp has no vector instruction: a scalar pass over the tile
-            // (still in L1), the mask applied after it.
-            for i in 0..M {
-                let crow = t.c.offset(i as isize * t.rsc);
-                for j in 0..t.n {
-                    let p = crow.add(j);
-                    let mut y = Activation::Sigmoid.apply(*p);
-                    if has_mask {
-                        y *= *t.mask.offset(i as isize * t.rsm + j as isize);
-                    }
-                    *p = y;
-                }
-            }
-        }
     } else {
         // Scratch path (C with a non-unit column stride, e.g. a transposed view).
         let mut scratch = [[S::zero(); NV]; M];

@@ -53,6 +53,38 @@ pub(crate) trait Simd: Copy {
     /// Hardware estimate of 1/x for normal x with |x| < 2^126 (0 → ±∞).
     unsafe fn recip_est(x: Self::V) -> Self::V;
 
+    unsafe fn div(a: Self::V, b: Self::V) -> Self::V;
+    /// Round to the nearest integer (ties to even), as f32.
+    unsafe fn round(x: Self::V) -> Self::V;
+    /// 2ⁿ for integer-valued n in [−126, 127], built in the exponent bits.
+    unsafe fn pow2i(n: Self::V) -> Self::V;
+
+    /// eˣ as Cephes' `expf`: n = round(x·log₂e), r = x − n·ln 2 (ln 2 in
+    /// two parts, so r is exact), eʳ by a degree-6 polynomial, times 2ⁿ.
+    /// Within 2 ulp of libm on [−87.3, 88]; x is clamped to that range
+    /// (below, eˣ is under the smallest normal; above, a sigmoid is 0 in
+    /// f32 anyway), with the constants first so a NaN passes through.
+    #[inline(always)]
+    unsafe fn exp(x: Self::V) -> Self::V {
+        let x = Self::min(Self::splat(88.0), Self::max(Self::splat(-87.3), x));
+        let n = Self::round(Self::mul(x, Self::splat(std::f32::consts::LOG2_E)));
+        let r = Self::fnmadd(n, Self::splat(0.693_359_4), x);
+        let r = Self::fnmadd(n, Self::splat(-2.121_944_4e-4), r);
+        let mut p = Self::splat(1.987_569_1e-4);
+        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+            p = Self::fmadd(p, r, Self::splat(c));
+        }
+        let p = Self::fmadd(p, Self::mul(r, r), Self::add(r, Self::splat(1.0)));
+        Self::mul(p, Self::pow2i(n))
+    }
+
+    /// 1 / (1 + e⁻ˣ), in registers (the GEMM's sigmoid epilogue).
+    #[inline(always)]
+    unsafe fn sigmoid(x: Self::V) -> Self::V {
+        let one = Self::splat(1.0);
+        Self::div(one, Self::add(one, Self::exp(Self::sub(Self::zero(), x))))
+    }
+
     /// 1/√x with relative error below ~2^−14 for normal x > 0 (0, ∞ and
     /// denormals are the caller's to keep away): the estimate, refined by one
     /// Newton–Raphson step, y ← y + ½·y·(1 − x·y²), when it is coarser. A
@@ -169,6 +201,18 @@ impl Simd for V512 {
         _mm512_rsqrt14_ps(x)
     }
     #[inline(always)]
+    unsafe fn div(a: __m512, b: __m512) -> __m512 {
+        _mm512_div_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn round(x: __m512) -> __m512 {
+        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x)
+    }
+    #[inline(always)]
+    unsafe fn pow2i(n: __m512) -> __m512 {
+        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127))))
+    }
+    #[inline(always)]
     unsafe fn recip_est(x: __m512) -> __m512 {
         _mm512_rcp14_ps(x)
     }
@@ -260,6 +304,18 @@ impl Simd for V256 {
     #[inline(always)]
     unsafe fn rsqrt_est(x: __m256) -> __m256 {
         _mm256_rsqrt_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn div(a: __m256, b: __m256) -> __m256 {
+        _mm256_div_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn round(x: __m256) -> __m256 {
+        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x)
+    }
+    #[inline(always)]
+    unsafe fn pow2i(n: __m256) -> __m256 {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127))))
     }
     #[inline(always)]
     unsafe fn recip_est(x: __m256) -> __m256 {
@@ -360,5 +416,19 @@ impl Simd for VWide {
     #[inline(always)]
     unsafe fn recip_est(x: wide::f32x8) -> wide::f32x8 {
         x.recip()
+    }
+    #[inline(always)]
+    unsafe fn div(a: wide::f32x8, b: wide::f32x8) -> wide::f32x8 {
+        a / b
+    }
+    #[inline(always)]
+    unsafe fn round(x: wide::f32x8) -> wide::f32x8 {
+        x.round()
+    }
+    #[inline(always)]
+    unsafe fn pow2i(n: wide::f32x8) -> wide::f32x8 {
+        // NaN lanes give NaN, as the x86 paths' integer-indefinite does not,
+        // but the product with a NaN polynomial is NaN either way.
+        wide::f32x8::from(n.to_array().map(|n| f32::from_bits(((n as i32 + 127) << 23) as u32)))
     }
 }

@@ -346,3 +346,39 @@ fn shape_mismatch_panics() {
         Epilogue::default(),
     );
 }
+
+#[test]
+fn sigmoid_epilogue_matches_libm_on_every_isa() {
+    // k = 0 and β = 1: C = sigmoid(C), the epilogue alone, over the whole
+    // range of inputs (saturated ends, around 0, exact integers, NaN).
+    let xs: Vec<f32> = (0..1200)
+        .map(|i| -120.0 + i as f32 * 0.2)
+        .chain((0..300).map(|i| (i as f32 - 150.0) * 1e-3))
+        .chain([0.0, -0.0, 88.0, -88.0, 87.3, -87.3, 1e-30, f32::MAX, f32::MIN, f32::NAN])
+        .collect();
+    let (m, n) = (3, xs.len() / 3);
+    for isa in isas() {
+        let mut c = xs[..m * n].to_vec();
+        let (a, b) = (vec![0.0f32; 0], vec![0.0f32; 0]);
+        let epi = Epilogue { act: Activation::Sigmoid, ..Epilogue::default() };
+        sgemm_with(
+            isa,
+            1.0,
+            MatRef::row_major(&a, m, 0),
+            MatRef::row_major(&b, 0, n),
+            1.0,
+            MatMut::row_major(&mut c, m, n),
+            epi,
+        );
+        for (&x, &got) in xs.iter().zip(&c) {
+            let want = Activation::Sigmoid.apply(x);
+            if x.is_nan() {
+                assert!(got.is_nan(), "{}: sigmoid(NaN) = {got}", isa.name());
+                continue;
+            }
+            // Relative error a few ulp; below the smallest normal, absolute.
+            let tol = 4.0 * f32::EPSILON * want + 1e-38;
+            assert!((got - want).abs() <= tol, "{}: sigmoid({x}) = {got}, libm gives {want}", isa.name());
+        }
+    }
+}
