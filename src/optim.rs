@@ -142,17 +142,38 @@ impl Optimizer {
             s2: s2.map_or(std::ptr::null_mut(), |s| s.as_mut_ptr()),
             n,
         };
-        // SAFETY: every buffer the rule touches is `n` long (checked above) and
-        // they are distinct borrows; `isa` is available on this CPU (checked).
-        unsafe {
-            match isa {
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => apply_avx512(rule, bufs),
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => apply_avx2(rule, bufs),
-                _ => apply::<VWide>(rule, bufs),
+        let run = |b: Bufs| {
+            // SAFETY: every buffer the rule touches is `b.n` long from its
+            // pointer (checked above for the whole step; a part is a
+            // sub-range) and they are distinct borrows; `isa` is available on
+            // this CPU (checked).
+            unsafe {
+                match isa {
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => apply_avx512(rule, b),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => apply_avx2(rule, b),
+                    _ => apply::<VWide>(rule, b),
+                }
             }
+        };
+        // Parallel over contiguous parts, one per thread, when each part is
+        // big enough to pay for the hand-off. Every element's update is the
+        // same lane-wise formula wherever a part starts, so the result is
+        // bit-identical for any thread count.
+        let parts = (n / PAR_MIN_PARAMS).min(rayon::current_num_threads()).max(1);
+        if parts == 1 {
+            return run(bufs);
         }
+        use rayon::prelude::*;
+        let part_len = n.div_ceil(parts).next_multiple_of(16);
+        let shared = SendBufs(bufs);
+        (0..parts).into_par_iter().for_each(|p| {
+            let start = p * part_len;
+            if start < n {
+                run(shared.part(start, part_len.min(n - start)));
+            }
+        });
     }
 
     /// This step's loop invariants (call after incrementing `iterations`).
@@ -259,6 +280,33 @@ pub mod reference {
 }
 
 // ---------------------------------------------------------------- vector paths
+
+/// Parameters per part, at least, before a step is split over threads.
+const PAR_MIN_PARAMS: usize = 1 << 15;
+
+/// [`Bufs`] handed to the pool's threads; each takes a disjoint part.
+struct SendBufs(Bufs);
+
+// SAFETY: the pointers are only used through `part`, and the parts handed to
+// different threads are disjoint ranges of the buffers.
+unsafe impl Send for SendBufs {}
+unsafe impl Sync for SendBufs {}
+
+impl SendBufs {
+    /// Elements `start .. start + len` of every buffer (`start + len ≤ n`).
+    fn part(&self, start: usize, len: usize) -> Bufs {
+        let b = self.0;
+        assert!(start + len <= b.n);
+        // Null slots stay null (never touched); wrapping_add keeps that free of UB.
+        Bufs {
+            w: b.w.wrapping_add(start),
+            g: b.g.wrapping_add(start),
+            s1: if b.s1.is_null() { b.s1 } else { b.s1.wrapping_add(start) },
+            s2: if b.s2.is_null() { b.s2 } else { b.s2.wrapping_add(start) },
+            n: len,
+        }
+    }
+}
 
 /// Raw views of the buffers of one step: `w`, `g` and the slots the rule uses
 /// are `n` long (unused slots are null and never touched).
@@ -573,6 +621,41 @@ mod tests {
             worst = worst.max(err);
         }
         worst
+    }
+
+    #[test]
+    fn threads_split_the_step_without_changing_a_bit() {
+        // Big enough for several parts; an odd length so the last part is short.
+        let n = 5 * PAR_MIN_PARAMS + 13;
+        let mut rng = fastrand::Rng::with_seed(21);
+        let g: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 0.02).collect();
+        let w0: Vec<f32> = (0..n).map(|_| rng.f32() - 0.5).collect();
+        for isa in isas() {
+            for kind in
+                [OptimizerKind::adam(), OptimizerKind::rmsprop(), OptimizerKind::Sgd { momentum: 0.9, nesterov: true }]
+            {
+                let run = |threads: usize| {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    pool.install(|| {
+                        let (mut w, mut opt) = (w0.clone(), Optimizer::new(kind, 1e-3, n));
+                        for _ in 0..3 {
+                            opt.step_with(isa, &mut w, &g);
+                        }
+                        (w, opt.slot_1, opt.slot_2)
+                    })
+                };
+                let one = run(1);
+                for threads in [2, 3, 4] {
+                    let many = run(threads);
+                    let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(
+                        same(&one.0, &many.0) && same(&one.1, &many.1) && same(&one.2, &many.2),
+                        "{} {kind:?}: 1 and {threads} threads differ",
+                        isa.name()
+                    );
+                }
+            }
+        }
     }
 
     #[test]
