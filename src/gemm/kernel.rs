@@ -186,6 +186,7 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
     let has_bias = !t.bias.is_null();
     let relu = t.act == Activation::Relu;
     let sigmoid = t.act == Activation::Sigmoid;
+    let unit_alpha = t.alpha == 1.0;
     let has_mask = !t.mask.is_null();
     if t.csc == 1 {
         // Direct path: epilogue in registers, last vector masked if partial.
@@ -195,7 +196,8 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
                 let j = v * S::LANES;
                 let cols = t.n - j; // ≥ 1 by the NV choice
                 let full = cols >= S::LANES;
-                let mut x = S::mul(acc[i][v], alpha);
+                // α = 1 (every Dense call) skips a multiply per accumulator.
+                let mut x = if unit_alpha { acc[i][v] } else { S::mul(acc[i][v], alpha) };
                 if read_c {
                     let cv = if full { S::load(crow.add(j)) } else { S::load_part(crow.add(j), cols) };
                     x = S::fmadd(beta, cv, x);
