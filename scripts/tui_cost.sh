@@ -13,7 +13,8 @@ mean() { python3 -c "import csv,sys; r=list(csv.DictReader(open(sys.argv[1]))); 
 for r in $(seq "$rounds"); do
     "$bin" --no-tui --threads 1 --epochs "$epochs" --metrics "$out/headless$r.csv" >/dev/null
     tmux -L simdnet-cost new-session -d -x 120 -y 40 "$bin --threads 1 --epochs $epochs --metrics $out/tui$r.csv"
-    while [ "$(wc -l < "$out/tui$r.csv" 2>/dev/null || echo 0)" -le "$epochs" ]; do sleep 0.2; done
+    lines() { if [ -f "$1" ]; then wc -l < "$1"; else echo 0; fi; }
+    while [ "$(lines "$out/tui$r.csv")" -le "$epochs" ]; do sleep 0.2; done
     tmux -L simdnet-cost send-keys q 2>/dev/null || true; sleep 0.5; tmux -L simdnet-cost kill-server 2>/dev/null || true
     echo "round $r: headless $(mean "$out/headless$r.csv") samples/s, dashboard $(mean "$out/tui$r.csv") samples/s"
 done
