@@ -1,4 +1,5 @@
-//! Small kernel checks sized for Miri (`cargo +nightly miri test --test miri_kernels`):
+//! Small kernel checks sized for Miri (`MIRIFLAGS="-Zmiri-tree-borrows -Zmiri-ignore-leaks"
+//! cargo +nightly miri test --test miri_kernels`, see docs/safety.md):
 //! the GEMM on strided and transposed views, the `wide` pixel scaling with its
 //! scalar tail, and one training step through every layer kernel. They also run
 //! (in milliseconds) in the normal test suite.
@@ -28,6 +29,29 @@ fn sgemm_small_strided() {
             for j in 0..n {
                 let dot: f32 = (0..k).map(|p| a[p * m + i] * b[p + j * 2 * k]).sum();
                 assert!((c[i * n + j] - (dot + bias[j]).max(0.0)).abs() <= 1e-4, "{m}x{n}x{k} at ({i}, {j})");
+            }
+        }
+    }
+}
+
+#[test]
+fn sgemm_dropout_mask_and_sigmoid() {
+    // The mask (row stride n + 1) multiplies after ReLU in registers, and
+    // after the sigmoid in its vectorised pass over the stored tile.
+    for (m, n, k) in [(1, 1, 1), (3, 5, 2), (9, 17, 3)] {
+        let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.25 - 1.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| 0.5 - i as f32 * 0.125).collect();
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.1).collect();
+        let mask: Vec<f32> = (0..m * (n + 1)).map(|i| if i % 3 == 0 { 0.0 } else { 1.5 }).collect();
+        for act in [Activation::Relu, Activation::Sigmoid] {
+            let epi = Epilogue { bias: Some(&bias), act, mask: Some(MatRef::strided(&mask, m, n, n + 1, 1)) };
+            let (av, bv) = (MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n));
+            let mut c = vec![f32::NAN; m * n];
+            let mut r = vec![f32::NAN; m * n];
+            gemm::sgemm(1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, n), epi);
+            gemm::reference::sgemm(1.0, av, bv, 0.0, MatMut::row_major(&mut r, m, n), epi);
+            for (x, y) in c.iter().zip(&r) {
+                assert!((x - y).abs() <= 1e-5, "{m}x{n}x{k} {act:?}: {x} vs {y}");
             }
         }
     }

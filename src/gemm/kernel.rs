@@ -99,14 +99,15 @@ macro_rules! unroll {
 #[allow(clippy::pointers_in_nomem_asm_block)]
 #[inline(always)]
 fn opaque(p: *const f32) -> *const f32 {
-    #[cfg(target_arch = "x86_64")]
+    // (Miri cannot run inline assembly; black_box is its equivalent there.)
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
         let mut p = p;
         // SAFETY: an empty asm block that only passes the value through.
         unsafe { std::arch::asm!("/* {0} */", inout(reg) p, options(pure, nomem, nostack, preserves_flags)) };
         p
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(any(not(target_arch = "x86_64"), miri))]
     {
         std::hint::black_box(p)
     }
