@@ -245,37 +245,28 @@ unsafe fn store_tile<S: Simd, const M: usize, const NV: usize, const MASK: bool>
         unroll!(NV, v, {
             let j = v * S::LANES;
             let cols = t.n - j; // ≥ 1 by the NV choice
-            let full = cols >= S::LANES;
             let mut x = S::mul(acc[i][v], alpha);
             if read_c {
-                let cv = if full { S::load(crow.add(j)) } else { S::load_part(crow.add(j), cols) };
-                x = S::fmadd(beta, cv, x);
+                x = S::fmadd(beta, S::load_upto(crow.add(j), cols), x);
             }
             if has_bias {
-                let bb = if full { S::load(t.bias.add(j)) } else { S::load_part(t.bias.add(j), cols) };
-                x = S::add(x, bb);
+                x = S::add(x, S::load_upto(t.bias.add(j), cols));
             }
             if relu {
                 x = S::relu(x);
             }
             if MASK {
-                let mrow = t.mask.offset(i as isize * t.rsm);
-                let mv = if full { S::load(mrow.add(j)) } else { S::load_part(mrow.add(j), cols) };
-                x = S::mul(x, mv);
+                x = S::mul(x, S::load_upto(t.mask.offset(i as isize * t.rsm).add(j), cols));
             }
-            if full {
-                S::store(crow.add(j), x)
-            } else {
-                S::store_part(crow.add(j), cols, x)
-            }
+            S::store_upto(crow.add(j), cols, x);
         });
     });
 }
 
 /// The sigmoid epilogue over a tile just stored (still in L1), then the
 /// mask: vectorised, but a loop rather than unrolled per accumulator, so its
-/// polynomial is emitted once per tile shape instead of M·NV times (which
-/// bloated the tiles of every activation and cost the short-k shapes ~25%).
+/// polynomial is emitted once per tile shape instead of M·NV times, and the
+/// other activations' epilogues carry no trace of it.
 ///
 /// # Safety
 /// As `tile`'s direct path: C rows `0..m` × `t.n` columns (unit column
@@ -288,18 +279,11 @@ unsafe fn sigmoid_tile<S: Simd>(t: &Tile, m: usize) {
         let mut j = 0;
         while j < t.n {
             let cols = t.n - j;
-            let full = cols >= S::LANES;
-            let mut x = if full { S::load(crow.add(j)) } else { S::load_part(crow.add(j), cols) };
-            x = S::sigmoid(x);
+            let mut x = S::sigmoid(S::load_upto(crow.add(j), cols));
             if !t.mask.is_null() {
-                let mv = if full { S::load(mrow.add(j)) } else { S::load_part(mrow.add(j), cols) };
-                x = S::mul(x, mv);
+                x = S::mul(x, S::load_upto(mrow.add(j), cols));
             }
-            if full {
-                S::store(crow.add(j), x)
-            } else {
-                S::store_part(crow.add(j), cols, x)
-            }
+            S::store_upto(crow.add(j), cols, x);
             j += S::LANES;
         }
     }

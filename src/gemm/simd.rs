@@ -30,6 +30,26 @@ pub(crate) trait Simd: Copy {
     unsafe fn store_part(p: *mut f32, n: usize, v: Self::V);
     /// All lanes = `*p`.
     unsafe fn bcast(p: *const f32) -> Self::V;
+
+    /// The first `min(n, LANES)` values (n ≥ 1): a plain load for a whole
+    /// vector, else a masked one reading only `p[..n]`.
+    #[inline(always)]
+    unsafe fn load_upto(p: *const f32, n: usize) -> Self::V {
+        if n >= Self::LANES {
+            Self::load(p)
+        } else {
+            Self::load_part(p, n)
+        }
+    }
+    /// Stores the first `min(n, LANES)` lanes (n ≥ 1), writing only `p[..n]`.
+    #[inline(always)]
+    unsafe fn store_upto(p: *mut f32, n: usize, v: Self::V) {
+        if n >= Self::LANES {
+            Self::store(p, v)
+        } else {
+            Self::store_part(p, n, v)
+        }
+    }
     /// a·b + c
     unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
