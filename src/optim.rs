@@ -402,21 +402,13 @@ unsafe fn sweep<S: Simd, L: Lanes<S>>(body: &L, b: Bufs) {
 /// Lanes `i .. i + part` of `p`, the others zero (a constant `part` folds the branch).
 #[inline(always)]
 unsafe fn ld<S: Simd>(p: *const f32, i: usize, part: usize) -> S::V {
-    if part == S::LANES {
-        S::load(p.add(i))
-    } else {
-        S::load_part(p.add(i), part)
-    }
+    S::load_upto(p.add(i), part)
 }
 
 /// Writes lanes `i .. i + part` of `p`.
 #[inline(always)]
 unsafe fn st<S: Simd>(p: *mut f32, i: usize, part: usize, v: S::V) {
-    if part == S::LANES {
-        S::store(p.add(i), v)
-    } else {
-        S::store_part(p.add(i), part, v)
-    }
+    S::store_upto(p.add(i), part, v)
 }
 
 /// √v for v ≥ 0 without the divider, nearly correctly rounded: s₀ = v·y with
