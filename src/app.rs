@@ -143,7 +143,8 @@ impl Session {
                 check_output_path(flag, p)?;
             }
         }
-        let data = open_data(&args.data)?;
+        let mut data = open_data(&args.data)?;
+        data.train.prefer_huge_pages();
         let threads = init_threads(args.fit.threads)?;
         let spec = model_spec(&args.model, &data);
         check_memory(args, &spec)?;

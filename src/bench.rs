@@ -100,7 +100,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .start_handler(|_| crate::fpu::flush_denormals_to_zero())
         .build()
         .map_err(|e| crate::Error::new(format!("--threads {}: {e}", args.threads)))?;
-    let data = Dataset::open(&args.data.data_dir(), &args.data.cache_dir())?;
+    let mut data = Dataset::open(&args.data.data_dir(), &args.data.cache_dir())?;
+    // As training does, so the samples/s below are training's.
+    data.train.prefer_huge_pages();
     pool.install(|| {
         crate::fpu::flush_denormals_to_zero();
         let isa = gemm::selected_isa();

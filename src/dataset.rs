@@ -45,6 +45,12 @@ impl Split {
         Ok(Split { images, labels, count, rows, cols })
     }
 
+    /// The images are about to be read in shuffled order: see
+    /// [`IdxFile::prefer_huge_pages`].
+    pub fn prefer_huge_pages(&mut self) {
+        self.images.prefer_huge_pages();
+    }
+
     /// Pixels per image.
     pub fn image_len(&self) -> usize {
         self.rows * self.cols

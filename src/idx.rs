@@ -112,7 +112,7 @@ impl IdxFile {
             // truncated by another process while mapped would fault; the cache
             // files are only ever replaced by rename, never modified in place.
             let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::file(&raw, io_problem(&e)))?;
-            Backing::Mapped(on_huge_pages(map))
+            Backing::Mapped(map)
         };
         Self::from_backing(backing, expected_magic, path)
     }
@@ -131,6 +131,20 @@ impl IdxFile {
         Ok(IdxFile { backing, header, path: path.to_path_buf() })
     }
 
+    /// For a file read in random order (shuffled training batches): moves a
+    /// large mapped file's bytes onto transparent huge pages. On 4 KiB pages
+    /// nearly every image costs a TLB miss and a page walk (47 MB of
+    /// training images are 11,500 pages), which was most of the batch
+    /// gather's time. It costs a copy (~20 ms for 47 MB), so only training
+    /// asks for it, not `eval`, `predict` or `summary`.
+    pub fn prefer_huge_pages(&mut self) {
+        let backing = std::mem::replace(&mut self.backing, Backing::Owned(Vec::new()));
+        self.backing = match backing {
+            Backing::Mapped(map) => Backing::Mapped(on_huge_pages(map)),
+            owned => owned,
+        };
+    }
+
     /// The data bytes (after the header).
     pub fn data(&self) -> &[u8] {
         let bytes: &[u8] = match &self.backing {
@@ -141,14 +155,12 @@ impl IdxFile {
     }
 }
 
-/// Files at least this large are copied onto transparent huge pages.
+/// Files at least this large are worth moving onto huge pages: below it,
+/// the 4 KiB pages of a file fit the second-level TLB (2,048 entries).
 const HUGE_PAGE_MIN: usize = 8 << 20;
 
 /// A big map's bytes copied into an anonymous map backed by 2 MiB pages,
-/// where the kernel allows it (else the file's own map). Batches read
-/// images in shuffled order: on 4 KiB pages nearly every image costs a TLB
-/// miss and a page walk (47 MB of training images are 11,500 pages, far
-/// beyond the TLB), which was most of the batch gather's time.
+/// where the kernel allows it (else the file's own map).
 fn on_huge_pages(map: Mmap) -> Mmap {
     #[cfg(target_os = "linux")]
     if map.len() >= HUGE_PAGE_MIN {
