@@ -31,6 +31,8 @@ pub fn softmax_cross_entropy(
     let mut loss_sum = 0.0f64;
     let mut correct = 0;
     let mut scratch = [0.0f32; SCRATCH];
+    // Row maxima of a group (a group has at most SCRATCH rows).
+    let mut shift = [0.0f32; SCRATCH];
     let group = SCRATCH / classes;
     let want_grad = dlogits.is_some();
     for first in (0..batch).step_by(group) {
@@ -42,17 +44,12 @@ pub fn softmax_cross_entropy(
             None => &mut scratch[..rows * classes],
         };
         // Row maxima and argmax; e ← z − max.
-        let mut shift = [0.0f32; SCRATCH];
         for r in 0..rows {
             let row = &z[r * classes..(r + 1) * classes];
-            let (mut argmax, mut max) = (0, row[0]);
-            for (c, &v) in row.iter().enumerate() {
-                if v > max {
-                    (argmax, max) = (c, v);
-                }
-            }
+            let best = argmax(row);
+            let max = row[best];
             shift[r] = max;
-            correct += usize::from(argmax == labels[first + r] as usize);
+            correct += usize::from(best == labels[first + r] as usize);
             for (o, &v) in e[r * classes..(r + 1) * classes].iter_mut().zip(row) {
                 *o = v - max;
             }
