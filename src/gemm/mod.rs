@@ -265,7 +265,8 @@ impl<'a> MatMut<'a> {
     }
 }
 
-/// What runs after the last K block, in registers:
+/// What runs after the last K block, on each register tile before it is
+/// stored (sigmoid and its mask: on the tile just stored, still in L1):
 /// `C[i, j] = act(C[i, j] + bias[j]) · mask[i, j]`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Epilogue<'a> {
@@ -274,7 +275,7 @@ pub struct Epilogue<'a> {
     pub act: Activation,
     /// A factor per element of C, applied after the activation, or none:
     /// dropout's mask (0 or 1/(1 − rate)), so the dropped activations are
-    /// written once, straight from the registers. Same shape as C, unit
+    /// written once and the undropped ones never. Same shape as C, unit
     /// column stride.
     pub mask: Option<MatRef<'a>>,
 }
