@@ -273,7 +273,7 @@ pub struct BenchArgs {
     /// Seconds to spend on each measurement
     #[arg(long, value_name = "S", default_value_t = 0.5, value_parser = parse_learning_rate, allow_negative_numbers = true)]
     pub seconds: f32,
-    /// Worker threads [default: 1]
+    /// Worker threads (one by default, so the figures compare with the one-core peak)
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=512), allow_negative_numbers = true)]
     pub threads: u32,
 }

@@ -35,6 +35,24 @@ fn sgemm_small_strided() {
 }
 
 #[test]
+fn sgemm_packs_row_major_a() {
+    // A wide C with a row-major A whose row stride is 4 KiB: the driver packs
+    // A, four rows at a time through the 4 × 4 register transpose (k = 9: two
+    // whole blocks and a scalar tail; m = 6: one group of four, two rows left).
+    let (m, n, k) = (6, 130, 9);
+    let a: Vec<f32> = (0..m * 1024).map(|i| (i % 13) as f32 * 0.5 - 3.0).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| 1.0 - (i % 7) as f32 * 0.25).collect();
+    let mut c = vec![f32::NAN; m * n];
+    let mut r = vec![f32::NAN; m * n];
+    let av = MatRef::strided(&a, m, k, 1024, 1);
+    let bv = MatRef::row_major(&b, k, n);
+    gemm::sgemm(1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, n), Epilogue::default());
+    gemm::reference::sgemm(1.0, av, bv, 0.0, MatMut::row_major(&mut r, m, n), Epilogue::default());
+    // Small integers and quarters: every sum is exact in f32.
+    assert_eq!(c, r);
+}
+
+#[test]
 fn sgemm_dropout_mask_and_sigmoid() {
     // The mask (row stride n + 1) multiplies after ReLU in registers, and
     // after the sigmoid in its vectorised pass over the stored tile.

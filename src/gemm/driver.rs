@@ -33,8 +33,16 @@ pub(crate) const DIRECT_KC: usize = 1024;
 
 /// B is read in place (not packed) when C has at most this many rows.
 const DIRECT_B_MAX_M: usize = 32;
-/// A is read in place (not packed) when C has at most this many columns.
+/// A is read in place (not packed) when C has at most this many columns,
+/// whatever A's layout.
 const DIRECT_A_MAX_N: usize = 128;
+/// A row-major A whose row stride is a multiple of this many bytes is packed
+/// when C is wide: its MR rows then share one L1 set (4 KiB aliasing), and
+/// reading them in place made the 1024 square ~30% slower. Other row-major
+/// A are read in place at any width (256–1000 squares measured 3–9% faster
+/// than packing them: the broadcasts hit L1 either way, and packing's
+/// scatter is saved).
+const ALIAS_BYTES: usize = 4096;
 
 /// Below this many flops (2·m·n·k) a call stays on the calling thread. The
 /// batch-32 GEMMs of the tutorial model (≤ 5 MFLOP, ~35 µs) lose more to
@@ -170,9 +178,16 @@ unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usi
         let h = (mc - i).min(mr);
         let d = dst.add(i * kc);
         let base = src.add((i0 + i) * a.rs + p0 * a.cs);
-        if a.cs == 1 && h == mr {
-            // Row-major A: walk each row once, scattering with stride MR.
-            for r in 0..mr {
+        if a.cs == 1 {
+            // Row-major A: four rows at a time, 4 × 4 blocks transposed in
+            // registers (see `pack_rows4`), then any rows left one by one.
+            let mut r = 0;
+            while r + 4 <= h {
+                let rows = [0, 1, 2, 3].map(|q| base.add((r + q) * a.rs));
+                pack_rows4(rows, kc, mr, d.add(r));
+                r += 4;
+            }
+            for r in r..h {
                 let row = base.add(r * a.rs);
                 for p in 0..kc {
                     *d.add(p * mr + r) = *row.add(p);
@@ -186,6 +201,42 @@ unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usi
             }
         }
         i += mr;
+    }
+}
+
+/// Packs `kc` values of four rows of A (unit column stride) into four
+/// adjacent lanes of the MR-interleaved panel: `d[p·mr + q] = rows[q][p]`.
+/// On x86-64, 4 × 4 blocks are transposed in SSE registers (baseline, no
+/// run-time check): one load and one store per four values where the scalar
+/// loop does four of each. The scalar loop is also slowed by 4 KiB aliasing
+/// between its loads and stores, and it was ~9% of a 1024 square's time.
+///
+/// # Safety
+/// Each `rows[q]` readable for `kc` floats; `d` writable at `p·mr + q` for
+/// `p < kc`, `q < 4`.
+#[inline(always)]
+unsafe fn pack_rows4(rows: [*const f32; 4], kc: usize, mr: usize, d: *mut f32) {
+    let mut p = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        while p + 4 <= kc {
+            let [r0, r1, r2, r3] = rows.map(|row| _mm_loadu_ps(row.add(p)));
+            let lo01 = _mm_unpacklo_ps(r0, r1); // r0[0] r1[0] r0[1] r1[1]
+            let lo23 = _mm_unpacklo_ps(r2, r3);
+            let hi01 = _mm_unpackhi_ps(r0, r1); // r0[2] r1[2] r0[3] r1[3]
+            let hi23 = _mm_unpackhi_ps(r2, r3);
+            _mm_storeu_ps(d.add(p * mr), _mm_movelh_ps(lo01, lo23));
+            _mm_storeu_ps(d.add((p + 1) * mr), _mm_movehl_ps(lo23, lo01));
+            _mm_storeu_ps(d.add((p + 2) * mr), _mm_movelh_ps(hi01, hi23));
+            _mm_storeu_ps(d.add((p + 3) * mr), _mm_movehl_ps(hi23, hi01));
+            p += 4;
+        }
+    }
+    for p in p..kc {
+        for (q, row) in rows.iter().enumerate() {
+            *d.add(p * mr + q) = *row.add(p);
+        }
     }
 }
 
@@ -206,7 +257,9 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
     let b_direct = b.cs == 1 && m <= DIRECT_B_MAX_M;
     // Read A in place (a unit stride either way) unless many column panels
     // reuse it: packing costs about m·k copies, amortized over n / NR tiles.
-    let a_direct = (a.cs == 1 || a.rs == 1) && n <= DIRECT_A_MAX_N;
+    // A row-major A is read in place at any width unless its rows alias.
+    let a_direct = ((a.cs == 1 || a.rs == 1) && n <= DIRECT_A_MAX_N)
+        || (a.cs == 1 && !(a.rs * std::mem::size_of::<f32>()).is_multiple_of(ALIAS_BYTES));
 
     let (crs, ccs) = (c.rs, c.cs);
     let c_ptr = SendPtr(c.data.as_mut_ptr());

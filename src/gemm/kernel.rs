@@ -148,14 +148,17 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
         });
     }
     let mut acc = [[S::zero(); NV]; M];
-    // Rows are addressed from one base pointer per group of 4 rows; the
-    // bases are made opaque to LLVM so it cannot rewrite row i's address as
-    // row (i-1)'s plus rsa, a serial add chain of M cycles per k step that
-    // would otherwise bound the kernel.
+    // Rows are addressed from one base pointer per pair of rows (the odd
+    // row is `base + rsa`, one addressing mode). The bases are made opaque
+    // to LLVM, also after each step, so it can neither rewrite row i's
+    // address as row (i-1)'s plus rsa (a serial add chain of M cycles per k
+    // step) nor keep a pointer per row plus a shared offset: for the 16-row
+    // thin tile that took 17 registers, and the spills (six stack reloads
+    // per k step) cost 32×10×100 ~9%.
     let rsa = t.rsa;
-    let mut ag = [t.a; 16]; // only the first ceil(M / 4) are used
-    unroll!(M.div_ceil(4), g, {
-        ag[g] = opaque(t.a.wrapping_offset(4 * g as isize * rsa));
+    let mut ag = [t.a; 16]; // only the first ceil(M / 2) are used
+    unroll!(M.div_ceil(2), g, {
+        ag[g] = opaque(t.a.wrapping_offset(2 * g as isize * rsa));
     });
     let mut b = t.b;
     let mut k = t.k;
@@ -169,13 +172,13 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
             };
         });
         unroll!(M, i, {
-            let ai = S::bcast(ag[i / 4].wrapping_offset((i % 4) as isize * rsa));
+            let ai = S::bcast(ag[i / 2].wrapping_offset((i % 2) as isize * rsa));
             unroll!(NV, v, {
                 acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
             });
         });
-        unroll!(M.div_ceil(4), g, {
-            ag[g] = ag[g].wrapping_offset(t.csa);
+        unroll!(M.div_ceil(2), g, {
+            ag[g] = opaque(ag[g].wrapping_offset(t.csa));
         });
         b = b.wrapping_offset(t.rsb);
         k -= 1;
@@ -349,7 +352,9 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
             let m = (blk.mc - ir).min(step);
             let t = Tile {
                 k: blk.kc,
-                a: blk.a.wrapping_offset((ir / MR) as isize * blk.a_panel),
+                // (A read in place steps by MR_THIN rows, not always a
+                // multiple of MR; packed A always steps by MR.)
+                a: blk.a.wrapping_offset((ir / MR) as isize * blk.a_panel + (ir % MR) as isize * blk.rsa),
                 rsa: blk.rsa,
                 csa: blk.csa,
                 b,

@@ -24,6 +24,9 @@ enum Layout {
     Padded,
     /// Neither stride is 1 (rs = 2·cols + 1, cs = 2).
     General,
+    /// Row-major with a row stride of a multiple of 1024 floats (4 KiB), so
+    /// a wide product packs A (the driver's aliasing rule).
+    Aliased,
 }
 
 const LAYOUTS: [Layout; 4] = [Layout::RowMajor, Layout::Trans, Layout::Padded, Layout::General];
@@ -35,6 +38,7 @@ fn geometry(l: Layout, rows: usize, cols: usize) -> (usize, usize, usize) {
         Layout::Trans => (rows * cols, 1, rows),
         Layout::Padded => (rows * (cols + 3), cols + 3, 1),
         Layout::General => (rows * (2 * cols + 1), 2 * cols + 1, 2),
+        Layout::Aliased => (rows * cols.next_multiple_of(1024), cols.next_multiple_of(1024), 1),
     }
 }
 
@@ -257,6 +261,12 @@ fn odd_sizes_and_block_boundaries() {
         check(isa, variant(Case::new(3, NC + 21, 5), 2));
         check(isa, Case { la: Layout::Trans, lb: Layout::General, ..variant(Case::new(MC + 9, 70, KC + 1), 3) });
         check(isa, Case { la: Layout::General, lb: Layout::Trans, ..variant(Case::new(70, 200, KC + 1), 5) });
+        // A packed although it has a unit stride: wide C with a row-major A
+        // whose rows alias (row stride 4 KiB), or a transposed A.
+        // (k = 1023: a 4 × 4-blocked row pack with a partial last block.)
+        check(isa, Case { la: Layout::Aliased, ..variant(Case::new(MC + 5, 140, 1023), 2) });
+        check(isa, Case { la: Layout::Aliased, ..variant(Case::new(21, 150, 3 * KC + 2), 8) });
+        check(isa, Case { la: Layout::Trans, ..variant(Case::new(37, 150, 70), 6) });
     }
 }
 
