@@ -5,9 +5,10 @@
 //! operand can be read in place at no loss: B with unit column stride is read
 //! directly (only a partial last column panel is packed, zero-padded) unless
 //! it is reused by many row panels; A with a unit stride in either direction
-//! is broadcast straight from memory unless its panels are reused across many
-//! column panels. Packing buffers are thread-local and only grow, so a
-//! training step does not allocate after the first call.
+//! is broadcast straight from memory for narrow C, and a row-major A for any
+//! C unless its rows alias in L1 (see [`ALIAS_BYTES`]). Packing buffers are
+//! thread-local and only grow, so a training step does not allocate after
+//! the first call.
 
 use std::cell::Cell;
 

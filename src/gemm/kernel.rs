@@ -148,17 +148,19 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
         });
     }
     let mut acc = [[S::zero(); NV]; M];
-    // Rows are addressed from one base pointer per pair of rows (the odd
-    // row is `base + rsa`, one addressing mode). The bases are made opaque
-    // to LLVM, also after each step, so it can neither rewrite row i's
-    // address as row (i-1)'s plus rsa (a serial add chain of M cycles per k
-    // step) nor keep a pointer per row plus a shared offset: for the 16-row
-    // thin tile that took 17 registers, and the spills (six stack reloads
-    // per k step) cost 32×10×100 ~9%.
+    // Rows are addressed from one base pointer per `group` rows; the
+    // bases are made opaque to LLVM so it cannot rewrite row i's address as
+    // row (i-1)'s plus rsa, a serial add chain of M cycles per k step.
+    // Tiles of up to 8 rows use groups of 4 (LLVM then keeps a pointer per
+    // row plus one shared k offset). Taller (thin-panel) tiles use pairs,
+    // the odd row at `base + rsa` (one addressing mode), re-opaqued after
+    // each step: a pointer per row took 17 registers for 16 rows, and the
+    // spills (six stack reloads per k step) cost 32×10×100 ~9%.
+    let group: usize = if M > 8 { 2 } else { 4 };
     let rsa = t.rsa;
-    let mut ag = [t.a; 16]; // only the first ceil(M / 2) are used
-    unroll!(M.div_ceil(2), g, {
-        ag[g] = opaque(t.a.wrapping_offset(2 * g as isize * rsa));
+    let mut ag = [t.a; 16]; // only the first ceil(M / group) are used
+    unroll!(M.div_ceil(group), g, {
+        ag[g] = opaque(t.a.wrapping_offset((group * g) as isize * rsa));
     });
     let mut b = t.b;
     let mut k = t.k;
@@ -172,13 +174,14 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
             };
         });
         unroll!(M, i, {
-            let ai = S::bcast(ag[i / 2].wrapping_offset((i % 2) as isize * rsa));
+            let ai = S::bcast(ag[i / group].wrapping_offset((i % group) as isize * rsa));
             unroll!(NV, v, {
                 acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
             });
         });
-        unroll!(M.div_ceil(2), g, {
-            ag[g] = opaque(ag[g].wrapping_offset(t.csa));
+        unroll!(M.div_ceil(group), g, {
+            let next = ag[g].wrapping_offset(t.csa);
+            ag[g] = if group == 2 { opaque(next) } else { next };
         });
         b = b.wrapping_offset(t.rsb);
         k -= 1;
