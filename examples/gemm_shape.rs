@@ -1,0 +1,60 @@
+//! Times one SGEMM shape on one thread, for quick A/B runs of two builds:
+//!
+//! ```text
+//! cargo run --release --example gemm_shape -- M N K [SECONDS] [--trans-a]
+//! ```
+//!
+//! Prints the best GFLOP/s over chunks of about 10⁸ FLOP within SECONDS
+//! (default 0.25) and its share of the FMA peak measured just before.
+//! `--trans-a` reads A as the transpose of a row-major `[k, m]` buffer (the
+//! weight gradient's Xᵀ). `SIMDNET_ISA` picks the path as for `simdnet`.
+//! Alternate two binaries and keep the best of each: the host's noise only
+//! ever makes a run slower.
+
+use simdnet::gemm::{fma_peak_gflops, selected_isa, sgemm_with, Epilogue, MatMut, MatRef};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let trans_a = args.iter().any(|a| a == "--trans-a");
+    let nums: Vec<f64> = args.iter().filter(|a| !a.starts_with("--")).filter_map(|a| a.parse().ok()).collect();
+    if nums.len() < 3 || nums[..3].iter().any(|&v| v < 1.0 || v.fract() != 0.0) {
+        eprintln!("usage: gemm_shape M N K [SECONDS] [--trans-a]   (M, N, K positive integers)");
+        std::process::exit(2);
+    }
+    let (m, n, k) = (nums[0] as usize, nums[1] as usize, nums[2] as usize);
+    let seconds = nums.get(3).copied().unwrap_or(0.25).max(0.01);
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .start_handler(|_| simdnet::fpu::flush_denormals_to_zero())
+        .build()
+        .expect("a one-thread pool");
+    pool.install(|| {
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1 - 0.2).collect();
+        let mut c = vec![0.0f32; m * n];
+        let isa = selected_isa();
+        let peak = fma_peak_gflops(Duration::from_millis(200));
+        let flops = 2.0 * (m * n * k) as f64;
+        let reps = ((1e8 / flops) as usize).max(1);
+        let start = Instant::now();
+        let mut best = f64::INFINITY;
+        while best.is_infinite() || start.elapsed().as_secs_f64() < seconds {
+            let t = Instant::now();
+            for _ in 0..reps {
+                let av = if trans_a { MatRef::row_major(&a, k, m).t() } else { MatRef::row_major(&a, m, k) };
+                let bv = MatRef::row_major(&b, k, n);
+                sgemm_with(isa, 1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, n), Epilogue::default());
+            }
+            best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+        }
+        let g = flops / best / 1e9;
+        println!(
+            "{m}x{n}x{k}{}: {g:.1} GFLOP/s = {:.1}% of {peak:.1} ({})",
+            if trans_a { " (Aᵀ)" } else { "" },
+            100.0 * g / peak,
+            isa.name()
+        );
+    });
+}
