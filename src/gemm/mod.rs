@@ -42,6 +42,27 @@ pub enum Isa {
 }
 
 impl Isa {
+    /// f32 lanes of one vector on this path (1 for the scalar reference).
+    pub fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Avx2 | Isa::Portable => 8,
+            Isa::Reference => 1,
+        }
+    }
+
+    /// The share of FMA lanes doing useful work when C has `n` columns: the
+    /// kernels vectorise over C's columns, so a row of n values takes
+    /// ceil(n / lanes) vectors (n = 100 on AVX-512: 7 vectors, 112 lanes,
+    /// 89%). No tiling of that layout can exceed this fraction of peak.
+    pub fn lane_ceiling(self, n: usize) -> f64 {
+        if n == 0 {
+            return 1.0;
+        }
+        let l = self.lanes();
+        n as f64 / (n.div_ceil(l) * l) as f64
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Isa::Avx512 => "avx512",

@@ -336,6 +336,24 @@ fn isa_selection() {
 }
 
 #[test]
+fn lane_ceiling_matches_the_kernels() {
+    use super::kernel::Kernel;
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert_eq!(Isa::Avx512.lanes(), super::kernel::Avx512::LANES);
+        assert_eq!(Isa::Avx2.lanes(), super::kernel::Avx2::LANES);
+    }
+    assert_eq!(Isa::Portable.lanes(), super::kernel::Portable::LANES);
+    // The tutorial's widths: 100 columns take 7 × 16 lanes, 10 take one vector.
+    assert!((Isa::Avx512.lane_ceiling(100) - 100.0 / 112.0).abs() < 1e-12);
+    assert!((Isa::Avx512.lane_ceiling(10) - 10.0 / 16.0).abs() < 1e-12);
+    assert!((Isa::Avx2.lane_ceiling(100) - 100.0 / 104.0).abs() < 1e-12);
+    assert_eq!(Isa::Avx512.lane_ceiling(256), 1.0);
+    assert_eq!(Isa::Reference.lane_ceiling(7), 1.0);
+    assert_eq!(Isa::Portable.lane_ceiling(0), 1.0);
+}
+
+#[test]
 fn fma_peak_is_positive() {
     let g = fma_peak_gflops(std::time::Duration::from_millis(20));
     assert!(g.is_finite() && g > 0.5, "peak {g}");
