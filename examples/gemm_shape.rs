@@ -4,15 +4,16 @@
 //! cargo run --release --example gemm_shape -- M N K [SECONDS] [--trans-a]
 //! ```
 //!
-//! Prints the best GFLOP/s over chunks of about 10⁸ FLOP within SECONDS
-//! (default 0.25) and its share of the FMA peak measured just before.
+//! Prints the best GFLOP/s over chunks of calls within SECONDS (default
+//! 0.25; `simdnet bench`'s timing, `bench::best_seconds_per_call`) and its share of the FMA peak measured just before.
 //! `--trans-a` reads A as the transpose of a row-major `[k, m]` buffer (the
 //! weight gradient's Xᵀ). `SIMDNET_ISA` picks the path as for `simdnet`.
 //! Alternate two binaries and keep the best of each: the host's noise only
 //! ever makes a run slower.
 
+use simdnet::bench::best_seconds_per_call;
 use simdnet::gemm::{fma_peak_gflops, selected_isa, sgemm_with, Epilogue, MatMut, MatRef};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,18 +38,11 @@ fn main() {
         let isa = selected_isa();
         let peak = fma_peak_gflops(Duration::from_millis(200));
         let flops = 2.0 * (m * n * k) as f64;
-        let reps = ((1e8 / flops) as usize).max(1);
-        let start = Instant::now();
-        let mut best = f64::INFINITY;
-        while best.is_infinite() || start.elapsed().as_secs_f64() < seconds {
-            let t = Instant::now();
-            for _ in 0..reps {
-                let av = if trans_a { MatRef::row_major(&a, k, m).t() } else { MatRef::row_major(&a, m, k) };
-                let bv = MatRef::row_major(&b, k, n);
-                sgemm_with(isa, 1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, n), Epilogue::default());
-            }
-            best = best.min(t.elapsed().as_secs_f64() / reps as f64);
-        }
+        let best = best_seconds_per_call(Duration::from_secs_f64(seconds), || {
+            let av = if trans_a { MatRef::row_major(&a, k, m).t() } else { MatRef::row_major(&a, m, k) };
+            let bv = MatRef::row_major(&b, k, n);
+            sgemm_with(isa, 1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, n), Epilogue::default());
+        });
         let g = flops / best / 1e9;
         println!(
             "{m}x{n}x{k}{}: {g:.1} GFLOP/s = {:.1}% of {peak:.1} ({})",

@@ -42,12 +42,18 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// f32 lanes of one vector on this path (1 for the scalar reference).
+    /// f32 lanes of one vector on this path: its microkernel's `LANES` (1
+    /// for the scalar reference; paths this target cannot build report the
+    /// portable kernel's).
     pub fn lanes(self) -> usize {
+        use kernel::Kernel;
         match self {
-            Isa::Avx512 => 16,
-            Isa::Avx2 | Isa::Portable => 8,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => kernel::Avx512::LANES,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => kernel::Avx2::LANES,
             Isa::Reference => 1,
+            _ => kernel::Portable::LANES,
         }
     }
 
