@@ -1,13 +1,15 @@
 //! Times one SGEMM shape on one thread, for quick A/B runs of two builds:
 //!
 //! ```text
-//! cargo run --release --example gemm_shape -- M N K [SECONDS] [--trans-a]
+//! cargo run --release --example gemm_shape -- M N K [SECONDS] [--trans-a] [--trans-b]
 //! ```
 //!
 //! Prints the best GFLOP/s over chunks of calls within SECONDS (default
 //! 0.25; `simdnet bench`'s timing, `bench::best_seconds_per_call`) and its share of the FMA peak measured just before.
 //! `--trans-a` reads A as the transpose of a row-major `[k, m]` buffer (the
-//! weight gradient's Xᵀ). `SIMDNET_ISA` picks the path as for `simdnet`.
+//! weight gradient's Xᵀ), `--trans-b` reads B as the transpose of a
+//! row-major `[n, k]` buffer (a feature-major activation in a weight
+//! gradient, or Wᵀ in an input gradient). `SIMDNET_ISA` picks the path as for `simdnet`.
 //! Alternate two binaries and keep the best of each: the host's noise only
 //! ever makes a run slower.
 
@@ -18,9 +20,10 @@ use std::time::Duration;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let trans_a = args.iter().any(|a| a == "--trans-a");
+    let trans_b = args.iter().any(|a| a == "--trans-b");
     let nums: Vec<f64> = args.iter().filter(|a| !a.starts_with("--")).filter_map(|a| a.parse().ok()).collect();
     if nums.len() < 3 || nums[..3].iter().any(|&v| v < 1.0 || v.fract() != 0.0) {
-        eprintln!("usage: gemm_shape M N K [SECONDS] [--trans-a]   (M, N, K positive integers)");
+        eprintln!("usage: gemm_shape M N K [SECONDS] [--trans-a] [--trans-b]   (M, N, K positive integers)");
         std::process::exit(2);
     }
     let (m, n, k) = (nums[0] as usize, nums[1] as usize, nums[2] as usize);
@@ -40,13 +43,14 @@ fn main() {
         let flops = 2.0 * (m * n * k) as f64;
         let best = best_seconds_per_call(Duration::from_secs_f64(seconds), || {
             let av = if trans_a { MatRef::row_major(&a, k, m).t() } else { MatRef::row_major(&a, m, k) };
-            let bv = MatRef::row_major(&b, k, n);
+            let bv = if trans_b { MatRef::row_major(&b, n, k).t() } else { MatRef::row_major(&b, k, n) };
             sgemm_with(isa, 1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, n), Epilogue::default());
         });
         let g = flops / best / 1e9;
         println!(
-            "{m}x{n}x{k}{}: {g:.1} GFLOP/s = {:.1}% of {peak:.1} ({})",
+            "{m}x{n}x{k}{}{}: {g:.1} GFLOP/s = {:.1}% of {peak:.1} ({})",
             if trans_a { " (Aᵀ)" } else { "" },
+            if trans_b { " (Bᵀ)" } else { "" },
             100.0 * g / peak,
             isa.name()
         );

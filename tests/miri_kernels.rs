@@ -12,7 +12,9 @@ use simdnet::optim::{Optimizer, OptimizerKind};
 fn sgemm_small_strided() {
     for (m, n, k) in [(1, 1, 1), (3, 5, 2), (9, 7, 4), (0, 3, 2), (2, 0, 3), (4, 3, 0)] {
         // A is stored transposed ([k, m] row-major, viewed as its transpose);
-        // B column-major with a padded leading dimension of 2k.
+        // B column-major with a padded leading dimension of 2k (packed four
+        // columns at a time through the 4 × 4 register transpose: 9×7×4 has
+        // one whole block and three columns left).
         let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 1.0).collect();
         let b: Vec<f32> = (0..k * n * 2).map(|i| 1.0 - i as f32 * 0.25).collect();
         let bias: Vec<f32> = (0..n).map(|j| j as f32).collect();

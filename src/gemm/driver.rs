@@ -140,9 +140,20 @@ unsafe fn pack_b(
                 }
             }
         } else {
-            // Column-contiguous (transposed) or general B: read down each column.
-            for jj in 0..w {
-                let col = src.add(p0 * b.rs + (j0 + j + jj) * b.cs);
+            let col = |jj: usize| src.add(p0 * b.rs + (j0 + j + jj) * b.cs);
+            let mut jj = 0;
+            if b.rs == 1 {
+                // Column-contiguous B (a transposed view, e.g. Wᵀ in an input
+                // gradient): 4 × 4 blocks transposed in registers, as
+                // `pack_a` does for row-major A.
+                while jj + 4 <= w {
+                    pack_rows4([0, 1, 2, 3].map(|q| col(jj + q)), kc, pw, d.add(jj));
+                    jj += 4;
+                }
+            }
+            // General B, or the columns left: read down each column.
+            for jj in jj..w {
+                let col = col(jj);
                 for p in 0..kc {
                     *d.add(p * pw + jj) = *col.add(p * b.rs);
                 }
@@ -206,7 +217,8 @@ unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usi
 }
 
 /// Packs `kc` values of four rows of A (unit column stride) into four
-/// adjacent lanes of the MR-interleaved panel: `d[p·mr + q] = rows[q][p]`.
+/// adjacent lanes of the MR-interleaved panel: `d[p·mr + q] = rows[q][p]`
+/// (also four unit-stride columns of B into a B~ panel `mr` wide).
 /// On x86-64, 4 × 4 blocks are transposed in SSE registers (baseline, no
 /// run-time check): one load and one store per four values where the scalar
 /// loop does four of each. The scalar loop is also slowed by 4 KiB aliasing

@@ -196,10 +196,13 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
         // The dropout mask is a compile-time variant of the epilogue: a
         // run-time test per accumulator costs the short-k shapes (k = 10..32,
         // where the epilogue is a third of a tile's work) ~10%.
-        if !t.mask.is_null() && !sigmoid {
-            store_tile::<S, M, NV, true>(t, &acc);
-        } else {
-            store_tile::<S, M, NV, false>(t, &acc);
+        // α = 1 (every call the model makes) skips the M·NV multiplies,
+        // which take FMA-port slots: a compile-time variant too.
+        match (!t.mask.is_null() && !sigmoid, t.alpha == 1.0) {
+            (true, true) => store_tile::<S, M, NV, true, false>(t, &acc),
+            (true, false) => store_tile::<S, M, NV, true, true>(t, &acc),
+            (false, true) => store_tile::<S, M, NV, false, false>(t, &acc),
+            (false, false) => store_tile::<S, M, NV, false, true>(t, &acc),
         }
         if sigmoid {
             sigmoid_tile::<S>(t, M);
@@ -240,7 +243,10 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
 /// # Safety
 /// As `tile`'s direct path.
 #[inline(always)]
-unsafe fn store_tile<S: Simd, const M: usize, const NV: usize, const MASK: bool>(t: &Tile, acc: &[[S::V; NV]; M]) {
+unsafe fn store_tile<S: Simd, const M: usize, const NV: usize, const MASK: bool, const SCALE: bool>(
+    t: &Tile,
+    acc: &[[S::V; NV]; M],
+) {
     let alpha = S::splat(t.alpha);
     let beta = S::splat(t.beta);
     let read_c = t.beta != 0.0;
@@ -251,7 +257,7 @@ unsafe fn store_tile<S: Simd, const M: usize, const NV: usize, const MASK: bool>
         unroll!(NV, v, {
             let j = v * S::LANES;
             let cols = t.n - j; // ≥ 1 by the NV choice
-            let mut x = S::mul(acc[i][v], alpha);
+            let mut x = if SCALE { S::mul(acc[i][v], alpha) } else { acc[i][v] };
             if read_c {
                 x = S::fmadd(beta, S::load_upto(crow.add(j), cols), x);
             }
