@@ -10,21 +10,35 @@ use crate::model::{Model, ModelSpec, Workspace};
 use crate::optim::{Optimizer, OptimizerKind};
 use std::time::{Duration, Instant};
 
+/// How a bench shape's operands lie in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operands {
+    /// A `[m, k]` and B `[k, n]`, both row-major.
+    RowMajor,
+    /// A read as the transpose of a row-major `[k, m]` buffer: a weight
+    /// gradient's Xᵀ (or Hᵀ).
+    TransA,
+    /// B read as the transpose of a row-major `[n, k]` buffer: an input
+    /// gradient's Wᵀ.
+    TransB,
+}
+
 /// GEMM shapes (m, n, k) the bench reports: squares, then the tutorial
-/// model's training GEMMs at batch 32 (forward, dW, dX) and batch 256.
-pub const SHAPES: &[(usize, usize, usize, &str)] = &[
-    (64, 64, 64, "square"),
-    (128, 128, 128, "square"),
-    (256, 256, 256, "square"),
-    (512, 512, 512, "square"),
-    (1024, 1024, 1024, "square"),
-    (32, 100, 784, "fwd dense, batch 32"),
-    (784, 100, 32, "dW dense, batch 32"),
-    (32, 10, 100, "fwd dense_1, batch 32"),
-    (100, 10, 32, "dW dense_1, batch 32"),
-    (32, 100, 10, "dX dense_1, batch 32"),
-    (256, 100, 784, "fwd dense, batch 256"),
-    (784, 100, 256, "dW dense, batch 256"),
+/// model's training GEMMs at batch 32 (forward, dW, dX) and batch 256, with
+/// their operands laid out as training passes them.
+pub const SHAPES: &[(usize, usize, usize, Operands, &str)] = &[
+    (64, 64, 64, Operands::RowMajor, "square"),
+    (128, 128, 128, Operands::RowMajor, "square"),
+    (256, 256, 256, Operands::RowMajor, "square"),
+    (512, 512, 512, Operands::RowMajor, "square"),
+    (1024, 1024, 1024, Operands::RowMajor, "square"),
+    (32, 100, 784, Operands::RowMajor, "fwd dense, batch 32"),
+    (784, 100, 32, Operands::TransA, "dW dense (Xᵀ), batch 32"),
+    (32, 10, 100, Operands::RowMajor, "fwd dense_1, batch 32"),
+    (100, 10, 32, Operands::TransA, "dW dense_1 (Hᵀ), b. 32"),
+    (32, 100, 10, Operands::TransB, "dX dense_1 (Wᵀ), b. 32"),
+    (256, 100, 784, Operands::RowMajor, "fwd dense, batch 256"),
+    (784, 100, 256, Operands::TransA, "dW dense (Xᵀ), b. 256"),
 ];
 
 /// Calls `f` repeatedly for about `budget` and returns the best seconds per
@@ -49,21 +63,15 @@ pub fn best_seconds_per_call(budget: Duration, mut f: impl FnMut()) -> f64 {
 }
 
 /// GFLOP/s of `sgemm` (β = 0, no epilogue) on an m×n×k problem.
-pub fn gemm_gflops(isa: gemm::Isa, m: usize, n: usize, k: usize, budget: Duration) -> f64 {
+pub fn gemm_gflops(isa: gemm::Isa, m: usize, n: usize, k: usize, ops: Operands, budget: Duration) -> f64 {
     let mut rng = fastrand::Rng::with_seed(1);
     let a: Vec<f32> = (0..m * k).map(|_| rng.f32() - 0.5).collect();
     let b: Vec<f32> = (0..k * n).map(|_| rng.f32() - 0.5).collect();
     let mut c = vec![0.0f32; m * n];
     let s = best_seconds_per_call(budget, || {
-        gemm::sgemm_with(
-            isa,
-            1.0,
-            MatRef::row_major(&a, m, k),
-            MatRef::row_major(&b, k, n),
-            0.0,
-            MatMut::row_major(&mut c, m, n),
-            Epilogue::default(),
-        )
+        let av = if ops == Operands::TransA { MatRef::row_major(&a, k, m).t() } else { MatRef::row_major(&a, m, k) };
+        let bv = if ops == Operands::TransB { MatRef::row_major(&b, n, k).t() } else { MatRef::row_major(&b, k, n) };
+        gemm::sgemm_with(isa, 1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, n), Epilogue::default())
     });
     2.0 * (m * n * k) as f64 / s / 1e9
 }
@@ -112,12 +120,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         // The lane ceiling: the kernels vectorise over C's n columns, so n
         // not a multiple of the vector width caps the share of peak (n = 10
         // on AVX-512: 10 of 16 lanes).
-        println!("  {:<16} {:<22} {:>9} {:>10} {:>13}", "m×n×k", "what", "GFLOP/s", "% of peak", "lane ceiling");
-        for &(m, n, k, what) in SHAPES {
-            let g = gemm_gflops(isa, m, n, k, budget);
+        println!("  {:<16} {:<24} {:>9} {:>10} {:>13}", "m×n×k", "what", "GFLOP/s", "% of peak", "lane ceiling");
+        for &(m, n, k, ops, what) in SHAPES {
+            let g = gemm_gflops(isa, m, n, k, ops, budget);
             let pct = 100.0 * g / (peak * args.threads as f64);
             let ceiling = 100.0 * isa.lane_ceiling(n);
-            println!("  {:<16} {:<22} {g:>9.1} {pct:>9.1}% {ceiling:>12.1}%", format!("{m}×{n}×{k}"), what);
+            println!("  {:<16} {:<24} {g:>9.1} {pct:>9.1}% {ceiling:>12.1}%", format!("{m}×{n}×{k}"), what);
         }
         let spec = ModelSpec {
             input_shape: (data.train.rows, data.train.cols),

@@ -166,3 +166,33 @@ fn impossible_flags_are_refused() {
         assert!(err.contains(needle) && !err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// `simdnet bench` end to end on a small subset (quick budget): every GEMM
+/// shape gets a row with a positive GFLOP/s, a share of the measured peak
+/// and its lane ceiling, and every batch size a positive samples/s.
+#[test]
+fn bench_reports_every_shape_and_batch_size() {
+    let dir = tempfile::tempdir().unwrap();
+    subset(dir.path(), 1024, 16);
+    let out = simdnet(&["bench", "--data", dir.path().to_str().unwrap(), "--seconds", "0.01"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("FP32 FMA peak, one core"), "{stdout}");
+    for &(m, n, k, _, what) in simdnet::bench::SHAPES {
+        let row = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{m}×{n}×{k} ")) && l.contains(what))
+            .unwrap_or_else(|| panic!("no row for {m}×{n}×{k} {what}:\n{stdout}"));
+        let nums: Vec<f64> = row.split_whitespace().filter_map(|w| w.trim_end_matches('%').parse().ok()).collect();
+        let [.., gflops, pct, ceiling] = nums[..] else { panic!("{row}") };
+        assert!(gflops > 0.0 && pct > 0.0 && ceiling > 0.0 && ceiling <= 100.0, "{row}");
+    }
+    for batch in ["32", "128", "256"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(batch))
+            .unwrap_or_else(|| panic!("no training row for batch {batch}:\n{stdout}"));
+        let samples: f64 = row.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(samples > 0.0, "{row}");
+    }
+}
