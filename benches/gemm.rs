@@ -11,7 +11,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use simdnet::gemm::{available_isas, fma_peak_gflops_with, sgemm_with, Activation, Epilogue, Isa, MatMut, MatRef};
+use simdnet::bench::Operands;
+use simdnet::gemm::{available_isas, fma_peak_gflops_with, sgemm_with, Activation, Epilogue, Isa, MatMut};
 
 /// How an MLP GEMM reads its operands.
 #[derive(Clone, Copy)]
@@ -24,6 +25,16 @@ enum Form {
     TransA,
     /// C = A·Bᵀ with B stored [n, k] (input gradient: dZ·Wᵀ).
     TransB,
+}
+
+impl Form {
+    fn operands(self) -> Operands {
+        match self {
+            Form::Plain | Form::Forward => Operands::RowMajor,
+            Form::TransA => Operands::TransA,
+            Form::TransB => Operands::TransB,
+        }
+    }
 }
 
 fn pool() -> rayon::ThreadPool {
@@ -52,19 +63,10 @@ fn bench_shape(
         g.bench_with_input(BenchmarkId::new(isa.name(), label), &isa, |bch, &isa: &Isa| {
             pool.install(|| {
                 bch.iter(|| {
-                    let (av, bv, epi) = match form {
-                        Form::Plain => (MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), Epilogue::default()),
-                        Form::Forward => (
-                            MatRef::row_major(&a, m, k),
-                            MatRef::row_major(&b, k, n),
-                            Epilogue { bias: Some(&bias), act: Activation::Relu, mask: None },
-                        ),
-                        Form::TransA => {
-                            (MatRef::row_major(&a, k, m).t(), MatRef::row_major(&b, k, n), Epilogue::default())
-                        }
-                        Form::TransB => {
-                            (MatRef::row_major(&a, m, k), MatRef::row_major(&b, n, k).t(), Epilogue::default())
-                        }
+                    let (av, bv) = form.operands().views(&a, &b, m, n, k);
+                    let epi = match form {
+                        Form::Forward => Epilogue { bias: Some(&bias), act: Activation::Relu, mask: None },
+                        _ => Epilogue::default(),
                     };
                     sgemm_with(isa, 1.0, black_box(av), black_box(bv), 0.0, MatMut::row_major(&mut c, m, n), epi);
                     black_box(&mut c);

@@ -1,11 +1,11 @@
 //! Times one SGEMM shape on one thread, for quick A/B runs of two builds:
 //!
 //! ```text
-//! cargo run --release --example gemm_shape -- M N K [SECONDS] [--trans-a] [--trans-b]
+//! cargo run --release --example gemm_shape -- M N K [SECONDS] [--trans-a | --trans-b]
 //! ```
 //!
 //! Prints the best GFLOP/s over chunks of calls within SECONDS (default
-//! 0.25; `simdnet bench`'s timing, `bench::best_seconds_per_call`) and its share of the FMA peak measured just before.
+//! 0.25; `simdnet bench`'s timing, `bench::gemm_gflops`) and its share of the FMA peak measured just before.
 //! `--trans-a` reads A as the transpose of a row-major `[k, m]` buffer (the
 //! weight gradient's Xᵀ), `--trans-b` reads B as the transpose of a
 //! row-major `[n, k]` buffer (a feature-major activation in a weight
@@ -13,8 +13,8 @@
 //! Alternate two binaries and keep the best of each: the host's noise only
 //! ever makes a run slower.
 
-use simdnet::bench::best_seconds_per_call;
-use simdnet::gemm::{fma_peak_gflops, selected_isa, sgemm_with, Epilogue, MatMut, MatRef};
+use simdnet::bench::{gemm_gflops, Operands};
+use simdnet::gemm::{fma_peak_gflops, selected_isa};
 use std::time::Duration;
 
 fn main() {
@@ -22,10 +22,15 @@ fn main() {
     let trans_a = args.iter().any(|a| a == "--trans-a");
     let trans_b = args.iter().any(|a| a == "--trans-b");
     let nums: Vec<f64> = args.iter().filter(|a| !a.starts_with("--")).filter_map(|a| a.parse().ok()).collect();
-    if nums.len() < 3 || nums[..3].iter().any(|&v| v < 1.0 || v.fract() != 0.0) {
-        eprintln!("usage: gemm_shape M N K [SECONDS] [--trans-a] [--trans-b]   (M, N, K positive integers)");
+    if nums.len() < 3 || nums[..3].iter().any(|&v| v < 1.0 || v.fract() != 0.0) || (trans_a && trans_b) {
+        eprintln!("usage: gemm_shape M N K [SECONDS] [--trans-a | --trans-b]   (M, N, K positive integers)");
         std::process::exit(2);
     }
+    let ops = match (trans_a, trans_b) {
+        (true, _) => Operands::TransA,
+        (_, true) => Operands::TransB,
+        _ => Operands::RowMajor,
+    };
     let (m, n, k) = (nums[0] as usize, nums[1] as usize, nums[2] as usize);
     let seconds = nums.get(3).copied().unwrap_or(0.25).max(0.01);
 
@@ -35,18 +40,9 @@ fn main() {
         .build()
         .expect("a one-thread pool");
     pool.install(|| {
-        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect();
-        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1 - 0.2).collect();
-        let mut c = vec![0.0f32; m * n];
         let isa = selected_isa();
         let peak = fma_peak_gflops(Duration::from_millis(200));
-        let flops = 2.0 * (m * n * k) as f64;
-        let best = best_seconds_per_call(Duration::from_secs_f64(seconds), || {
-            let av = if trans_a { MatRef::row_major(&a, k, m).t() } else { MatRef::row_major(&a, m, k) };
-            let bv = if trans_b { MatRef::row_major(&b, n, k).t() } else { MatRef::row_major(&b, k, n) };
-            sgemm_with(isa, 1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, n), Epilogue::default());
-        });
-        let g = flops / best / 1e9;
+        let g = gemm_gflops(isa, m, n, k, ops, Duration::from_secs_f64(seconds));
         println!(
             "{m}x{n}x{k}{}{}: {g:.1} GFLOP/s = {:.1}% of {peak:.1} ({})",
             if trans_a { " (Aᵀ)" } else { "" },

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # A/B one SGEMM shape between two commits, alternating runs in one sitting
 # and keeping each build's best (the host's noise only ever slows a run down).
-#   scripts/gemm_ab.sh REV_A REV_B ROUNDS M N K [--trans-a] [--trans-b]
+#   scripts/gemm_ab.sh REV_A REV_B ROUNDS M N K [--trans-a | --trans-b]
 # Each revision is built in its own worktree and target directory under
 # ${TMPDIR:-/tmp}/simdnet-ab (release profile without LTO, for quick rebuilds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 6 ]; then
-    echo "usage: scripts/gemm_ab.sh REV_A REV_B ROUNDS M N K [--trans-a] [--trans-b]" >&2
+    echo "usage: scripts/gemm_ab.sh REV_A REV_B ROUNDS M N K [--trans-a | --trans-b]" >&2
     exit 2
 fi
 rev_a=$1 rev_b=$2 rounds=$3; shift 3

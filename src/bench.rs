@@ -23,6 +23,16 @@ pub enum Operands {
     TransB,
 }
 
+impl Operands {
+    /// The A `[m, k]` and B `[k, n]` views of buffers `a` (m·k values) and
+    /// `b` (k·n values) in this layout.
+    pub fn views<'a>(self, a: &'a [f32], b: &'a [f32], m: usize, n: usize, k: usize) -> (MatRef<'a>, MatRef<'a>) {
+        let av = if self == Operands::TransA { MatRef::row_major(a, k, m).t() } else { MatRef::row_major(a, m, k) };
+        let bv = if self == Operands::TransB { MatRef::row_major(b, n, k).t() } else { MatRef::row_major(b, k, n) };
+        (av, bv)
+    }
+}
+
 /// GEMM shapes (m, n, k) the bench reports: squares, then the tutorial
 /// model's training GEMMs at batch 32 (forward, dW, dX) and batch 256, with
 /// their operands laid out as training passes them.
@@ -69,8 +79,7 @@ pub fn gemm_gflops(isa: gemm::Isa, m: usize, n: usize, k: usize, ops: Operands, 
     let b: Vec<f32> = (0..k * n).map(|_| rng.f32() - 0.5).collect();
     let mut c = vec![0.0f32; m * n];
     let s = best_seconds_per_call(budget, || {
-        let av = if ops == Operands::TransA { MatRef::row_major(&a, k, m).t() } else { MatRef::row_major(&a, m, k) };
-        let bv = if ops == Operands::TransB { MatRef::row_major(&b, n, k).t() } else { MatRef::row_major(&b, k, n) };
+        let (av, bv) = ops.views(&a, &b, m, n, k);
         gemm::sgemm_with(isa, 1.0, av, bv, 0.0, MatMut::row_major(&mut c, m, n), Epilogue::default())
     });
     2.0 * (m * n * k) as f64 / s / 1e9
