@@ -240,6 +240,13 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
 /// the tile's `M × n` values, straight from the accumulators (sigmoid and
 /// its mask come after, in [`sigmoid_tile`]).
 ///
+/// Each step is one pass over all `M × NV` values behind a single test per
+/// tile, and only the last vector of a row can be partial: testing β, the
+/// bias, the activation and the column count per accumulator (as a fused
+/// per-value chain does) put ~8 branches and stack reloads on each of the
+/// 16–24 accumulators, the fixed per-tile cost that held short-k products
+/// (k = 32) near 70% of peak.
+///
 /// # Safety
 /// As `tile`'s direct path.
 #[inline(always)]
@@ -247,30 +254,72 @@ unsafe fn store_tile<S: Simd, const M: usize, const NV: usize, const MASK: bool,
     t: &Tile,
     acc: &[[S::V; NV]; M],
 ) {
-    let alpha = S::splat(t.alpha);
-    let beta = S::splat(t.beta);
-    let read_c = t.beta != 0.0;
-    let has_bias = !t.bias.is_null();
-    let relu = t.act == Activation::Relu;
-    unroll!(M, i, {
-        let crow = t.c.offset(i as isize * t.rsc);
+    let (c, rsc) = (t.c, t.rsc);
+    // Valid columns of the last vector, 1..=LANES.
+    let last = t.n - (NV - 1) * S::LANES;
+    // Vector v of the row at p: whole before the last, which reads only its
+    // valid columns.
+    #[inline(always)]
+    unsafe fn load_v<S: Simd, const NV: usize>(p: *const f32, v: usize, last: usize) -> S::V {
+        if v + 1 < NV {
+            S::load(p.add(v * S::LANES))
+        } else {
+            S::load_upto(p.add(v * S::LANES), last)
+        }
+    }
+    let mut x = *acc;
+    if SCALE {
+        let alpha = S::splat(t.alpha);
+        unroll!(M, i, {
+            unroll!(NV, v, {
+                x[i][v] = S::mul(x[i][v], alpha);
+            });
+        });
+    }
+    if t.beta != 0.0 {
+        let beta = S::splat(t.beta);
+        unroll!(M, i, {
+            let crow = c.offset(i as isize * rsc);
+            unroll!(NV, v, {
+                x[i][v] = S::fmadd(beta, load_v::<S, NV>(crow, v, last), x[i][v]);
+            });
+        });
+    }
+    if !t.bias.is_null() {
+        // One bias row serves every row of the tile.
+        let mut bias = [S::zero(); NV];
         unroll!(NV, v, {
-            let j = v * S::LANES;
-            let cols = t.n - j; // ≥ 1 by the NV choice
-            let mut x = if SCALE { S::mul(acc[i][v], alpha) } else { acc[i][v] };
-            if read_c {
-                x = S::fmadd(beta, S::load_upto(crow.add(j), cols), x);
+            bias[v] = load_v::<S, NV>(t.bias, v, last);
+        });
+        unroll!(M, i, {
+            unroll!(NV, v, {
+                x[i][v] = S::add(x[i][v], bias[v]);
+            });
+        });
+    }
+    if t.act == Activation::Relu {
+        unroll!(M, i, {
+            unroll!(NV, v, {
+                x[i][v] = S::relu(x[i][v]);
+            });
+        });
+    }
+    if MASK {
+        unroll!(M, i, {
+            let mrow = t.mask.offset(i as isize * t.rsm);
+            unroll!(NV, v, {
+                x[i][v] = S::mul(x[i][v], load_v::<S, NV>(mrow, v, last));
+            });
+        });
+    }
+    unroll!(M, i, {
+        let crow = c.offset(i as isize * rsc);
+        unroll!(NV, v, {
+            if v + 1 < NV {
+                S::store(crow.add(v * S::LANES), x[i][v]);
+            } else {
+                S::store_upto(crow.add(v * S::LANES), last, x[i][v]);
             }
-            if has_bias {
-                x = S::add(x, S::load_upto(t.bias.add(j), cols));
-            }
-            if relu {
-                x = S::relu(x);
-            }
-            if MASK {
-                x = S::mul(x, S::load_upto(t.mask.offset(i as isize * t.rsm).add(j), cols));
-            }
-            S::store_upto(crow.add(j), cols, x);
         });
     });
 }

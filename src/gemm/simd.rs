@@ -177,6 +177,16 @@ impl Simd for V512 {
     unsafe fn store_part(p: *mut f32, n: usize, v: __m512) {
         _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as u16, v)
     }
+    /// Branch-free: a masked access costs the same as a plain one on
+    /// AVX-512, and tile epilogues call this once per row with the same `n`.
+    #[inline(always)]
+    unsafe fn load_upto(p: *const f32, n: usize) -> __m512 {
+        _mm512_maskz_loadu_ps(((1u32 << n.min(16)) - 1) as u16, p)
+    }
+    #[inline(always)]
+    unsafe fn store_upto(p: *mut f32, n: usize, v: __m512) {
+        _mm512_mask_storeu_ps(p, ((1u32 << n.min(16)) - 1) as u16, v)
+    }
     #[inline(always)]
     unsafe fn bcast(p: *const f32) -> __m512 {
         _mm512_set1_ps(*p)
