@@ -137,7 +137,7 @@ fn prefetch(p: *const f32) {
 /// β ≠ 0) for `M × n`, bias readable for `n` values and the mask for
 /// `M × n` (row stride `rsm`) when non-null.
 #[inline(always)]
-unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &Tile, tail: usize) {
+unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const A_ROWS: bool>(t: &Tile, tail: usize) {
     const { assert!(M <= 16 && NV <= 16) };
     // Ask for the C tile now so its lines arrive while the k loop runs.
     if t.csc == 1 {
@@ -148,42 +148,85 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool>(t: &T
         });
     }
     let mut acc = [[S::zero(); NV]; M];
-    // Rows are addressed from one base pointer per `group` rows; the
-    // bases are made opaque to LLVM so it cannot rewrite row i's address as
-    // row (i-1)'s plus rsa, a serial add chain of M cycles per k step.
-    // Tiles of up to 8 rows use groups of 4 (LLVM then keeps a pointer per
-    // row plus one shared k offset). Taller (thin-panel) tiles use pairs,
-    // the odd row at `base + rsa` (one addressing mode), re-opaqued after
-    // each step: a pointer per row took 17 registers for 16 rows, and the
-    // spills (six stack reloads per k step) cost 32×10×100 ~9%.
+    // A~ always has a unit stride one way (the driver reads A in place only
+    // then, and packs it into column panels otherwise), and `A_ROWS` says
+    // which, so every k step's offset is a compile-time displacement.
+    // A_ROWS (row-major A read in place, csa = 1): rows are addressed from
+    // one base pointer per `group` rows, made opaque to LLVM so it cannot
+    // rewrite row i's address as row (i-1)'s plus rsa, a serial add chain
+    // of M cycles per k step. Tiles of up to 8 rows use groups of 4 (LLVM
+    // then keeps a pointer per row plus one shared k offset). Taller
+    // (thin-panel) tiles use pairs, the odd row at `base + rsa` (one
+    // addressing mode), re-opaqued after each unrolled step: a pointer per
+    // row took 17 registers for 16 rows, and the spills cost 32×10×100 ~9%.
+    // Column panels (packed, or a transposed A; rsa = 1): one pointer, row i
+    // at `+ i`.
+    debug_assert!(if A_ROWS { t.csa == 1 } else { t.rsa == 1 });
     let group: usize = if M > 8 { 2 } else { 4 };
-    let rsa = t.rsa;
-    let mut ag = [t.a; 16]; // only the first ceil(M / group) are used
-    unroll!(M.div_ceil(group), g, {
-        ag[g] = opaque(t.a.wrapping_offset((group * g) as isize * rsa));
-    });
-    let mut b = t.b;
-    let mut k = t.k;
-    while k > 0 {
-        let mut bv = [S::zero(); NV];
-        unroll!(NV, v, {
-            bv[v] = if TAIL && v + 1 == NV {
-                S::load_part(b.wrapping_add(v * S::LANES), tail)
-            } else {
-                S::load(b.wrapping_add(v * S::LANES))
-            };
-        });
-        unroll!(M, i, {
-            let ai = S::bcast(ag[i / group].wrapping_offset((i % group) as isize * rsa));
-            unroll!(NV, v, {
-                acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
-            });
-        });
+    let (rsa, csa, rsb) = (t.rsa, t.csa, t.rsb);
+    let mut ag = [t.a; 16]; // A_ROWS: only the first ceil(M / group) are used
+    if A_ROWS {
         unroll!(M.div_ceil(group), g, {
-            let next = ag[g].wrapping_offset(t.csa);
-            ag[g] = if group == 2 { opaque(next) } else { next };
+            ag[g] = opaque(t.a.wrapping_offset((group * g) as isize * rsa));
         });
-        b = b.wrapping_offset(t.rsb);
+    }
+    let mut b = t.b;
+    // One rank-1 update with B~ row `s` and A~ column `s` past the pointers.
+    macro_rules! rank1 {
+        ($s:expr) => {{
+            let s: isize = $s;
+            let bs = b.wrapping_offset(s * rsb);
+            let mut bv = [S::zero(); NV];
+            unroll!(NV, v, {
+                bv[v] = if TAIL && v + 1 == NV {
+                    S::load_part(bs.wrapping_add(v * S::LANES), tail)
+                } else {
+                    S::load(bs.wrapping_add(v * S::LANES))
+                };
+            });
+            unroll!(M, i, {
+                let ap = if A_ROWS {
+                    ag[i / group].wrapping_offset((i % group) as isize * rsa + s)
+                } else {
+                    ag[0].wrapping_offset(i as isize + s * csa)
+                };
+                let ai = S::bcast(ap);
+                unroll!(NV, v, {
+                    acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
+                });
+            });
+        }};
+    }
+    // Moves the pointers `$u` k steps on.
+    macro_rules! advance {
+        ($u:expr) => {{
+            let u: isize = $u;
+            if A_ROWS {
+                unroll!(M.div_ceil(group), g, {
+                    let next = ag[g].wrapping_offset(u);
+                    ag[g] = if group == 2 { opaque(next) } else { next };
+                });
+            } else {
+                ag[0] = ag[0].wrapping_offset(u * csa);
+            }
+            b = b.wrapping_offset(u * rsb);
+        }};
+    }
+    // Four k steps per iteration: the pointer updates and the loop test are
+    // scalar µops that share ports with the FMAs (on the thin tile ten per
+    // step, against sixteen FMAs).
+    let mut k = t.k;
+    while k >= 4 {
+        rank1!(0);
+        rank1!(1);
+        rank1!(2);
+        rank1!(3);
+        advance!(4);
+        k -= 4;
+    }
+    while k > 0 {
+        rank1!(0);
+        advance!(1);
         k -= 1;
     }
 
@@ -350,13 +393,16 @@ unsafe fn sigmoid_tile<S: Simd>(t: &Tile, m: usize) {
     }
 }
 
-/// Picks the `M`-row instantiation (masked-tail or not) for `NV` vectors.
+/// Picks the `M`-row instantiation (masked-tail or not; A~ by rows or by
+/// column panels) for `NV` vectors.
 macro_rules! tile_rows {
     ($S:ty, $t:expr, $m:expr, $tail:expr, $NV:literal, [$($M:literal),*]) => {
-        match ($m, $tail) {
+        match ($m, $tail, $t.csa == 1) {
             $(
-                ($M, 0) => tile::<$S, $M, $NV, false>($t, 0),
-                ($M, tail) => tile::<$S, $M, $NV, true>($t, tail),
+                ($M, 0, true) => tile::<$S, $M, $NV, false, true>($t, 0),
+                ($M, 0, false) => tile::<$S, $M, $NV, false, false>($t, 0),
+                ($M, tail, true) => tile::<$S, $M, $NV, true, true>($t, tail),
+                ($M, tail, false) => tile::<$S, $M, $NV, true, false>($t, tail),
             )*
             _ => unreachable!(),
         }
