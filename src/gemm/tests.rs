@@ -267,6 +267,13 @@ fn odd_sizes_and_block_boundaries() {
         check(isa, Case { la: Layout::Aliased, ..variant(Case::new(MC + 5, 140, 1023), 2) });
         check(isa, Case { la: Layout::Aliased, ..variant(Case::new(21, 150, 3 * KC + 2), 8) });
         check(isa, Case { la: Layout::Trans, ..variant(Case::new(37, 150, 70), 6) });
+        // Wide, deep blocks run LOOP 1 outside LOOP 2 (8+ column panels,
+        // kc ≥ 128): edge rows, a merged or partial last panel, two k blocks
+        // (the epilogue on the last), rows crossing MC, both A forms.
+        check(isa, variant(Case::new(37, 300, KC + 7), 6));
+        check(isa, variant(Case::new(37, 300, KC + 7), 8));
+        check(isa, Case { la: Layout::Trans, ..variant(Case::new(MC + 5, 270, 130), 10) });
+        check(isa, Case { la: Layout::Aliased, ..variant(Case::new(19, 520, 129), 5) });
     }
 }
 
