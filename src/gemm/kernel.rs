@@ -440,6 +440,9 @@ struct Panel {
 }
 
 /// The column panel starting at column `jr` of the block.
+///
+/// # Safety
+/// `jr < blk.nc`, and `blk` as documented on [`Block`].
 #[inline(always)]
 unsafe fn panel_at<S: Simd, const NR: usize, const MERGE: bool>(blk: &Block, jr: usize) -> Panel {
     let n = panel_cols(blk.nc - jr, NR, S::LANES, MERGE);
@@ -458,6 +461,9 @@ unsafe fn panel_at<S: Simd, const NR: usize, const MERGE: bool>(blk: &Block, jr:
 }
 
 /// The register tile at rows `ir..` of panel `p`.
+///
+/// # Safety
+/// `ir < blk.mc`, `p` from [`panel_at`] on the same block.
 #[inline(always)]
 unsafe fn tile_at<const MR: usize>(blk: &Block, p: &Panel, ir: usize) -> Tile {
     Tile {
