@@ -550,10 +550,12 @@ const ROWS_OUTER_MIN_KC: usize = 128;
 /// One instruction set's microkernel family.
 pub(crate) trait Kernel {
     /// MR: rows of a register tile; LOOP 1 steps by MR. A tile's A~ sliver
-    /// (MR × KC) streams from L1/L2.
+    /// (MR × KC) streams from L1/L2 (or, in wide, deep blocks, stays in L1
+    /// while LOOP 2 runs inside LOOP 1: see [`block_loops`]).
     const MR: usize;
     /// NR: columns of a register tile (whole vectors); LOOP 2 steps by NR.
-    /// The B~ micro-panel (KC × NR) stays in L1 while LOOP 1 runs.
+    /// The B~ micro-panel (KC × NR) stays in L1 while LOOP 1 runs (or
+    /// streams from L2 in wide, deep blocks).
     const NR: usize;
     /// f32 lanes of one vector.
     const LANES: usize;
