@@ -236,17 +236,7 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const
     let sigmoid = t.act == Activation::Sigmoid;
     if t.csc == 1 {
         // Direct path: epilogue in registers, last vector masked if partial.
-        // The dropout mask is a compile-time variant of the epilogue: a
-        // run-time test per accumulator costs the short-k shapes (k = 10..32,
-        // where the epilogue is a third of a tile's work) ~10%.
-        // α = 1 (every call the model makes) skips the M·NV multiplies,
-        // which take FMA-port slots: a compile-time variant too.
-        match (!t.mask.is_null() && !sigmoid, t.alpha == 1.0) {
-            (true, true) => store_tile::<S, M, NV, true, false>(t, &acc),
-            (true, false) => store_tile::<S, M, NV, true, true>(t, &acc),
-            (false, true) => store_tile::<S, M, NV, false, false>(t, &acc),
-            (false, false) => store_tile::<S, M, NV, false, true>(t, &acc),
-        }
+        store_tile::<S, M, NV>(t, &acc, !t.mask.is_null() && !sigmoid);
         if sigmoid {
             sigmoid_tile::<S>(t, M);
         }
@@ -288,15 +278,13 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const
 /// bias, the activation and the column count per accumulator (as a fused
 /// per-value chain does) put ~8 branches and stack reloads on each of the
 /// 16–24 accumulators, the fixed per-tile cost that held short-k products
-/// (k = 32) near 70% of peak.
+/// (k = 32) near 70% of peak. α = 1 (every call the model makes) skips its
+/// pass; `mask` says whether the dropout mask's pass runs.
 ///
 /// # Safety
 /// As `tile`'s direct path.
 #[inline(always)]
-unsafe fn store_tile<S: Simd, const M: usize, const NV: usize, const MASK: bool, const SCALE: bool>(
-    t: &Tile,
-    acc: &[[S::V; NV]; M],
-) {
+unsafe fn store_tile<S: Simd, const M: usize, const NV: usize>(t: &Tile, acc: &[[S::V; NV]; M], mask: bool) {
     let (c, rsc) = (t.c, t.rsc);
     // Valid columns of the last vector, 1..=LANES.
     let last = t.n - (NV - 1) * S::LANES;
@@ -311,7 +299,7 @@ unsafe fn store_tile<S: Simd, const M: usize, const NV: usize, const MASK: bool,
         }
     }
     let mut x = *acc;
-    if SCALE {
+    if t.alpha != 1.0 {
         let alpha = S::splat(t.alpha);
         unroll!(M, i, {
             unroll!(NV, v, {
@@ -347,7 +335,7 @@ unsafe fn store_tile<S: Simd, const M: usize, const NV: usize, const MASK: bool,
             });
         });
     }
-    if MASK {
+    if mask {
         unroll!(M, i, {
             let mrow = t.mask.offset(i as isize * t.rsm);
             unroll!(NV, v, {
