@@ -230,9 +230,6 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const
         k -= 1;
     }
 
-    let alpha = S::splat(t.alpha);
-    let read_c = t.beta != 0.0;
-    let has_bias = !t.bias.is_null();
     let sigmoid = t.act == Activation::Sigmoid;
     if t.csc == 1 {
         // Direct path: epilogue in registers, last vector masked if partial.
@@ -242,6 +239,9 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const
         }
     } else {
         // Scratch path (C with a non-unit column stride, e.g. a transposed view).
+        let alpha = S::splat(t.alpha);
+        let read_c = t.beta != 0.0;
+        let has_bias = !t.bias.is_null();
         let mut scratch = [[S::zero(); NV]; M];
         unroll!(M, i, {
             unroll!(NV, v, {
@@ -279,23 +279,31 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const
 /// per-value chain does) put ~8 branches and stack reloads on each of the
 /// 16–24 accumulators, the fixed per-tile cost that held short-k products
 /// (k = 32) near 70% of peak. α = 1 (every call the model makes) skips its
-/// pass; `mask` says whether the dropout mask's pass runs.
+/// pass; `apply_mask` says whether the dropout mask's pass runs.
 ///
 /// # Safety
 /// As `tile`'s direct path.
 #[inline(always)]
-unsafe fn store_tile<S: Simd, const M: usize, const NV: usize>(t: &Tile, acc: &[[S::V; NV]; M], mask: bool) {
+unsafe fn store_tile<S: Simd, const M: usize, const NV: usize>(t: &Tile, acc: &[[S::V; NV]; M], apply_mask: bool) {
     let (c, rsc) = (t.c, t.rsc);
     // Valid columns of the last vector, 1..=LANES.
     let last = t.n - (NV - 1) * S::LANES;
-    // Vector v of the row at p: whole before the last, which reads only its
-    // valid columns.
+    // Vector v of the row at p: whole before the last, which reads and
+    // writes only its valid columns.
     #[inline(always)]
     unsafe fn load_v<S: Simd, const NV: usize>(p: *const f32, v: usize, last: usize) -> S::V {
         if v + 1 < NV {
             S::load(p.add(v * S::LANES))
         } else {
             S::load_upto(p.add(v * S::LANES), last)
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_v<S: Simd, const NV: usize>(p: *mut f32, v: usize, last: usize, x: S::V) {
+        if v + 1 < NV {
+            S::store(p.add(v * S::LANES), x)
+        } else {
+            S::store_upto(p.add(v * S::LANES), last, x)
         }
     }
     let mut x = *acc;
@@ -335,7 +343,7 @@ unsafe fn store_tile<S: Simd, const M: usize, const NV: usize>(t: &Tile, acc: &[
             });
         });
     }
-    if mask {
+    if apply_mask {
         unroll!(M, i, {
             let mrow = t.mask.offset(i as isize * t.rsm);
             unroll!(NV, v, {
@@ -346,11 +354,7 @@ unsafe fn store_tile<S: Simd, const M: usize, const NV: usize>(t: &Tile, acc: &[
     unroll!(M, i, {
         let crow = c.offset(i as isize * rsc);
         unroll!(NV, v, {
-            if v + 1 < NV {
-                S::store(crow.add(v * S::LANES), x[i][v]);
-            } else {
-                S::store_upto(crow.add(v * S::LANES), last, x[i][v]);
-            }
+            store_v::<S, NV>(crow, v, last, x[i][v]);
         });
     });
 }

@@ -148,6 +148,13 @@ unsafe fn rsqrt_step<S: Simd>(x: S::V, y: S::V) -> S::V {
 #[derive(Clone, Copy)]
 pub(crate) struct V512;
 
+/// A mask of the first `min(n, 16)` lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn mask512(n: usize) -> u16 {
+    ((1u32 << n.min(16)) - 1) as u16
+}
+
 #[cfg(target_arch = "x86_64")]
 impl Simd for V512 {
     const LANES: usize = 16;
@@ -171,21 +178,22 @@ impl Simd for V512 {
     #[inline(always)]
     unsafe fn load_part(p: *const f32, n: usize) -> __m512 {
         // Masked-off lanes are never accessed (no fault, no read).
-        _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, p)
+        _mm512_maskz_loadu_ps(mask512(n), p)
     }
     #[inline(always)]
     unsafe fn store_part(p: *mut f32, n: usize, v: __m512) {
-        _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as u16, v)
+        _mm512_mask_storeu_ps(p, mask512(n), v)
     }
-    /// Branch-free: a masked access costs the same as a plain one on
-    /// AVX-512, and tile epilogues call this once per row with the same `n`.
+    /// Branch-free, the masked load for any `n`: a masked access costs the
+    /// same as a plain one on AVX-512, and tile epilogues call this once per
+    /// row with the same `n`.
     #[inline(always)]
     unsafe fn load_upto(p: *const f32, n: usize) -> __m512 {
-        _mm512_maskz_loadu_ps(((1u32 << n.min(16)) - 1) as u16, p)
+        Self::load_part(p, n)
     }
     #[inline(always)]
     unsafe fn store_upto(p: *mut f32, n: usize, v: __m512) {
-        _mm512_mask_storeu_ps(p, ((1u32 << n.min(16)) - 1) as u16, v)
+        Self::store_part(p, n, v)
     }
     #[inline(always)]
     unsafe fn bcast(p: *const f32) -> __m512 {
