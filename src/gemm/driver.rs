@@ -12,7 +12,7 @@
 
 use std::cell::Cell;
 
-use super::kernel::{panel_cols, Block, Kernel};
+use super::kernel::{last_panel_cols, panel_cols, Block, Kernel};
 use super::{Activation, Epilogue, MatMut, MatRef};
 
 /// NC: LOOP 5 splits the n columns into NC-wide parts; a packed B~ block
@@ -51,9 +51,16 @@ const ALIAS_BYTES: usize = 4096;
 /// batch 256 (40 MFLOP) gains ~25% from two threads.
 pub const PAR_MIN_FLOPS: usize = 1 << 23;
 
+/// The shortest k block that uses an interleaved tail: a tile pays up to
+/// three shuffles per row after its k loop, and the packing pass is per
+/// block. 32×100×k (`examples/gemm_shape`, alternating): k = 10 slower
+/// with it (72.0 against 77.3 GFLOP/s, B = Wᵀ), k = 16 equal, k ≥ 24 faster.
+pub(crate) const IL_MIN_KC: usize = 16;
+
 thread_local! {
     static BUF_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     static BUF_B: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    static BUF_IL: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// Borrows a thread-local buffer for the closure. Taking the Vec out (rather
@@ -174,6 +181,97 @@ fn packed_b_len(nc: usize, kc: usize, nr: usize, lanes: usize) -> usize {
     (nc.div_ceil(nr) * nr + lanes) * kc
 }
 
+/// Columns in the interleaved tail of a block `nc` wide (see `kernel::tile`),
+/// or 0 when its last panel has none: the kernel must have such tiles for
+/// that panel's vector count, and its last vector at most `LANES / IL`
+/// valid columns.
+pub(crate) fn il_tail_cols<K: Kernel>(nc: usize) -> usize {
+    let last = last_panel_cols(nc, K::NR, K::LANES, K::MERGE_TAIL);
+    let nv = last.div_ceil(K::LANES);
+    let w = last - (nv - 1) * K::LANES;
+    if K::IL > 1 && K::IL_NV.contains(&nv) && w <= K::LANES / K::IL {
+        w
+    } else {
+        0
+    }
+}
+
+/// Floats of an interleaved tail `kc` deep.
+fn il_len(kc: usize, lanes: usize, il: usize, a_rows: bool) -> usize {
+    if a_rows {
+        kc.div_ceil(il) * lanes
+    } else {
+        kc * lanes
+    }
+}
+
+/// Packs columns `j0..j0 + w` of `B[p0..p0 + kc]` as the interleaved tail
+/// for A~ read by rows (see [`Block::b_il`]): `ceil(kc / il)` vectors of
+/// `lanes` floats, lane `c·il + q` = `B[p0 + il·chunk + q, j0 + c]`, zero
+/// past kc and past w.
+///
+/// # Safety
+/// `b` valid for its extent, the sub-view inside it; `dst` writable for
+/// `il_len(kc, lanes, il)` floats.
+#[allow(clippy::too_many_arguments)]
+unsafe fn pack_il_rows(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, lanes: usize, il: usize, dst: *mut f32) {
+    let src = b.data.as_ptr();
+    let cols = lanes / il;
+    let at = |p: usize, c: usize| src.add((p0 + p) * b.rs + (j0 + c) * b.cs);
+    let mut ch = 0;
+    // Whole chunks of four unit-stride columns: 4 × 4 (or 2 × 4) blocks
+    // transposed in SSE registers, as `pack_rows4` packs A.
+    if b.cs == 1 && w == 4 && cols == 4 {
+        if il == 4 {
+            while (ch + 1) * 4 <= kc {
+                pack_rows4([0, 1, 2, 3].map(|q| at(ch * 4 + q, 0)), 4, 4, dst.add(ch * lanes));
+                ch += 1;
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        if il == 2 {
+            use std::arch::x86_64::*;
+            while (ch + 1) * 2 <= kc {
+                let (r0, r1) = (_mm_loadu_ps(at(ch * 2, 0)), _mm_loadu_ps(at(ch * 2 + 1, 0)));
+                let d = dst.add(ch * lanes);
+                _mm_storeu_ps(d, _mm_unpacklo_ps(r0, r1)); // c0: q0 q1, c1: q0 q1
+                _mm_storeu_ps(d.add(4), _mm_unpackhi_ps(r0, r1));
+                ch += 1;
+            }
+        }
+    }
+    for ch in ch..kc.div_ceil(il) {
+        let d = dst.add(ch * lanes);
+        for c in 0..cols {
+            for q in 0..il {
+                let p = ch * il + q;
+                *d.add(c * il + q) = if c < w && p < kc { *at(p, c) } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// Packs columns `j0..j0 + w` of `B[p0..p0 + kc]` as the interleaved tail
+/// for column-panel A~ (see [`Block::b_il`]): `kc` vectors of `lanes`
+/// floats, lane `c·il + q` = `B[p0 + p, j0 + c]`, zero past w.
+///
+/// # Safety
+/// As [`pack_il_rows`], `dst` writable for `kc · lanes` floats.
+#[allow(clippy::too_many_arguments)]
+unsafe fn pack_il_cols(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, lanes: usize, il: usize, dst: *mut f32) {
+    let src = b.data.as_ptr();
+    for p in 0..kc {
+        let d = dst.add(p * lanes);
+        let row = src.add((p0 + p) * b.rs + j0 * b.cs);
+        for c in 0..lanes / il {
+            let x = if c < w { *row.add(c * b.cs) } else { 0.0 };
+            for q in 0..il {
+                *d.add(c * il + q) = x;
+            }
+        }
+    }
+}
+
 /// Packs A[i0.., p0..][..mc, ..kc] into MR-tall row panels, each `kc × MR`
 /// with the MR values of one k contiguous (the last panel keeps stride MR
 /// but only its valid rows are read).
@@ -273,6 +371,9 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
     // A row-major A is read in place at any width unless its rows alias.
     let a_direct = ((a.cs == 1 || a.rs == 1) && n <= DIRECT_A_MAX_N)
         || (a.cs == 1 && !(a.rs * std::mem::size_of::<f32>()).is_multiple_of(ALIAS_BYTES));
+    // A~ read by rows (csa = 1), else by column panels (rsa = 1: packed,
+    // or a transposed A read in place); interleaved tails differ by form.
+    let a_rows = a_direct && a.cs == 1;
 
     let (crs, ccs) = (c.rs, c.cs);
     let c_ptr = SendPtr(c.data.as_mut_ptr());
@@ -280,182 +381,206 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
     let (mask, rsm) = epi.mask.map_or((std::ptr::null(), 0), |s| (s.data.as_ptr(), s.rs));
 
     with_buf(&BUF_B, |buf_b| {
-        // LOOP 5: NC-wide column parts of B and C.
-        let mut jc = 0;
-        while jc < n {
-            let nc = (n - jc).min(NC);
-            // LOOP 4: KC-deep blocks of k; a k = 0 product still runs once
-            // for the epilogue (C = act(β·C + bias)).
-            let mut pc = 0;
-            loop {
-                let kc = (k - pc).min(if b_direct && a_direct { DIRECT_KC } else { KC });
-                let first = pc == 0;
-                let last = pc + kc >= k;
-                // Pack B → B~, or read B in place (its partial last vector masked).
-                let (bp, rsb, b_panel);
-                if b_direct {
-                    // Not dereferenced when kc = 0 (B may be empty), hence wrapping.
-                    bp = b.data.as_ptr().wrapping_add(pc * b.rs + jc);
-                    rsb = b.rs as isize;
-                    b_panel = K::NR as isize;
-                } else {
-                    let d = aligned(buf_b, packed_b_len(nc, kc, K::NR, K::LANES));
-                    // SAFETY: d holds packed_b_len floats; the sub-view is inside B.
-                    unsafe { pack_b(b, pc, jc, kc, nc, K::NR, K::LANES, K::MERGE_TAIL, d) };
-                    bp = d;
-                    rsb = K::NR as isize;
-                    b_panel = (K::NR * kc) as isize;
-                }
-                let proto = Block {
-                    mc: 0,
-                    nc,
-                    kc,
-                    a: std::ptr::null(),
-                    rsa: 0,
-                    csa: 0,
-                    a_panel: 0,
-                    a_packed: false,
-                    b: bp,
-                    rsb,
-                    b_panel,
-                    b_masked: b_direct,
-                    c: std::ptr::null_mut(),
-                    rsc: crs as isize,
-                    csc: ccs as isize,
-                    alpha,
-                    beta: if first { beta } else { 1.0 },
-                    // SAFETY: bias has n values (checked), jc < n.
-                    bias: if last && !bias.is_null() { unsafe { bias.add(jc) } } else { std::ptr::null() },
-                    act: if last { epi.act } else { Activation::Linear },
-                    // SAFETY: the mask is m × n with unit column stride (checked), jc < n.
-                    mask: if last && !mask.is_null() { unsafe { mask.add(jc) } } else { std::ptr::null() },
-                    rsm: rsm as isize,
-                };
-                let proto = SendPtr(proto);
-
-                // LOOP 3: MC-tall row parts of A and C (a task each when parallel).
-                // `a_space`: where to pack this block's A panels (sized for
-                // them), or null to use the calling thread's buffer.
-                let run_rows = |ic: usize, mc: usize, jr0: usize, ncs: usize, a_space: *mut f32| {
-                    let mut blk = proto.get();
-                    blk.mc = mc;
-                    // SAFETY: (ic, jc + jr0) is inside C; the block covers rows
-                    // ic..ic+mc and columns jc+jr0.. of C only.
-                    blk.c = unsafe { c_ptr.get().add(ic * crs + (jc + jr0) * ccs) };
-                    if jr0 > 0 {
-                        let panels = (jr0 / K::NR) as isize;
-                        blk.b = blk.b.wrapping_offset(panels * blk.b_panel);
-                        if !blk.bias.is_null() {
-                            // SAFETY: jc + jr0 < n.
-                            blk.bias = unsafe { blk.bias.add(jr0) };
-                        }
-                    }
-                    if !blk.mask.is_null() {
-                        // SAFETY: (ic, jc + jr0) is inside the mask, which has C's shape.
-                        blk.mask = unsafe { blk.mask.add(ic * rsm + jr0) };
-                    }
-                    blk.nc = ncs;
-                    if a_direct {
-                        // Not dereferenced when kc = 0 (A may be empty), hence wrapping.
-                        blk.a = a.data.as_ptr().wrapping_add(ic * a.rs + pc * a.cs);
-                        if a.cs == 1 {
-                            blk.rsa = a.rs as isize;
-                            blk.csa = 1;
-                        } else {
-                            blk.rsa = 1;
-                            blk.csa = a.cs as isize;
-                        }
-                        blk.a_panel = K::MR as isize * blk.rsa;
-                        // SAFETY: Block's memory contract holds (see above).
-                        unsafe { K::block(&blk) };
+        with_buf(&BUF_IL, |buf_il| {
+            // LOOP 5: NC-wide column parts of B and C.
+            let mut jc = 0;
+            while jc < n {
+                let nc = (n - jc).min(NC);
+                // LOOP 4: KC-deep blocks of k; a k = 0 product still runs once
+                // for the epilogue (C = act(β·C + bias)).
+                let mut pc = 0;
+                loop {
+                    let kc = (k - pc).min(if b_direct && a_direct { DIRECT_KC } else { KC });
+                    let first = pc == 0;
+                    let last = pc + kc >= k;
+                    // Pack B → B~, or read B in place (its partial last vector masked).
+                    let (bp, rsb, b_panel);
+                    if b_direct {
+                        // Not dereferenced when kc = 0 (B may be empty), hence wrapping.
+                        bp = b.data.as_ptr().wrapping_add(pc * b.rs + jc);
+                        rsb = b.rs as isize;
+                        b_panel = K::NR as isize;
                     } else {
-                        let mut pack_and_run = |d: *mut f32| {
-                            // SAFETY: d holds mc.div_ceil(MR)·MR·kc floats; the sub-view is inside A.
-                            unsafe { pack_a(a, ic, pc, mc, kc, K::MR, d) };
-                            blk.a = d;
-                            blk.rsa = 1;
-                            blk.csa = K::MR as isize;
-                            blk.a_panel = (K::MR * kc) as isize;
-                            blk.a_packed = true;
+                        let d = aligned(buf_b, packed_b_len(nc, kc, K::NR, K::LANES));
+                        // SAFETY: d holds packed_b_len floats; the sub-view is inside B.
+                        unsafe { pack_b(b, pc, jc, kc, nc, K::NR, K::LANES, K::MERGE_TAIL, d) };
+                        bp = d;
+                        rsb = K::NR as isize;
+                        b_panel = (K::NR * kc) as isize;
+                    }
+                    let il_cols = if kc >= IL_MIN_KC { il_tail_cols::<K>(nc) } else { 0 };
+                    let b_il = if il_cols > 0 {
+                        let d = aligned(buf_il, il_len(kc, K::LANES, K::IL, a_rows));
+                        let j0 = jc + nc - il_cols;
+                        // SAFETY: d holds il_len floats; the last il_cols columns
+                        // of this block's rows pc..pc+kc are inside B.
+                        unsafe {
+                            if a_rows {
+                                pack_il_rows(b, pc, j0, kc, il_cols, K::LANES, K::IL, d)
+                            } else {
+                                pack_il_cols(b, pc, j0, kc, il_cols, K::LANES, K::IL, d)
+                            }
+                        };
+                        d as *const f32
+                    } else {
+                        std::ptr::null()
+                    };
+                    let proto = Block {
+                        mc: 0,
+                        nc,
+                        kc,
+                        a: std::ptr::null(),
+                        rsa: 0,
+                        csa: 0,
+                        a_panel: 0,
+                        a_packed: false,
+                        b: bp,
+                        rsb,
+                        b_panel,
+                        b_masked: b_direct,
+                        b_il,
+                        c: std::ptr::null_mut(),
+                        rsc: crs as isize,
+                        csc: ccs as isize,
+                        alpha,
+                        beta: if first { beta } else { 1.0 },
+                        // SAFETY: bias has n values (checked), jc < n.
+                        bias: if last && !bias.is_null() { unsafe { bias.add(jc) } } else { std::ptr::null() },
+                        act: if last { epi.act } else { Activation::Linear },
+                        // SAFETY: the mask is m × n with unit column stride (checked), jc < n.
+                        mask: if last && !mask.is_null() { unsafe { mask.add(jc) } } else { std::ptr::null() },
+                        rsm: rsm as isize,
+                    };
+                    let proto = SendPtr(proto);
+
+                    // LOOP 3: MC-tall row parts of A and C (a task each when parallel).
+                    // `a_space`: where to pack this block's A panels (sized for
+                    // them), or null to use the calling thread's buffer.
+                    let run_rows = |ic: usize, mc: usize, jr0: usize, ncs: usize, a_space: *mut f32| {
+                        let mut blk = proto.get();
+                        blk.mc = mc;
+                        // SAFETY: (ic, jc + jr0) is inside C; the block covers rows
+                        // ic..ic+mc and columns jc+jr0.. of C only.
+                        blk.c = unsafe { c_ptr.get().add(ic * crs + (jc + jr0) * ccs) };
+                        if jr0 > 0 {
+                            let panels = (jr0 / K::NR) as isize;
+                            blk.b = blk.b.wrapping_offset(panels * blk.b_panel);
+                            if !blk.bias.is_null() {
+                                // SAFETY: jc + jr0 < n.
+                                blk.bias = unsafe { blk.bias.add(jr0) };
+                            }
+                        }
+                        if !blk.mask.is_null() {
+                            // SAFETY: (ic, jc + jr0) is inside the mask, which has C's shape.
+                            blk.mask = unsafe { blk.mask.add(ic * rsm + jr0) };
+                        }
+                        blk.nc = ncs;
+                        if jr0 + ncs < nc {
+                            // Not the block's last panel: no interleaved tail.
+                            blk.b_il = std::ptr::null();
+                        }
+                        if a_direct {
+                            // Not dereferenced when kc = 0 (A may be empty), hence wrapping.
+                            blk.a = a.data.as_ptr().wrapping_add(ic * a.rs + pc * a.cs);
+                            if a.cs == 1 {
+                                blk.rsa = a.rs as isize;
+                                blk.csa = 1;
+                            } else {
+                                blk.rsa = 1;
+                                blk.csa = a.cs as isize;
+                            }
+                            blk.a_panel = K::MR as isize * blk.rsa;
                             // SAFETY: Block's memory contract holds (see above).
                             unsafe { K::block(&blk) };
-                        };
-                        if a_space.is_null() {
-                            with_buf(&BUF_A, |buf_a| pack_and_run(aligned(buf_a, mc.div_ceil(K::MR) * K::MR * kc)))
                         } else {
-                            pack_and_run(a_space)
+                            let mut pack_and_run = |d: *mut f32| {
+                                // SAFETY: d holds mc.div_ceil(MR)·MR·kc floats; the sub-view is inside A.
+                                unsafe { pack_a(a, ic, pc, mc, kc, K::MR, d) };
+                                blk.a = d;
+                                blk.rsa = 1;
+                                blk.csa = K::MR as isize;
+                                blk.a_panel = (K::MR * kc) as isize;
+                                blk.a_packed = true;
+                                // SAFETY: Block's memory contract holds (see above).
+                                unsafe { K::block(&blk) };
+                            };
+                            if a_space.is_null() {
+                                with_buf(&BUF_A, |buf_a| pack_and_run(aligned(buf_a, mc.div_ceil(K::MR) * K::MR * kc)))
+                            } else {
+                                pack_and_run(a_space)
+                            }
+                        }
+                    };
+
+                    // Runs `task(t, a_space)` for t in 0..tasks on the pool. Each
+                    // task packs A into its own slice of the *calling* thread's
+                    // buffer (sized for all tasks here), never into a worker's
+                    // thread-local one: which worker steals which task varies, and
+                    // a worker's first steal would allocate inside a training step.
+                    let with_task_spaces = |tasks: usize, task_rows: usize, task: &(dyn Fn(usize, *mut f32) + Sync)| {
+                        use rayon::prelude::*;
+                        let per_task =
+                            if a_direct { 0 } else { (task_rows.div_ceil(K::MR) * K::MR * kc).next_multiple_of(16) };
+                        with_buf(&BUF_A, |buf_a| {
+                            let base =
+                                SendPtr(if a_direct { std::ptr::null_mut() } else { aligned(buf_a, tasks * per_task) });
+                            (0..tasks).into_par_iter().for_each(|t| {
+                                let space = if a_direct {
+                                    std::ptr::null_mut()
+                                } else {
+                                    // SAFETY: the buffer holds tasks·per_task floats; task t
+                                    // alone uses [t·per_task, (t + 1)·per_task), 64-byte aligned.
+                                    unsafe { base.get().add(t * per_task) }
+                                };
+                                task(t, space);
+                            });
+                        });
+                    };
+
+                    if parallel {
+                        if m >= 2 * K::MR {
+                            // Split LOOP 3 over rows: a multiple of `threads` tasks of
+                            // whole MR panels, each ≤ MC rows, so the load balances.
+                            let rounds = m.div_ceil(threads * MC);
+                            let chunk = m.div_ceil(threads * rounds).div_ceil(K::MR) * K::MR;
+                            let tasks = m.div_ceil(chunk);
+                            with_task_spaces(tasks, chunk, &|t, a_space| {
+                                let ic = t * chunk;
+                                run_rows(ic, (m - ic).min(chunk), 0, nc, a_space);
+                            });
+                        } else {
+                            // Few rows: split LOOP 2 over whole column panels (a
+                            // merged last panel stays whole, in the last task).
+                            let merged = panel_cols(nc % K::NR + K::NR, K::NR, K::LANES, K::MERGE_TAIL) > K::NR;
+                            let panels = if merged && nc > K::NR && !nc.is_multiple_of(K::NR) {
+                                nc / K::NR
+                            } else {
+                                nc.div_ceil(K::NR)
+                            };
+                            let per = panels.div_ceil(threads);
+                            let tasks = panels.div_ceil(per);
+                            with_task_spaces(tasks, m, &|t, a_space| {
+                                let jr0 = t * per * K::NR;
+                                let end = if t + 1 == tasks { nc } else { jr0 + per * K::NR };
+                                run_rows(0, m, jr0, end - jr0, a_space);
+                            });
+                        }
+                    } else {
+                        let mut ic = 0;
+                        while ic < m {
+                            let mc = (m - ic).min(MC);
+                            run_rows(ic, mc, 0, nc, std::ptr::null_mut());
+                            ic += mc;
                         }
                     }
-                };
 
-                // Runs `task(t, a_space)` for t in 0..tasks on the pool. Each
-                // task packs A into its own slice of the *calling* thread's
-                // buffer (sized for all tasks here), never into a worker's
-                // thread-local one: which worker steals which task varies, and
-                // a worker's first steal would allocate inside a training step.
-                let with_task_spaces = |tasks: usize, task_rows: usize, task: &(dyn Fn(usize, *mut f32) + Sync)| {
-                    use rayon::prelude::*;
-                    let per_task =
-                        if a_direct { 0 } else { (task_rows.div_ceil(K::MR) * K::MR * kc).next_multiple_of(16) };
-                    with_buf(&BUF_A, |buf_a| {
-                        let base =
-                            SendPtr(if a_direct { std::ptr::null_mut() } else { aligned(buf_a, tasks * per_task) });
-                        (0..tasks).into_par_iter().for_each(|t| {
-                            let space = if a_direct {
-                                std::ptr::null_mut()
-                            } else {
-                                // SAFETY: the buffer holds tasks·per_task floats; task t
-                                // alone uses [t·per_task, (t + 1)·per_task), 64-byte aligned.
-                                unsafe { base.get().add(t * per_task) }
-                            };
-                            task(t, space);
-                        });
-                    });
-                };
-
-                if parallel {
-                    if m >= 2 * K::MR {
-                        // Split LOOP 3 over rows: a multiple of `threads` tasks of
-                        // whole MR panels, each ≤ MC rows, so the load balances.
-                        let rounds = m.div_ceil(threads * MC);
-                        let chunk = m.div_ceil(threads * rounds).div_ceil(K::MR) * K::MR;
-                        let tasks = m.div_ceil(chunk);
-                        with_task_spaces(tasks, chunk, &|t, a_space| {
-                            let ic = t * chunk;
-                            run_rows(ic, (m - ic).min(chunk), 0, nc, a_space);
-                        });
-                    } else {
-                        // Few rows: split LOOP 2 over whole column panels (a
-                        // merged last panel stays whole, in the last task).
-                        let merged = panel_cols(nc % K::NR + K::NR, K::NR, K::LANES, K::MERGE_TAIL) > K::NR;
-                        let panels = if merged && nc > K::NR && !nc.is_multiple_of(K::NR) {
-                            nc / K::NR
-                        } else {
-                            nc.div_ceil(K::NR)
-                        };
-                        let per = panels.div_ceil(threads);
-                        let tasks = panels.div_ceil(per);
-                        with_task_spaces(tasks, m, &|t, a_space| {
-                            let jr0 = t * per * K::NR;
-                            let end = if t + 1 == tasks { nc } else { jr0 + per * K::NR };
-                            run_rows(0, m, jr0, end - jr0, a_space);
-                        });
-                    }
-                } else {
-                    let mut ic = 0;
-                    while ic < m {
-                        let mc = (m - ic).min(MC);
-                        run_rows(ic, mc, 0, nc, std::ptr::null_mut());
-                        ic += mc;
+                    pc += kc;
+                    if pc >= k {
+                        break;
                     }
                 }
-
-                pc += kc;
-                if pc >= k {
-                    break;
-                }
+                jc += nc;
             }
-            jc += nc;
-        }
+        })
     });
 }

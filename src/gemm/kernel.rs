@@ -44,6 +44,14 @@ pub(crate) struct Block {
     pub b_panel: isize,
     /// B~ is B itself: load a partial last vector masked.
     pub b_masked: bool,
+    /// The block's last column panel ends in an interleaved tail (see
+    /// [`tile`]): its last `LANES / IL` or fewer columns, packed as vectors
+    /// with lane `c·IL + q` for column c (zero past the valid columns). When
+    /// A~ is read by rows (csa = 1), `ceil(kc / IL)` vectors with lane
+    /// `c·IL + q` = B~[IL·chunk + q, c] (zero past kc); for column panels
+    /// (rsa = 1), `kc` vectors with lane `c·IL + q` = B~[p, c] (each value
+    /// IL times). Null: no interleaved tail.
+    pub b_il: *const f32,
     pub c: *mut f32,
     pub rsc: isize,
     pub csc: isize,
@@ -67,6 +75,8 @@ struct Tile {
     csa: isize,
     b: *const f32,
     rsb: isize,
+    /// The interleaved tail's packed vectors (the `IL` variant), else null.
+    b_il: *const f32,
     c: *mut f32,
     rsc: isize,
     csc: isize,
@@ -130,6 +140,20 @@ fn prefetch(p: *const f32) {
 /// update per k, then the fused epilogue (α, β, bias, activation, mask) in
 /// registers, written straight to C (masked last vector) or via scratch.
 ///
+/// `IL`: the last vector is an *interleaved tail*. A panel whose last
+/// vector has at most `LANES / S::IL` valid columns (n = 100 on AVX-512:
+/// 36 = 2 vectors + 4 columns) would spend a whole FMA per row and k on
+/// those few lanes. Instead each lane group of `IL` serves one column and
+/// the `IL` values broadcast to every group come from A~'s unit stride, so
+/// every lane of every FMA is useful (`vbroadcastf32x4` on AVX-512, a
+/// load-port µop like a scalar broadcast):
+/// - A~ by rows (`A_ROWS`): `IL` consecutive k of one row; one FMA per row
+///   every `IL` k steps, lane `c·IL + q` a partial sum over k ≡ q, reduced
+///   over q after the k loop (three shuffles per row).
+/// - A~ by column panels: `IL` consecutive rows at one k; one FMA per `IL`
+///   rows and k, lane `c·IL + q` = row q's column c, picked out per row
+///   after the k loop (one shuffle per row).
+///
 /// # Safety
 /// `S`'s instructions must be available; A~ must be readable for `M` rows ×
 /// `k`, B~ for `k` rows × `NV·LANES` columns (only `(NV-1)·LANES + tail`
@@ -137,8 +161,13 @@ fn prefetch(p: *const f32) {
 /// β ≠ 0) for `M × n`, bias readable for `n` values and the mask for
 /// `M × n` (row stride `rsm`) when non-null.
 #[inline(always)]
-unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const A_ROWS: bool>(t: &Tile, tail: usize) {
-    const { assert!(M <= 16 && NV <= 16) };
+unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const A_ROWS: bool, const IL: bool>(
+    t: &Tile,
+    tail: usize,
+) {
+    const { assert!(M <= 16 && NV <= 16 && !(IL && TAIL)) };
+    // Plain (non-interleaved) vectors of B~ per k step.
+    let nv_plain = if IL { NV - 1 } else { NV };
     // Ask for the C tile now so its lines arrive while the k loop runs.
     if t.csc == 1 {
         unroll!(M, i, {
@@ -177,7 +206,7 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const
             let s: isize = $s;
             let bs = b.wrapping_offset(s * rsb);
             let mut bv = [S::zero(); NV];
-            unroll!(NV, v, {
+            unroll!(nv_plain, v, {
                 bv[v] = if TAIL && v + 1 == NV {
                     S::load_part(bs.wrapping_add(v * S::LANES), tail)
                 } else {
@@ -191,9 +220,42 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const
                     ag[0].wrapping_offset(i as isize + s * csa)
                 };
                 let ai = S::bcast(ap);
-                unroll!(NV, v, {
+                unroll!(nv_plain, v, {
                     acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
                 });
+            });
+            if IL && !A_ROWS {
+                rank_il_cols!(s);
+            }
+        }};
+    }
+    // Column-panel A~'s interleaved tail: accumulator g holds rows
+    // g·IL .. g·IL + IL (a partial last group reads only its rows).
+    let mut acc_il = [S::zero(); 16];
+    let mut bg = t.b_il;
+    macro_rules! rank_il_cols {
+        ($s:expr) => {{
+            let s: isize = $s;
+            let gv = S::load(bg.wrapping_offset(s * S::LANES as isize));
+            unroll!(M.div_ceil(S::IL), g, {
+                let ap = ag[0].wrapping_offset((g * S::IL) as isize + s * csa);
+                let rows = M - g * S::IL;
+                let ai = if rows >= S::IL { S::bcast_il(ap) } else { S::bcast_il_part(ap, rows) };
+                acc_il[g] = S::fmadd(ai, gv, acc_il[g]);
+            });
+        }};
+    }
+    // A~-by-rows' interleaved tail: the update for k steps `s .. s + cnt`
+    // past the pointers (`cnt ≤ IL`; fewer only at the end of k), from tail
+    // vector `bg`.
+    macro_rules! rank_il {
+        ($s:expr, $cnt:expr, $bg:expr) => {{
+            let (s, cnt): (isize, usize) = ($s, $cnt);
+            let gv = S::load($bg);
+            unroll!(M, i, {
+                let ap = ag[i / group].wrapping_offset((i % group) as isize * rsa + s);
+                let ai = if cnt == S::IL { S::bcast_il(ap) } else { S::bcast_il_part(ap, cnt) };
+                acc[i][NV - 1] = S::fmadd(ai, gv, acc[i][NV - 1]);
             });
         }};
     }
@@ -208,6 +270,9 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const
                 });
             } else {
                 ag[0] = ag[0].wrapping_offset(u * csa);
+                if IL {
+                    bg = bg.wrapping_offset(u * S::LANES as isize);
+                }
             }
             b = b.wrapping_offset(u * rsb);
         }};
@@ -221,13 +286,39 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const
         rank1!(1);
         rank1!(2);
         rank1!(3);
+        if IL && A_ROWS {
+            // 4 / IL tail vectors (AVX-512: one; AVX2: two pairs).
+            unroll!(4 / S::IL, c, {
+                rank_il!((c * S::IL) as isize, S::IL, bg.add(c * S::LANES));
+            });
+            bg = bg.add(4 / S::IL * S::LANES);
+        }
         advance!(4);
         k -= 4;
+    }
+    if IL && A_ROWS {
+        // The last k % 4 steps' tail chunks (the final one partial).
+        let mut s = 0;
+        while s < k {
+            rank_il!(s as isize, (k - s).min(S::IL), bg);
+            bg = bg.add(S::LANES);
+            s += S::IL;
+        }
     }
     while k > 0 {
         rank1!(0);
         advance!(1);
         k -= 1;
+    }
+    if IL && A_ROWS {
+        unroll!(M, i, {
+            acc[i][NV - 1] = S::reduce_il(acc[i][NV - 1]);
+        });
+    }
+    if IL && !A_ROWS {
+        unroll!(M, i, {
+            acc[i][NV - 1] = S::pick_il(acc_il[i / S::IL], i % S::IL);
+        });
     }
 
     let sigmoid = t.act == Activation::Sigmoid;
@@ -391,10 +482,20 @@ macro_rules! tile_rows {
     ($S:ty, $t:expr, $m:expr, $tail:expr, $NV:literal, [$($M:literal),*]) => {
         match ($m, $tail, $t.csa == 1) {
             $(
-                ($M, 0, true) => tile::<$S, $M, $NV, false, true>($t, 0),
-                ($M, 0, false) => tile::<$S, $M, $NV, false, false>($t, 0),
-                ($M, tail, true) => tile::<$S, $M, $NV, true, true>($t, tail),
-                ($M, tail, false) => tile::<$S, $M, $NV, true, false>($t, tail),
+                ($M, 0, true) => tile::<$S, $M, $NV, false, true, false>($t, 0),
+                ($M, 0, false) => tile::<$S, $M, $NV, false, false, false>($t, 0),
+                ($M, tail, true) => tile::<$S, $M, $NV, true, true, false>($t, tail),
+                ($M, tail, false) => tile::<$S, $M, $NV, true, false, false>($t, tail),
+            )*
+            _ => unreachable!(),
+        }
+    };
+    // The interleaved-tail instantiations (no masked B~ load).
+    (il $S:ty, $t:expr, $m:expr, $NV:literal, [$($M:literal),*]) => {
+        match ($m, $t.csa == 1) {
+            $(
+                ($M, true) => tile::<$S, $M, $NV, false, true, true>($t, 0),
+                ($M, false) => tile::<$S, $M, $NV, false, false, true>($t, 0),
             )*
             _ => unreachable!(),
         }
@@ -416,6 +517,21 @@ pub(crate) fn panel_cols(rem: usize, nr: usize, lanes: usize, merge: bool) -> us
     }
 }
 
+/// Columns of a block's last column panel (as LOOP 2's [`panel_cols`]
+/// steps reach it), for `nc ≥ 1`.
+pub(crate) fn last_panel_cols(nc: usize, nr: usize, lanes: usize, merge: bool) -> usize {
+    let rem = nc % nr;
+    if nc <= nr {
+        nc
+    } else if rem == 0 {
+        nr
+    } else if merge && rem <= lanes {
+        nr + rem
+    } else {
+        rem
+    }
+}
+
 /// One column panel of a macro-block: LOOP 2's step.
 #[derive(Clone, Copy)]
 struct Panel {
@@ -427,6 +543,8 @@ struct Panel {
     tail: usize,
     b: *const f32,
     rsb: isize,
+    /// The block's interleaved tail when this is its last panel, else null.
+    b_il: *const f32,
     bias: *const f32,
     mask: *const f32,
 }
@@ -438,15 +556,19 @@ struct Panel {
 #[inline(always)]
 unsafe fn panel_at<S: Simd, const NR: usize, const MERGE: bool>(blk: &Block, jr: usize) -> Panel {
     let n = panel_cols(blk.nc - jr, NR, S::LANES, MERGE);
+    // The driver packs an interleaved tail only when this last panel's tail
+    // suits it, and then B~ is never loaded in that vector.
+    let b_il = if jr + n == blk.nc { blk.b_il } else { std::ptr::null() };
     Panel {
         jr,
         n,
         nv: n.div_ceil(S::LANES),
-        tail: if blk.b_masked && !n.is_multiple_of(S::LANES) { n % S::LANES } else { 0 },
+        tail: if blk.b_masked && b_il.is_null() && !n.is_multiple_of(S::LANES) { n % S::LANES } else { 0 },
         b: blk.b.wrapping_offset((jr / NR) as isize * blk.b_panel),
         // A packed merged panel is stored NR + LANES wide; B read in place
         // keeps its own row stride.
         rsb: if n > NR && !blk.b_masked { (NR + S::LANES) as isize } else { blk.rsb },
+        b_il,
         bias: if blk.bias.is_null() { blk.bias } else { blk.bias.add(jr) },
         mask: if blk.mask.is_null() { blk.mask } else { blk.mask.add(jr) },
     }
@@ -467,6 +589,7 @@ unsafe fn tile_at<const MR: usize>(blk: &Block, p: &Panel, ir: usize) -> Tile {
         csa: blk.csa,
         b: p.b,
         rsb: p.rsb,
+        b_il: p.b_il,
         c: blk.c.offset(ir as isize * blk.rsc + p.jr as isize * blk.csc),
         rsc: blk.rsc,
         csc: blk.csc,
@@ -554,6 +677,11 @@ pub(crate) trait Kernel {
     /// Whether a last partial vector joins the previous whole panel (see
     /// [`panel_cols`]); only where registers allow NR + LANES wide tiles.
     const MERGE_TAIL: bool;
+    /// Vectors per tile (the panel's `nv`) that have interleaved-tail
+    /// instantiations; empty where the kernel has none.
+    const IL_NV: std::ops::RangeInclusive<usize>;
+    /// The interleave factor of those tiles (`Simd::IL`).
+    const IL: usize;
     /// Runs LOOP 2, LOOP 1 and the microkernels over one macro-block.
     ///
     /// # Safety
@@ -579,11 +707,13 @@ unsafe fn block_avx512(blk: &Block) {
     block_loops::<V512, 8, 32, 16, true>(blk, |m, nv, tail, t| {
         // SAFETY: same contract as `block`; the tile lies inside the block.
         unsafe {
-            match nv {
-                1 => tile_rows!(V512, t, m, tail, 1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]),
-                2 => tile_rows!(V512, t, m, tail, 2, [1, 2, 3, 4, 5, 6, 7, 8]),
+            match (nv, t.b_il.is_null()) {
+                (1, _) => tile_rows!(V512, t, m, tail, 1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]),
+                (2, true) => tile_rows!(V512, t, m, tail, 2, [1, 2, 3, 4, 5, 6, 7, 8]),
+                (2, false) => tile_rows!(il V512, t, m, 2, [1, 2, 3, 4, 5, 6, 7, 8]),
                 // A merged panel: 8 × 3 = 24 accumulators of 32 zmm.
-                _ => tile_rows!(V512, t, m, tail, 3, [1, 2, 3, 4, 5, 6, 7, 8]),
+                (_, true) => tile_rows!(V512, t, m, tail, 3, [1, 2, 3, 4, 5, 6, 7, 8]),
+                (_, false) => tile_rows!(il V512, t, m, 3, [1, 2, 3, 4, 5, 6, 7, 8]),
             }
         }
     })
@@ -596,9 +726,11 @@ unsafe fn block_avx2(blk: &Block) {
     block_loops::<V256, 6, 16, 12, false>(blk, |m, nv, tail, t| {
         // SAFETY: same contract as `block`; the tile lies inside the block.
         unsafe {
-            match nv {
-                1 => tile_rows!(V256, t, m, tail, 1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
-                _ => tile_rows!(V256, t, m, tail, 2, [1, 2, 3, 4, 5, 6]),
+            match (nv, t.b_il.is_null()) {
+                (1, true) => tile_rows!(V256, t, m, tail, 1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+                (1, false) => tile_rows!(il V256, t, m, 1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
+                (_, true) => tile_rows!(V256, t, m, tail, 2, [1, 2, 3, 4, 5, 6]),
+                (_, false) => tile_rows!(il V256, t, m, 2, [1, 2, 3, 4, 5, 6]),
             }
         }
     })
@@ -622,6 +754,8 @@ impl Kernel for Avx512 {
     const NR: usize = 32;
     const LANES: usize = 16;
     const MERGE_TAIL: bool = true;
+    const IL_NV: std::ops::RangeInclusive<usize> = 2..=3;
+    const IL: usize = 4;
     #[inline]
     unsafe fn block(blk: &Block) {
         block_avx512(blk)
@@ -634,6 +768,8 @@ impl Kernel for Avx2 {
     const NR: usize = 16;
     const LANES: usize = 8;
     const MERGE_TAIL: bool = false;
+    const IL_NV: std::ops::RangeInclusive<usize> = 1..=2;
+    const IL: usize = 2;
     #[inline]
     unsafe fn block(blk: &Block) {
         block_avx2(blk)
@@ -645,6 +781,9 @@ impl Kernel for Portable {
     const NR: usize = 8;
     const LANES: usize = 8;
     const MERGE_TAIL: bool = false;
+    #[allow(clippy::reversed_empty_ranges)]
+    const IL_NV: std::ops::RangeInclusive<usize> = 1..=0;
+    const IL: usize = 1;
     #[inline]
     unsafe fn block(blk: &Block) {
         block_portable(blk)

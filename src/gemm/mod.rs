@@ -57,16 +57,35 @@ impl Isa {
         }
     }
 
-    /// The share of FMA lanes doing useful work when C has `n` columns: the
-    /// kernels vectorise over C's columns, so a row of n values takes
-    /// ceil(n / lanes) vectors (n = 100 on AVX-512: 7 vectors, 112 lanes,
-    /// 89%). No tiling of that layout can exceed this fraction of peak.
-    pub fn lane_ceiling(self, n: usize) -> f64 {
-        if n == 0 {
-            return 1.0;
+    /// The share of FMA lanes doing useful work when C has `n` columns and
+    /// the product is `k` deep: the kernels vectorise over C's columns, so a
+    /// row of n values takes ceil(n / lanes) vectors (n = 10 on AVX-512: one
+    /// vector, 62.5%), unless the last vector has few enough columns for an
+    /// interleaved tail (see `kernel.rs`; k ≥ 16), which costs `lanes / IL`
+    /// lanes (n = 100 on AVX-512: 6 vectors + 4 columns, 100%). No tiling of
+    /// that layout can exceed this fraction of peak.
+    pub fn lane_ceiling(self, n: usize, k: usize) -> f64 {
+        use kernel::Kernel;
+        // FMA lanes per row and k step.
+        fn slots<K: Kernel>(n: usize, k: usize) -> usize {
+            // Earlier NC parts are whole panels; the last decides.
+            let w = if k >= driver::IL_MIN_KC { driver::il_tail_cols::<K>((n - 1) % driver::NC + 1) } else { 0 };
+            if w > 0 {
+                n - w + K::LANES / K::IL
+            } else {
+                n.div_ceil(K::LANES) * K::LANES
+            }
         }
-        let l = self.lanes();
-        n as f64 / (n.div_ceil(l) * l) as f64
+        let s = match self {
+            _ if n == 0 => return 1.0,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => slots::<kernel::Avx512>(n, k),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => slots::<kernel::Avx2>(n, k),
+            Isa::Reference => return 1.0,
+            _ => slots::<kernel::Portable>(n, k),
+        };
+        n as f64 / s as f64
     }
 
     pub fn name(self) -> &'static str {

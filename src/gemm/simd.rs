@@ -31,6 +31,22 @@ pub(crate) trait Simd: Copy {
     /// All lanes = `*p`.
     unsafe fn bcast(p: *const f32) -> Self::V;
 
+    /// Interleave factor of the kernels' interleaved tail vector (see
+    /// `kernel.rs`): one vector holds `LANES / IL` columns × `IL` consecutive
+    /// k, lane `c·IL + q` for column c and k offset q.
+    const IL: usize;
+    /// Every `IL`-lane group = `p[..IL]`.
+    unsafe fn bcast_il(p: *const f32) -> Self::V;
+    /// As [`Simd::bcast_il`] with only `p[..n]` read (`0 < n < IL`), the
+    /// other values zero.
+    unsafe fn bcast_il_part(p: *const f32, n: usize) -> Self::V;
+    /// Lane c (c < `LANES / IL`) = the sum of lanes `c·IL .. (c + 1)·IL`;
+    /// the other lanes are unspecified.
+    unsafe fn reduce_il(x: Self::V) -> Self::V;
+    /// Lane c (c < `LANES / IL`) = lane `c·IL + q` (q < IL); the other
+    /// lanes are unspecified.
+    unsafe fn pick_il(x: Self::V, q: usize) -> Self::V;
+
     /// The first `min(n, LANES)` values (n ≥ 1): a plain load for a whole
     /// vector, else a masked one reading only `p[..n]`.
     #[inline(always)]
@@ -199,6 +215,29 @@ impl Simd for V512 {
     unsafe fn bcast(p: *const f32) -> __m512 {
         _mm512_set1_ps(*p)
     }
+    const IL: usize = 4;
+    #[inline(always)]
+    unsafe fn bcast_il(p: *const f32) -> __m512 {
+        // vbroadcastf32x4 from memory: a load-port µop only.
+        _mm512_broadcast_f32x4(_mm_loadu_ps(p))
+    }
+    #[inline(always)]
+    unsafe fn bcast_il_part(p: *const f32, n: usize) -> __m512 {
+        let x = Self::load_part(p, n);
+        _mm512_shuffle_f32x4::<0>(x, x)
+    }
+    #[inline(always)]
+    unsafe fn reduce_il(x: __m512) -> __m512 {
+        // Lanes (0 1 2 3) → pair sums, then quad sums in every lane of a quad.
+        let x = _mm512_add_ps(x, _mm512_permute_ps::<0b10_11_00_01>(x));
+        let x = _mm512_add_ps(x, _mm512_permute_ps::<0b01_00_11_10>(x));
+        _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), x)
+    }
+    #[inline(always)]
+    unsafe fn pick_il(x: __m512, q: usize) -> __m512 {
+        let q = q as i32;
+        _mm512_permutexvar_ps(_mm512_setr_epi32(q, 4 + q, 8 + q, 12 + q, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), x)
+    }
     #[inline(always)]
     unsafe fn fmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
         _mm512_fmadd_ps(a, b, c)
@@ -305,6 +344,27 @@ impl Simd for V256 {
     unsafe fn bcast(p: *const f32) -> __m256 {
         _mm256_broadcast_ss(&*p)
     }
+    const IL: usize = 2;
+    #[inline(always)]
+    unsafe fn bcast_il(p: *const f32) -> __m256 {
+        // vbroadcastsd of the pair p[0], p[1] as one 64-bit value.
+        _mm256_castpd_ps(_mm256_set1_pd((p as *const f64).read_unaligned()))
+    }
+    #[inline(always)]
+    unsafe fn bcast_il_part(p: *const f32, _n: usize) -> __m256 {
+        // n = 1: the pair (p[0], 0), little-endian.
+        _mm256_castpd_ps(_mm256_set1_pd(f64::from_bits((*p).to_bits() as u64)))
+    }
+    #[inline(always)]
+    unsafe fn reduce_il(x: __m256) -> __m256 {
+        let x = _mm256_add_ps(x, _mm256_permute_ps::<0b10_11_00_01>(x));
+        _mm256_permutevar8x32_ps(x, _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0))
+    }
+    #[inline(always)]
+    unsafe fn pick_il(x: __m256, q: usize) -> __m256 {
+        let q = q as i32;
+        _mm256_permutevar8x32_ps(x, _mm256_setr_epi32(q, 2 + q, 4 + q, 6 + q, 0, 0, 0, 0))
+    }
     #[inline(always)]
     unsafe fn fmadd(a: __m256, b: __m256, c: __m256) -> __m256 {
         _mm256_fmadd_ps(a, b, c)
@@ -408,6 +468,24 @@ impl Simd for VWide {
     #[inline(always)]
     unsafe fn bcast(p: *const f32) -> wide::f32x8 {
         wide::f32x8::splat(*p)
+    }
+    /// The portable kernel has no interleaved tail (IL = 1 is plain columns).
+    const IL: usize = 1;
+    #[inline(always)]
+    unsafe fn bcast_il(p: *const f32) -> wide::f32x8 {
+        Self::bcast(p)
+    }
+    #[inline(always)]
+    unsafe fn bcast_il_part(p: *const f32, _n: usize) -> wide::f32x8 {
+        Self::bcast(p)
+    }
+    #[inline(always)]
+    unsafe fn reduce_il(x: wide::f32x8) -> wide::f32x8 {
+        x
+    }
+    #[inline(always)]
+    unsafe fn pick_il(x: wide::f32x8, _q: usize) -> wide::f32x8 {
+        x
     }
     #[inline(always)]
     unsafe fn fmadd(a: wide::f32x8, b: wide::f32x8, c: wide::f32x8) -> wide::f32x8 {

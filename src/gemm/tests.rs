@@ -278,6 +278,41 @@ fn odd_sizes_and_block_boundaries() {
 }
 
 #[test]
+fn interleaved_tails() {
+    // A last panel whose last vector has at most LANES / IL columns (n = 4,
+    // 20, 36, 68, 100 on AVX-512; also 10 and 12 on AVX2) runs the
+    // interleaved-tail tiles once k reaches IL_MIN_KC (16). A~ by rows: k in
+    // chunks of IL with every k % 4 and a partial last chunk; column panels
+    // (a transposed A, or packed: the aliased rows): IL-row groups with a
+    // partial last one (m = 1, 3, 13). B read in place (m ≤ 32) or packed
+    // (m = 33), in every layout; every epilogue, NaN-prefilled C.
+    let las = [Layout::RowMajor, Layout::Trans, Layout::Padded, Layout::Aliased];
+    for isa in isas() {
+        let mut v = 0;
+        assert_eq!(super::driver::IL_MIN_KC, 16);
+        for &n in &[4, 20, 36, 68, 100, 10, 12] {
+            for &k in &[15, 16, 17, 18, 19, 20, 35, 101] {
+                for &m in &[1, 3, 8, 13, 33] {
+                    for la in las {
+                        let lb = LAYOUTS[v % 4];
+                        let lc = [Layout::RowMajor, Layout::Padded, Layout::General][(v / 4) % 3];
+                        check(isa, Case { la, lb, lc, ..variant(Case::new(m, n, k), v) });
+                        v += 1;
+                    }
+                }
+            }
+        }
+        // Several k blocks (the tail packed per block, the epilogue on the
+        // last), and rows crossing MC, in both A forms.
+        for la in [Layout::RowMajor, Layout::Trans] {
+            check(isa, Case { la, ..variant(Case::new(40, 100, 2 * KC + 3), 6) });
+            check(isa, Case { la, ..variant(Case::new(MC + 5, 36, KC + 10), 8) });
+            check(isa, Case { la, ..variant(Case::new(9, 100, 2 * super::driver::DIRECT_KC + 1), 4) });
+        }
+    }
+}
+
+#[test]
 fn mlp_shapes() {
     // (m, n, k) as the Dense layers call them, for batches 32, 128, 256
     // (256 on the fastest path only, to keep the oracle's time down).
@@ -350,13 +385,21 @@ fn lane_ceiling_matches_the_kernels() {
         assert_eq!(Isa::Avx2.lanes(), 8);
     }
     assert_eq!(Isa::Portable.lanes(), 8);
-    // The tutorial's widths: 100 columns take 7 × 16 lanes, 10 take one vector.
-    assert!((Isa::Avx512.lane_ceiling(100) - 100.0 / 112.0).abs() < 1e-12);
-    assert!((Isa::Avx512.lane_ceiling(10) - 10.0 / 16.0).abs() < 1e-12);
-    assert!((Isa::Avx2.lane_ceiling(100) - 100.0 / 104.0).abs() < 1e-12);
-    assert_eq!(Isa::Avx512.lane_ceiling(256), 1.0);
-    assert_eq!(Isa::Reference.lane_ceiling(7), 1.0);
-    assert_eq!(Isa::Portable.lane_ceiling(0), 1.0);
+    // The tutorial's widths: 100 columns take 6 × 16 lanes and an
+    // interleaved tail of 4 columns × 4 k; 10 take one vector on AVX-512,
+    // one vector and a tail of 2 (of 4) columns × 2 k on AVX2.
+    assert_eq!(Isa::Avx512.lane_ceiling(100, 100), 1.0);
+    assert!((Isa::Avx512.lane_ceiling(10, 100) - 10.0 / 16.0).abs() < 1e-12);
+    assert_eq!(Isa::Avx2.lane_ceiling(100, 100), 1.0);
+    assert!((Isa::Avx2.lane_ceiling(10, 100) - 10.0 / 12.0).abs() < 1e-12);
+    // A tail wider than LANES / IL is a plain vector: 56 = 48 + 8.
+    assert!((Isa::Avx512.lane_ceiling(56, 100) - 56.0 / 64.0).abs() < 1e-12);
+    assert_eq!(Isa::Portable.lane_ceiling(100, 100), 100.0 / 104.0);
+    // Too shallow for interleaved tails (k < IL_MIN_KC): plain vectors.
+    assert!((Isa::Avx512.lane_ceiling(100, 10) - 100.0 / 112.0).abs() < 1e-12);
+    assert_eq!(Isa::Avx512.lane_ceiling(256, 100), 1.0);
+    assert_eq!(Isa::Reference.lane_ceiling(7, 100), 1.0);
+    assert_eq!(Isa::Portable.lane_ceiling(0, 100), 1.0);
 }
 
 #[test]
