@@ -6,7 +6,9 @@
 //! directly (only a partial last column panel is packed, zero-padded) unless
 //! it is reused by many row panels; A with a unit stride in either direction
 //! is broadcast straight from memory for narrow C, and a row-major A for any
-//! C unless its rows alias in L1 (see [`ALIAS_BYTES`]). Packing buffers are
+//! C unless its rows alias in L1 (see [`ALIAS_BYTES`]). A last column panel
+//! whose last vector has only a few columns gets them packed as an
+//! interleaved tail (see `kernel::tile`, [`il_tail_cols`]). Packing buffers are
 //! thread-local and only grow, so a training step does not allocate after
 //! the first call.
 

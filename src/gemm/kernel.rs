@@ -159,7 +159,9 @@ fn prefetch(p: *const f32) {
 /// `k`, B~ for `k` rows × `NV·LANES` columns (only `(NV-1)·LANES + tail`
 /// when `TAIL`), C writable (and readable when
 /// β ≠ 0) for `M × n`, bias readable for `n` values and the mask for
-/// `M × n` (row stride `rsm`) when non-null.
+/// `M × n` (row stride `rsm`) when non-null; with `IL`, `b_il` readable for
+/// the tail vectors of `k` (see [`Block::b_il`]) and A~ by rows only where
+/// B~'s plain vectors are read, A~ in column panels for `M` rows.
 #[inline(always)]
 unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const A_ROWS: bool, const IL: bool>(
     t: &Tile,
@@ -700,20 +702,65 @@ pub(crate) struct Avx2;
 /// halves fit the 16 SSE registers of baseline x86-64).
 pub(crate) struct Portable;
 
+/// Defines one `#[inline(never)]` function per panel width and tail form
+/// of an ISA: `name(t, m, tail)` runs the `m`-row tile. Kept apart, LLVM
+/// optimises a few dozen tile bodies per function instead of every one in
+/// a single function (the test build spent minutes on it), and codegen units
+/// can build them in parallel; the call per tile is noise beside its k loop.
+macro_rules! tile_fns {
+    ($feat:literal, $S:ty, $( $name:ident: $($il:ident)? $NV:literal [$($M:literal),*] ),* $(,)?) => {
+        $(
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = $feat)]
+            #[inline(never)]
+            unsafe fn $name(t: &Tile, m: usize, tail: usize) {
+                let _ = tail;
+                // SAFETY: as `tile`; the caller passes a tile inside its block.
+                unsafe { tile_fns!(@ $($il)? $S, t, m, tail, $NV, [$($M),*]) }
+            }
+        )*
+    };
+    (@ $S:ty, $t:expr, $m:expr, $tail:expr, $NV:literal, [$($M:literal),*]) => {
+        tile_rows!($S, $t, $m, $tail, $NV, [$($M),*])
+    };
+    (@ il $S:ty, $t:expr, $m:expr, $tail:expr, $NV:literal, [$($M:literal),*]) => {
+        tile_rows!(il $S, $t, $m, $NV, [$($M),*])
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+use super::simd::{V256, V512};
+
+tile_fns!("avx512f,avx2,fma", V512,
+    avx512_nv1: 1 [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
+    avx512_nv2: 2 [1, 2, 3, 4, 5, 6, 7, 8],
+    avx512_nv2_il: il 2 [1, 2, 3, 4, 5, 6, 7, 8],
+    // A merged panel: 8 × 3 = 24 accumulators of 32 zmm.
+    avx512_nv3: 3 [1, 2, 3, 4, 5, 6, 7, 8],
+    avx512_nv3_il: il 3 [1, 2, 3, 4, 5, 6, 7, 8],
+);
+
+tile_fns!("avx2,fma", V256,
+    avx2_nv1: 1 [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+    avx2_nv1_il: il 1 [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+    avx2_nv2: 2 [1, 2, 3, 4, 5, 6],
+    avx2_nv2_il: il 2 [1, 2, 3, 4, 5, 6],
+);
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn block_avx512(blk: &Block) {
-    use super::simd::V512;
     block_loops::<V512, 8, 32, 16, true>(blk, |m, nv, tail, t| {
         // SAFETY: same contract as `block`; the tile lies inside the block.
         unsafe {
+            // Interleaved tails exist for nv = 2 and 3 (`IL_NV`); the
+            // driver packs none for a one-vector panel.
             match (nv, t.b_il.is_null()) {
-                (1, _) => tile_rows!(V512, t, m, tail, 1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]),
-                (2, true) => tile_rows!(V512, t, m, tail, 2, [1, 2, 3, 4, 5, 6, 7, 8]),
-                (2, false) => tile_rows!(il V512, t, m, 2, [1, 2, 3, 4, 5, 6, 7, 8]),
-                // A merged panel: 8 × 3 = 24 accumulators of 32 zmm.
-                (_, true) => tile_rows!(V512, t, m, tail, 3, [1, 2, 3, 4, 5, 6, 7, 8]),
-                (_, false) => tile_rows!(il V512, t, m, 3, [1, 2, 3, 4, 5, 6, 7, 8]),
+                (1, _) => avx512_nv1(t, m, tail),
+                (2, true) => avx512_nv2(t, m, tail),
+                (2, false) => avx512_nv2_il(t, m, tail),
+                (_, true) => avx512_nv3(t, m, tail),
+                (_, false) => avx512_nv3_il(t, m, tail),
             }
         }
     })
@@ -722,15 +769,14 @@ unsafe fn block_avx512(blk: &Block) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn block_avx2(blk: &Block) {
-    use super::simd::V256;
     block_loops::<V256, 6, 16, 12, false>(blk, |m, nv, tail, t| {
         // SAFETY: same contract as `block`; the tile lies inside the block.
         unsafe {
             match (nv, t.b_il.is_null()) {
-                (1, true) => tile_rows!(V256, t, m, tail, 1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
-                (1, false) => tile_rows!(il V256, t, m, 1, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]),
-                (_, true) => tile_rows!(V256, t, m, tail, 2, [1, 2, 3, 4, 5, 6]),
-                (_, false) => tile_rows!(il V256, t, m, 2, [1, 2, 3, 4, 5, 6]),
+                (1, true) => avx2_nv1(t, m, tail),
+                (1, false) => avx2_nv1_il(t, m, tail),
+                (_, true) => avx2_nv2(t, m, tail),
+                (_, false) => avx2_nv2_il(t, m, tail),
             }
         }
     })
