@@ -62,7 +62,6 @@ pub(crate) const IL_MIN_KC: usize = 16;
 thread_local! {
     static BUF_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     static BUF_B: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    static BUF_IL: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// Borrows a thread-local buffer for the closure. Taking the Vec out (rather
@@ -383,206 +382,210 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
     let (mask, rsm) = epi.mask.map_or((std::ptr::null(), 0), |s| (s.data.as_ptr(), s.rs));
 
     with_buf(&BUF_B, |buf_b| {
-        with_buf(&BUF_IL, |buf_il| {
-            // LOOP 5: NC-wide column parts of B and C.
-            let mut jc = 0;
-            while jc < n {
-                let nc = (n - jc).min(NC);
-                // LOOP 4: KC-deep blocks of k; a k = 0 product still runs once
-                // for the epilogue (C = act(β·C + bias)).
-                let mut pc = 0;
-                loop {
-                    let kc = (k - pc).min(if b_direct && a_direct { DIRECT_KC } else { KC });
-                    let first = pc == 0;
-                    let last = pc + kc >= k;
-                    // Pack B → B~, or read B in place (its partial last vector masked).
-                    let (bp, rsb, b_panel);
-                    if b_direct {
-                        // Not dereferenced when kc = 0 (B may be empty), hence wrapping.
-                        bp = b.data.as_ptr().wrapping_add(pc * b.rs + jc);
-                        rsb = b.rs as isize;
-                        b_panel = K::NR as isize;
-                    } else {
-                        let d = aligned(buf_b, packed_b_len(nc, kc, K::NR, K::LANES));
-                        // SAFETY: d holds packed_b_len floats; the sub-view is inside B.
-                        unsafe { pack_b(b, pc, jc, kc, nc, K::NR, K::LANES, K::MERGE_TAIL, d) };
-                        bp = d;
-                        rsb = K::NR as isize;
-                        b_panel = (K::NR * kc) as isize;
-                    }
-                    let il_cols = if kc >= IL_MIN_KC { il_tail_cols::<K>(nc) } else { 0 };
-                    let b_il = if il_cols > 0 {
-                        let d = aligned(buf_il, il_len(kc, K::LANES, K::IL, a_rows));
-                        let j0 = jc + nc - il_cols;
-                        // SAFETY: d holds il_len floats; the last il_cols columns
-                        // of this block's rows pc..pc+kc are inside B.
-                        unsafe {
-                            if a_rows {
-                                pack_il_rows(b, pc, j0, kc, il_cols, K::LANES, K::IL, d)
-                            } else {
-                                pack_il_cols(b, pc, j0, kc, il_cols, K::LANES, K::IL, d)
-                            }
-                        };
-                        d as *const f32
-                    } else {
-                        std::ptr::null()
+        // LOOP 5: NC-wide column parts of B and C.
+        let mut jc = 0;
+        while jc < n {
+            let nc = (n - jc).min(NC);
+            // LOOP 4: KC-deep blocks of k; a k = 0 product still runs once
+            // for the epilogue (C = act(β·C + bias)).
+            let mut pc = 0;
+            loop {
+                let kc = (k - pc).min(if b_direct && a_direct { DIRECT_KC } else { KC });
+                let first = pc == 0;
+                let last = pc + kc >= k;
+                // B~ (when packed) and the interleaved tail (if any) share
+                // one buffer, the tail after B~.
+                let il_cols = if kc >= IL_MIN_KC { il_tail_cols::<K>(nc) } else { 0 };
+                let b_len = if b_direct { 0 } else { packed_b_len(nc, kc, K::NR, K::LANES).next_multiple_of(16) };
+                let tail_len = if il_cols > 0 { il_len(kc, K::LANES, K::IL, a_rows) } else { 0 };
+                let buf = if b_len + tail_len > 0 { aligned(buf_b, b_len + tail_len) } else { std::ptr::null_mut() };
+                // Pack B → B~, or read B in place (its partial last vector masked).
+                let (bp, rsb, b_panel);
+                if b_direct {
+                    // Not dereferenced when kc = 0 (B may be empty), hence wrapping.
+                    bp = b.data.as_ptr().wrapping_add(pc * b.rs + jc);
+                    rsb = b.rs as isize;
+                    b_panel = K::NR as isize;
+                } else {
+                    let d = buf;
+                    // SAFETY: d holds packed_b_len floats; the sub-view is inside B.
+                    unsafe { pack_b(b, pc, jc, kc, nc, K::NR, K::LANES, K::MERGE_TAIL, d) };
+                    bp = d;
+                    rsb = K::NR as isize;
+                    b_panel = (K::NR * kc) as isize;
+                }
+                let b_il = if il_cols > 0 {
+                    // SAFETY: the buffer holds b_len + il_len floats.
+                    let d = unsafe { buf.add(b_len) };
+                    let j0 = jc + nc - il_cols;
+                    // SAFETY: d holds il_len floats; the last il_cols columns
+                    // of this block's rows pc..pc+kc are inside B.
+                    unsafe {
+                        if a_rows {
+                            pack_il_rows(b, pc, j0, kc, il_cols, K::LANES, K::IL, d)
+                        } else {
+                            pack_il_cols(b, pc, j0, kc, il_cols, K::LANES, K::IL, d)
+                        }
                     };
-                    let proto = Block {
-                        mc: 0,
-                        nc,
-                        kc,
-                        a: std::ptr::null(),
-                        rsa: 0,
-                        csa: 0,
-                        a_panel: 0,
-                        a_packed: false,
-                        b: bp,
-                        rsb,
-                        b_panel,
-                        b_masked: b_direct,
-                        b_il,
-                        c: std::ptr::null_mut(),
-                        rsc: crs as isize,
-                        csc: ccs as isize,
-                        alpha,
-                        beta: if first { beta } else { 1.0 },
-                        // SAFETY: bias has n values (checked), jc < n.
-                        bias: if last && !bias.is_null() { unsafe { bias.add(jc) } } else { std::ptr::null() },
-                        act: if last { epi.act } else { Activation::Linear },
-                        // SAFETY: the mask is m × n with unit column stride (checked), jc < n.
-                        mask: if last && !mask.is_null() { unsafe { mask.add(jc) } } else { std::ptr::null() },
-                        rsm: rsm as isize,
-                    };
-                    let proto = SendPtr(proto);
+                    d as *const f32
+                } else {
+                    std::ptr::null()
+                };
+                let proto = Block {
+                    mc: 0,
+                    nc,
+                    kc,
+                    a: std::ptr::null(),
+                    rsa: 0,
+                    csa: 0,
+                    a_panel: 0,
+                    a_packed: false,
+                    b: bp,
+                    rsb,
+                    b_panel,
+                    b_masked: b_direct,
+                    b_il,
+                    c: std::ptr::null_mut(),
+                    rsc: crs as isize,
+                    csc: ccs as isize,
+                    alpha,
+                    beta: if first { beta } else { 1.0 },
+                    // SAFETY: bias has n values (checked), jc < n.
+                    bias: if last && !bias.is_null() { unsafe { bias.add(jc) } } else { std::ptr::null() },
+                    act: if last { epi.act } else { Activation::Linear },
+                    // SAFETY: the mask is m × n with unit column stride (checked), jc < n.
+                    mask: if last && !mask.is_null() { unsafe { mask.add(jc) } } else { std::ptr::null() },
+                    rsm: rsm as isize,
+                };
+                let proto = SendPtr(proto);
 
-                    // LOOP 3: MC-tall row parts of A and C (a task each when parallel).
-                    // `a_space`: where to pack this block's A panels (sized for
-                    // them), or null to use the calling thread's buffer.
-                    let run_rows = |ic: usize, mc: usize, jr0: usize, ncs: usize, a_space: *mut f32| {
-                        let mut blk = proto.get();
-                        blk.mc = mc;
-                        // SAFETY: (ic, jc + jr0) is inside C; the block covers rows
-                        // ic..ic+mc and columns jc+jr0.. of C only.
-                        blk.c = unsafe { c_ptr.get().add(ic * crs + (jc + jr0) * ccs) };
-                        if jr0 > 0 {
-                            let panels = (jr0 / K::NR) as isize;
-                            blk.b = blk.b.wrapping_offset(panels * blk.b_panel);
-                            if !blk.bias.is_null() {
-                                // SAFETY: jc + jr0 < n.
-                                blk.bias = unsafe { blk.bias.add(jr0) };
-                            }
+                // LOOP 3: MC-tall row parts of A and C (a task each when parallel).
+                // `a_space`: where to pack this block's A panels (sized for
+                // them), or null to use the calling thread's buffer.
+                let run_rows = |ic: usize, mc: usize, jr0: usize, ncs: usize, a_space: *mut f32| {
+                    let mut blk = proto.get();
+                    blk.mc = mc;
+                    // SAFETY: (ic, jc + jr0) is inside C; the block covers rows
+                    // ic..ic+mc and columns jc+jr0.. of C only.
+                    blk.c = unsafe { c_ptr.get().add(ic * crs + (jc + jr0) * ccs) };
+                    if jr0 > 0 {
+                        let panels = (jr0 / K::NR) as isize;
+                        blk.b = blk.b.wrapping_offset(panels * blk.b_panel);
+                        if !blk.bias.is_null() {
+                            // SAFETY: jc + jr0 < n.
+                            blk.bias = unsafe { blk.bias.add(jr0) };
                         }
-                        if !blk.mask.is_null() {
-                            // SAFETY: (ic, jc + jr0) is inside the mask, which has C's shape.
-                            blk.mask = unsafe { blk.mask.add(ic * rsm + jr0) };
+                    }
+                    if !blk.mask.is_null() {
+                        // SAFETY: (ic, jc + jr0) is inside the mask, which has C's shape.
+                        blk.mask = unsafe { blk.mask.add(ic * rsm + jr0) };
+                    }
+                    blk.nc = ncs;
+                    if jr0 + ncs < nc {
+                        // Not the block's last panel: no interleaved tail.
+                        blk.b_il = std::ptr::null();
+                    }
+                    if a_direct {
+                        // Not dereferenced when kc = 0 (A may be empty), hence wrapping.
+                        blk.a = a.data.as_ptr().wrapping_add(ic * a.rs + pc * a.cs);
+                        if a.cs == 1 {
+                            blk.rsa = a.rs as isize;
+                            blk.csa = 1;
+                        } else {
+                            blk.rsa = 1;
+                            blk.csa = a.cs as isize;
                         }
-                        blk.nc = ncs;
-                        if jr0 + ncs < nc {
-                            // Not the block's last panel: no interleaved tail.
-                            blk.b_il = std::ptr::null();
-                        }
-                        if a_direct {
-                            // Not dereferenced when kc = 0 (A may be empty), hence wrapping.
-                            blk.a = a.data.as_ptr().wrapping_add(ic * a.rs + pc * a.cs);
-                            if a.cs == 1 {
-                                blk.rsa = a.rs as isize;
-                                blk.csa = 1;
-                            } else {
-                                blk.rsa = 1;
-                                blk.csa = a.cs as isize;
-                            }
-                            blk.a_panel = K::MR as isize * blk.rsa;
+                        blk.a_panel = K::MR as isize * blk.rsa;
+                        // SAFETY: Block's memory contract holds (see above).
+                        unsafe { K::block(&blk) };
+                    } else {
+                        let mut pack_and_run = |d: *mut f32| {
+                            // SAFETY: d holds mc.div_ceil(MR)·MR·kc floats; the sub-view is inside A.
+                            unsafe { pack_a(a, ic, pc, mc, kc, K::MR, d) };
+                            blk.a = d;
+                            blk.rsa = 1;
+                            blk.csa = K::MR as isize;
+                            blk.a_panel = (K::MR * kc) as isize;
+                            blk.a_packed = true;
                             // SAFETY: Block's memory contract holds (see above).
                             unsafe { K::block(&blk) };
+                        };
+                        if a_space.is_null() {
+                            with_buf(&BUF_A, |buf_a| pack_and_run(aligned(buf_a, mc.div_ceil(K::MR) * K::MR * kc)))
                         } else {
-                            let mut pack_and_run = |d: *mut f32| {
-                                // SAFETY: d holds mc.div_ceil(MR)·MR·kc floats; the sub-view is inside A.
-                                unsafe { pack_a(a, ic, pc, mc, kc, K::MR, d) };
-                                blk.a = d;
-                                blk.rsa = 1;
-                                blk.csa = K::MR as isize;
-                                blk.a_panel = (K::MR * kc) as isize;
-                                blk.a_packed = true;
-                                // SAFETY: Block's memory contract holds (see above).
-                                unsafe { K::block(&blk) };
-                            };
-                            if a_space.is_null() {
-                                with_buf(&BUF_A, |buf_a| pack_and_run(aligned(buf_a, mc.div_ceil(K::MR) * K::MR * kc)))
-                            } else {
-                                pack_and_run(a_space)
-                            }
-                        }
-                    };
-
-                    // Runs `task(t, a_space)` for t in 0..tasks on the pool. Each
-                    // task packs A into its own slice of the *calling* thread's
-                    // buffer (sized for all tasks here), never into a worker's
-                    // thread-local one: which worker steals which task varies, and
-                    // a worker's first steal would allocate inside a training step.
-                    let with_task_spaces = |tasks: usize, task_rows: usize, task: &(dyn Fn(usize, *mut f32) + Sync)| {
-                        use rayon::prelude::*;
-                        let per_task =
-                            if a_direct { 0 } else { (task_rows.div_ceil(K::MR) * K::MR * kc).next_multiple_of(16) };
-                        with_buf(&BUF_A, |buf_a| {
-                            let base =
-                                SendPtr(if a_direct { std::ptr::null_mut() } else { aligned(buf_a, tasks * per_task) });
-                            (0..tasks).into_par_iter().for_each(|t| {
-                                let space = if a_direct {
-                                    std::ptr::null_mut()
-                                } else {
-                                    // SAFETY: the buffer holds tasks·per_task floats; task t
-                                    // alone uses [t·per_task, (t + 1)·per_task), 64-byte aligned.
-                                    unsafe { base.get().add(t * per_task) }
-                                };
-                                task(t, space);
-                            });
-                        });
-                    };
-
-                    if parallel {
-                        if m >= 2 * K::MR {
-                            // Split LOOP 3 over rows: a multiple of `threads` tasks of
-                            // whole MR panels, each ≤ MC rows, so the load balances.
-                            let rounds = m.div_ceil(threads * MC);
-                            let chunk = m.div_ceil(threads * rounds).div_ceil(K::MR) * K::MR;
-                            let tasks = m.div_ceil(chunk);
-                            with_task_spaces(tasks, chunk, &|t, a_space| {
-                                let ic = t * chunk;
-                                run_rows(ic, (m - ic).min(chunk), 0, nc, a_space);
-                            });
-                        } else {
-                            // Few rows: split LOOP 2 over whole column panels (a
-                            // merged last panel stays whole, in the last task).
-                            let merged = panel_cols(nc % K::NR + K::NR, K::NR, K::LANES, K::MERGE_TAIL) > K::NR;
-                            let panels = if merged && nc > K::NR && !nc.is_multiple_of(K::NR) {
-                                nc / K::NR
-                            } else {
-                                nc.div_ceil(K::NR)
-                            };
-                            let per = panels.div_ceil(threads);
-                            let tasks = panels.div_ceil(per);
-                            with_task_spaces(tasks, m, &|t, a_space| {
-                                let jr0 = t * per * K::NR;
-                                let end = if t + 1 == tasks { nc } else { jr0 + per * K::NR };
-                                run_rows(0, m, jr0, end - jr0, a_space);
-                            });
-                        }
-                    } else {
-                        let mut ic = 0;
-                        while ic < m {
-                            let mc = (m - ic).min(MC);
-                            run_rows(ic, mc, 0, nc, std::ptr::null_mut());
-                            ic += mc;
+                            pack_and_run(a_space)
                         }
                     }
+                };
 
-                    pc += kc;
-                    if pc >= k {
-                        break;
+                // Runs `task(t, a_space)` for t in 0..tasks on the pool. Each
+                // task packs A into its own slice of the *calling* thread's
+                // buffer (sized for all tasks here), never into a worker's
+                // thread-local one: which worker steals which task varies, and
+                // a worker's first steal would allocate inside a training step.
+                let with_task_spaces = |tasks: usize, task_rows: usize, task: &(dyn Fn(usize, *mut f32) + Sync)| {
+                    use rayon::prelude::*;
+                    let per_task =
+                        if a_direct { 0 } else { (task_rows.div_ceil(K::MR) * K::MR * kc).next_multiple_of(16) };
+                    with_buf(&BUF_A, |buf_a| {
+                        let base =
+                            SendPtr(if a_direct { std::ptr::null_mut() } else { aligned(buf_a, tasks * per_task) });
+                        (0..tasks).into_par_iter().for_each(|t| {
+                            let space = if a_direct {
+                                std::ptr::null_mut()
+                            } else {
+                                // SAFETY: the buffer holds tasks·per_task floats; task t
+                                // alone uses [t·per_task, (t + 1)·per_task), 64-byte aligned.
+                                unsafe { base.get().add(t * per_task) }
+                            };
+                            task(t, space);
+                        });
+                    });
+                };
+
+                if parallel {
+                    if m >= 2 * K::MR {
+                        // Split LOOP 3 over rows: a multiple of `threads` tasks of
+                        // whole MR panels, each ≤ MC rows, so the load balances.
+                        let rounds = m.div_ceil(threads * MC);
+                        let chunk = m.div_ceil(threads * rounds).div_ceil(K::MR) * K::MR;
+                        let tasks = m.div_ceil(chunk);
+                        with_task_spaces(tasks, chunk, &|t, a_space| {
+                            let ic = t * chunk;
+                            run_rows(ic, (m - ic).min(chunk), 0, nc, a_space);
+                        });
+                    } else {
+                        // Few rows: split LOOP 2 over whole column panels (a
+                        // merged last panel stays whole, in the last task).
+                        let merged = panel_cols(nc % K::NR + K::NR, K::NR, K::LANES, K::MERGE_TAIL) > K::NR;
+                        let panels = if merged && nc > K::NR && !nc.is_multiple_of(K::NR) {
+                            nc / K::NR
+                        } else {
+                            nc.div_ceil(K::NR)
+                        };
+                        let per = panels.div_ceil(threads);
+                        let tasks = panels.div_ceil(per);
+                        with_task_spaces(tasks, m, &|t, a_space| {
+                            let jr0 = t * per * K::NR;
+                            let end = if t + 1 == tasks { nc } else { jr0 + per * K::NR };
+                            run_rows(0, m, jr0, end - jr0, a_space);
+                        });
+                    }
+                } else {
+                    let mut ic = 0;
+                    while ic < m {
+                        let mc = (m - ic).min(MC);
+                        run_rows(ic, mc, 0, nc, std::ptr::null_mut());
+                        ic += mc;
                     }
                 }
-                jc += nc;
+
+                pc += kc;
+                if pc >= k {
+                    break;
+                }
             }
-        })
+            jc += nc;
+        }
     });
 }
