@@ -123,10 +123,10 @@ fn opaque(p: *const f32) -> *const f32 {
     }
 }
 
-/// Hint that the cache line holding `p` will be written soon (no fault if
-/// the address is invalid; a no-op off x86-64).
+/// Hint that the cache line holding `p` will be used soon (no fault if the
+/// address is invalid; a no-op off x86-64).
 #[inline(always)]
-fn prefetch(p: *const f32) {
+pub(crate) fn prefetch(p: *const f32) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetch is a hint; it never faults, whatever the address.
     unsafe {

@@ -259,6 +259,10 @@ fn odd_sizes_and_block_boundaries() {
         check(isa, variant(Case::new(20, 40, super::driver::DIRECT_KC + 3), 6));
         check(isa, variant(Case::new(9, 100, 2 * super::driver::DIRECT_KC + 1), 4));
         check(isa, variant(Case::new(3, NC + 21, 5), 2));
+        // B packed (m > 32) across NC, the last block a merged panel with an
+        // interleaved tail (36 = 32 + 4 columns, k ≥ 16).
+        check(isa, variant(Case::new(40, NC + 36, 20), 6));
+        check(isa, variant(Case::new(MC + 5, 2 * NC + 7, KC + 3), 4));
         check(isa, Case { la: Layout::Trans, lb: Layout::General, ..variant(Case::new(MC + 9, 70, KC + 1), 3) });
         check(isa, Case { la: Layout::General, lb: Layout::Trans, ..variant(Case::new(70, 200, KC + 1), 5) });
         // A packed although it has a unit stride: wide C with a row-major A
