@@ -126,71 +126,53 @@ unsafe fn pack_b(
 ) {
     debug_assert!(nr.is_multiple_of(8));
     let src = b.data.as_ptr();
-    if b.cs == 1 {
-        // Row by row, each source row read once front to back, with the
-        // next row's lines requested ahead (a row is its own 4 KiB page or
-        // more on wide B, where the hardware's stream prefetch stops).
-        for p in 0..kc {
-            let row = src.add((p0 + p) * b.rs + j0);
-            let next = if p + 1 < kc { row.wrapping_add(b.rs) } else { row };
-            let mut j = 0;
-            while j < nc {
-                let w = panel_cols(nc - j, nr, lanes, merge);
-                let pw = if w > nr { nr + lanes } else { nr };
-                // Every earlier panel is exactly NR wide.
-                let dr = dst.add(j * kc + p * pw);
-                let sr = row.add(j);
-                let mut c = 0;
-                while c < w {
-                    prefetch(next.wrapping_add(j + c));
-                    c += 16;
-                }
-                if w == nr {
-                    // Whole panel row: fixed-size copies (no memcpy call).
-                    for c in (0..nr).step_by(8) {
-                        (dr.add(c) as *mut [f32; 8]).write_unaligned((sr.add(c) as *const [f32; 8]).read_unaligned());
-                    }
-                } else {
-                    for jj in 0..w {
-                        *dr.add(jj) = *sr.add(jj);
-                    }
-                    for jj in w..pw {
-                        *dr.add(jj) = 0.0;
-                    }
-                }
-                j += w;
-            }
-        }
-        return;
-    }
     let mut j = 0;
     while j < nc {
         let w = panel_cols(nc - j, nr, lanes, merge);
         let pw = if w > nr { nr + lanes } else { nr };
         // Every earlier panel is exactly NR wide.
         let d = dst.add(j * kc);
-        let col = |jj: usize| src.add(p0 * b.rs + (j0 + j + jj) * b.cs);
-        let mut jj = 0;
-        if b.rs == 1 {
-            // Column-contiguous B (a transposed view, e.g. Wᵀ in an input
-            // gradient): 4 × 4 blocks transposed in registers, as
-            // `pack_a` does for row-major A.
-            while jj + 4 <= w {
-                let cols = [0, 1, 2, 3].map(|q| col(jj + q));
-                pack_rows4(cols, kc, pw, d.add(jj), cols);
-                jj += 4;
-            }
-        }
-        // General B, or the columns left: read down each column.
-        for jj in jj..w {
-            let col = col(jj);
+        if b.cs == 1 {
             for p in 0..kc {
-                *d.add(p * pw + jj) = *col.add(p * b.rs);
+                let row = src.add((p0 + p) * b.rs + j0 + j);
+                let dr = d.add(p * pw);
+                if w == nr {
+                    // Whole panel row: fixed-size copies (no memcpy call).
+                    for c in (0..nr).step_by(8) {
+                        (dr.add(c) as *mut [f32; 8]).write_unaligned((row.add(c) as *const [f32; 8]).read_unaligned());
+                    }
+                } else {
+                    for jj in 0..w {
+                        *dr.add(jj) = *row.add(jj);
+                    }
+                    for jj in w..pw {
+                        *dr.add(jj) = 0.0;
+                    }
+                }
             }
-        }
-        for p in 0..kc {
-            for jj in w..pw {
-                *d.add(p * pw + jj) = 0.0;
+        } else {
+            let col = |jj: usize| src.add(p0 * b.rs + (j0 + j + jj) * b.cs);
+            let mut jj = 0;
+            if b.rs == 1 {
+                // Column-contiguous B (a transposed view, e.g. Wᵀ in an input
+                // gradient): 4 × 4 blocks transposed in registers, as
+                // `pack_a` does for row-major A.
+                while jj + 4 <= w {
+                    pack_rows4([0, 1, 2, 3].map(|q| col(jj + q)), kc, pw, d.add(jj), None);
+                    jj += 4;
+                }
+            }
+            // General B, or the columns left: read down each column.
+            for jj in jj..w {
+                let col = col(jj);
+                for p in 0..kc {
+                    *d.add(p * pw + jj) = *col.add(p * b.rs);
+                }
+            }
+            for p in 0..kc {
+                for jj in w..pw {
+                    *d.add(p * pw + jj) = 0.0;
+                }
             }
         }
         j += w;
@@ -246,8 +228,7 @@ unsafe fn pack_il_rows(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, la
     if b.cs == 1 && w == 4 && cols == 4 {
         if il == 4 {
             while (ch + 1) * 4 <= kc {
-                let rows = [0, 1, 2, 3].map(|q| at(ch * 4 + q, 0));
-                pack_rows4(rows, 4, 4, dst.add(ch * lanes), rows);
+                pack_rows4([0, 1, 2, 3].map(|q| at(ch * 4 + q, 0)), 4, 4, dst.add(ch * lanes), None);
                 ch += 1;
             }
         }
@@ -319,7 +300,7 @@ unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usi
                 let rows = [0, 1, 2, 3].map(|q| base.add((r + q) * a.rs));
                 // The next four rows of A (past mc: a hint only, never read).
                 let next = [4, 5, 6, 7].map(|q| base.wrapping_add((r + q) * a.rs));
-                pack_rows4(rows, kc, mr, d.add(r), next);
+                pack_rows4(rows, kc, mr, d.add(r), Some(next));
                 r += 4;
             }
             for r in r..h {
@@ -346,21 +327,27 @@ unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usi
 /// run-time check): one load and one store per four values where the scalar
 /// loop does four of each. The scalar loop is also slowed by 4 KiB aliasing
 /// between its loads and stores, and it was ~9% of a 1024 square's time.
+/// `next`: four rows whose first `kc` floats to request ahead, one cache
+/// line per step (pack_a passes the next four rows of A: each row is a
+/// short run of lines in its own page, which the hardware prefetcher
+/// barely starts on; a 1024 square's pack_a share fell from 4.1% to 3.0%).
 ///
 /// # Safety
 /// Each `rows[q]` readable for `kc` floats; `d` writable at `p·mr + q` for
-/// `p < kc`, `q < 4`.
+/// `p < kc`, `q < 4`. `next` may point anywhere (prefetches never fault).
 #[inline(always)]
-unsafe fn pack_rows4(rows: [*const f32; 4], kc: usize, mr: usize, d: *mut f32, next: [*const f32; 4]) {
+unsafe fn pack_rows4(rows: [*const f32; 4], kc: usize, mr: usize, d: *mut f32, next: Option<[*const f32; 4]>) {
     let mut p = 0;
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
         while p + 4 <= kc {
-            // One line of the next four rows per step: all kc / 16 lines
-            // of each by the end.
-            let t = p / 4;
-            prefetch(next[t % 4].wrapping_add((t / 4) * 16));
+            if let Some(next) = next {
+                // One line of the next four rows per step: all kc / 16
+                // lines of each by the end.
+                let t = p / 4;
+                prefetch(next[t % 4].wrapping_add((t / 4) * 16));
+            }
             let [r0, r1, r2, r3] = rows.map(|row| _mm_loadu_ps(row.add(p)));
             let lo01 = _mm_unpacklo_ps(r0, r1); // r0[0] r1[0] r0[1] r1[1]
             let lo23 = _mm_unpacklo_ps(r2, r3);
