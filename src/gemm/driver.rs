@@ -21,7 +21,7 @@ use super::{Activation, Epilogue, MatMut, MatRef};
 /// (KC × NC, 1 MiB) is sized to stay in a 2 MiB L2 cache while the A~ block
 /// and C's rows pass through it (multiple of every NR). With NC = 4096 a
 /// 512×2048×512 product, whose 2 MiB B~ then filled the L2, ran at 119
-/// GFLOP/s against 153 for 512² (`examples/gemm_shape`, alternating).
+/// GFLOP/s; at NC = 1024, 153 (`examples/gemm_shape`, alternating builds).
 pub const NC: usize = 1024;
 /// KC: LOOP 4 splits the k dimension into KC-deep blocks; a B~ micro-panel
 /// (KC × NR) fits in the L1 cache alongside the A~ sliver.
@@ -330,7 +330,8 @@ unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usi
 /// `next`: four rows whose first `kc` floats to request ahead, one cache
 /// line per step (pack_a passes the next four rows of A: each row is a
 /// short run of lines in its own page, which the hardware prefetcher
-/// barely starts on; a 1024 square's pack_a share fell from 4.1% to 3.0%).
+/// barely starts on; a 1024 square's pack_a share fell from ~4.1% to
+/// 3.0–3.4%).
 ///
 /// # Safety
 /// Each `rows[q]` readable for `kc` floats; `d` writable at `p·mr + q` for

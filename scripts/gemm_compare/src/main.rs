@@ -145,7 +145,7 @@ fn main() {
         .collect();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a one-thread pool");
     pool.install(|| {
-        let mut rng = fastrand_like(1);
+        let mut rng = xorshift_uniform(1);
         let operands: Vec<(Vec<f32>, Vec<f32>)> = shapes
             .iter()
             .map(|&(m, n, k, ..)| ((0..m * k).map(|_| rng()).collect(), (0..k * n).map(|_| rng()).collect()))
@@ -210,7 +210,7 @@ fn main() {
 }
 
 /// Uniform values in [-0.5, 0.5) from a fixed seed (xorshift; no extra crate).
-fn fastrand_like(seed: u64) -> impl FnMut() -> f32 {
+fn xorshift_uniform(seed: u64) -> impl FnMut() -> f32 {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     move || {
         s ^= s << 13;
