@@ -185,11 +185,15 @@ fn packed_b_len(nc: usize, kc: usize, nr: usize, lanes: usize) -> usize {
     (nc.div_ceil(nr) * nr + lanes) * kc
 }
 
-/// Columns in the interleaved tail of a block `nc` wide (see `kernel::tile`),
-/// or 0 when its last panel has none: the kernel must have such tiles for
-/// that panel's vector count, and its last vector at most `LANES / IL`
-/// valid columns.
-pub(crate) fn il_tail_cols<K: Kernel>(nc: usize) -> usize {
+/// Columns in the interleaved tail of a block `nc` wide and `kc` deep (see
+/// `kernel::tile`), or 0 when it has none: the block must be at least
+/// [`IL_MIN_KC`] deep, the kernel must have such tiles for its last panel's
+/// vector count, and that panel's last vector at most `LANES / IL` valid
+/// columns.
+pub(crate) fn il_tail_cols<K: Kernel>(nc: usize, kc: usize) -> usize {
+    if kc < IL_MIN_KC {
+        return 0;
+    }
     let last = last_panel_cols(nc, K::NR, K::LANES, K::MERGE_TAIL);
     let nv = last.div_ceil(K::LANES);
     let w = last - (nv - 1) * K::LANES;
@@ -411,7 +415,7 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                 let last = pc + kc >= k;
                 // B~ (when packed) and the interleaved tail (if any) share
                 // one buffer, the tail after B~.
-                let il_cols = if kc >= IL_MIN_KC { il_tail_cols::<K>(nc) } else { 0 };
+                let il_cols = il_tail_cols::<K>(nc, kc);
                 let b_len = if b_direct { 0 } else { packed_b_len(nc, kc, K::NR, K::LANES).next_multiple_of(16) };
                 let tail_len = if il_cols > 0 { il_len(kc, K::LANES, K::IL, a_rows) } else { 0 };
                 let buf = if b_len + tail_len > 0 { aligned(buf_b, b_len + tail_len) } else { std::ptr::null_mut() };

@@ -69,7 +69,7 @@ impl Isa {
         // FMA lanes per row and k step.
         fn slots<K: Kernel>(n: usize, k: usize) -> usize {
             // Earlier NC parts are whole panels; the last decides.
-            let w = if k >= driver::IL_MIN_KC { driver::il_tail_cols::<K>((n - 1) % driver::NC + 1) } else { 0 };
+            let w = driver::il_tail_cols::<K>((n - 1) % driver::NC + 1, k);
             if w > 0 {
                 n - w + K::LANES / K::IL
             } else {

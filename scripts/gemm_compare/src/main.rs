@@ -49,24 +49,15 @@ fn numpy_round(sizes: &[usize], budget: Duration) -> Result<Vec<f64>, String> {
         .collect()
 }
 
-/// Element strides `(row, column)` of A `[m, k]` and B `[k, n]` over the
-/// buffers `Operands::views` reads.
-fn strides(ops: Operands, m: usize, n: usize, k: usize) -> ((isize, isize), (isize, isize)) {
-    let a = if ops == Operands::TransA { (1, m as isize) } else { (k as isize, 1) };
-    let b = if ops == Operands::TransB { (1, k as isize) } else { (n as isize, 1) };
-    (a, b)
-}
-
 /// C = A·B on library `lib` (one thread).
 fn multiply(lib: usize, ops: Operands, m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    let ((rsa, csa), (rsb, csb)) = strides(ops, m, n, k);
+    // The other libraries take the strides of the views simdnet reads.
+    let (av, bv) = ops.views(a, b, m, n, k);
+    let (rsa, csa, rsb, csb) = (av.rs as isize, av.cs as isize, bv.rs as isize, bv.cs as isize);
     match lib {
-        0 => {
-            let (av, bv) = ops.views(a, b, m, n, k);
-            sgemm_with(selected_isa(), 1.0, av, bv, 0.0, MatMut::row_major(c, m, n), Epilogue::default());
-        }
-        // SAFETY: a holds m·k and b k·n values, c m·n, and the strides above
-        // address exactly those buffers in the layouts `Operands::views` reads.
+        0 => sgemm_with(selected_isa(), 1.0, av, bv, 0.0, MatMut::row_major(c, m, n), Epilogue::default()),
+        // SAFETY: a holds m·k and b k·n values, c m·n; the strides are those
+        // of the views `Operands::views` built over exactly those buffers.
         1 => unsafe {
             gemm::gemm(
                 m,
