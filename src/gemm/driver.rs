@@ -62,6 +62,28 @@ pub const PAR_MIN_FLOPS: usize = 1 << 23;
 /// with it (72.0 against 77.3 GFLOP/s, B = Wᵀ), k = 16 equal, k ≥ 24 faster.
 pub(crate) const IL_MIN_KC: usize = 16;
 
+/// C widths the split thin kernel serves (`split.rs`, AVX-512): eight
+/// columns plus at most two, the tutorial's 10-class output layer.
+pub(crate) const SPLIT_COLS: std::ops::RangeInclusive<usize> = 9..=10;
+/// The shallowest product that runs split: each row pays a reduction (a few
+/// shuffles and adds) after its k loop, and B~ is packed. 32×10×k and
+/// 128×10×k (`examples/gemm_shape`, alternating): k = 4–12 equal within
+/// ±7%, k = 16 12% faster split, k = 24 1.9×, k = 100 1.2×.
+pub(crate) const SPLIT_MIN_K: usize = 16;
+
+/// Floats of a split B~ `kc` deep: chunks of eight k, five vectors of 16.
+pub(crate) fn split_len(kc: usize) -> usize {
+    kc.div_ceil(8) * 80
+}
+
+/// Whether a part of C `nc` wide (of a product `k` deep) runs the split
+/// thin kernel: the kernel has one, A~ is read by rows (`a_rows`), C has
+/// unit column stride and k ≥ [`SPLIT_MIN_K`]. It does not depend on the
+/// thread count, so neither do the results.
+pub(crate) fn runs_split<K: Kernel>(nc: usize, k: usize, a_rows: bool, c_unit_cols: bool) -> bool {
+    K::SPLIT && a_rows && c_unit_cols && SPLIT_COLS.contains(&nc) && k >= SPLIT_MIN_K
+}
+
 thread_local! {
     static BUF_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     static BUF_B: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
@@ -406,6 +428,10 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
         let mut jc = 0;
         while jc < n {
             let nc = (n - jc).min(NC);
+            // A part 9 or 10 wide with A by rows runs the split thin kernel
+            // on its own packed B~.
+            let split = runs_split::<K>(nc, k, a_rows, ccs == 1);
+            let b_direct = b_direct && !split;
             // LOOP 4: KC-deep blocks of k; a k = 0 product still runs once
             // for the epilogue (C = act(β·C + bias)).
             let mut pc = 0;
@@ -415,8 +441,14 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                 let last = pc + kc >= k;
                 // B~ (when packed) and the interleaved tail (if any) share
                 // one buffer, the tail after B~.
-                let il_cols = il_tail_cols::<K>(nc, kc);
-                let b_len = if b_direct { 0 } else { packed_b_len(nc, kc, K::NR, K::LANES).next_multiple_of(16) };
+                let il_cols = if split { 0 } else { il_tail_cols::<K>(nc, kc) };
+                let b_len = if b_direct {
+                    0
+                } else if split {
+                    split_len(kc)
+                } else {
+                    packed_b_len(nc, kc, K::NR, K::LANES).next_multiple_of(16)
+                };
                 let tail_len = if il_cols > 0 { il_len(kc, K::LANES, K::IL, a_rows) } else { 0 };
                 let buf = if b_len + tail_len > 0 { aligned(buf_b, b_len + tail_len) } else { std::ptr::null_mut() };
                 // Pack B → B~, or read B in place (its partial last vector masked).
@@ -426,6 +458,12 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                     bp = b.data.as_ptr().wrapping_add(pc * b.rs + jc);
                     rsb = b.rs as isize;
                     b_panel = K::NR as isize;
+                } else if split {
+                    // SAFETY: buf holds split_len(kc) floats; the sub-view is inside B.
+                    unsafe { K::pack_split(b, pc, jc, kc, nc, buf) };
+                    bp = buf;
+                    rsb = 0;
+                    b_panel = 0;
                 } else {
                     let d = buf;
                     // SAFETY: d holds packed_b_len floats; the sub-view is inside B.
@@ -451,39 +489,49 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                 } else {
                     std::ptr::null()
                 };
-                let proto = Block {
-                    mc: 0,
-                    nc,
-                    kc,
-                    a: std::ptr::null(),
-                    rsa: 0,
-                    csa: 0,
-                    a_panel: 0,
-                    a_packed: false,
-                    b: bp,
-                    rsb,
-                    b_panel,
-                    b_masked: b_direct,
-                    b_il,
-                    c: std::ptr::null_mut(),
-                    rsc: crs as isize,
-                    csc: ccs as isize,
-                    alpha,
-                    beta: if first { beta } else { 1.0 },
-                    // SAFETY: bias has n values (checked), jc < n.
-                    bias: if last && !bias.is_null() { unsafe { bias.add(jc) } } else { std::ptr::null() },
-                    act: if last { epi.act } else { Activation::Linear },
-                    // SAFETY: the mask is m × n with unit column stride (checked), jc < n.
-                    mask: if last && !mask.is_null() { unsafe { mask.add(jc) } } else { std::ptr::null() },
-                    rsm: rsm as isize,
+                // SAFETY: bias has n values (checked), jc < n.
+                let blk_bias = if last && !bias.is_null() { unsafe { bias.add(jc) } } else { std::ptr::null() };
+                // SAFETY: the mask is m × n with unit column stride (checked), jc < n.
+                let blk_mask = if last && !mask.is_null() { unsafe { mask.add(jc) } } else { std::ptr::null() };
+                let blk_ptrs = SendPtr((bp, b_il, blk_bias, blk_mask));
+                // The block before LOOP 3 gives it rows, built afresh per
+                // task: copying one prototype struct (152 bytes, just
+                // written field by field) cost a memcpy and a failed store
+                // forward, ~3% of a 32×10×100 call.
+                let proto = || {
+                    let (b, b_il, bias, mask) = blk_ptrs.get();
+                    Block {
+                        mc: 0,
+                        nc,
+                        kc,
+                        a: std::ptr::null(),
+                        rsa: 0,
+                        csa: 0,
+                        a_panel: 0,
+                        a_packed: false,
+                        b,
+                        rsb,
+                        b_panel,
+                        b_masked: b_direct,
+                        b_il,
+                        b_split: split,
+                        c: std::ptr::null_mut(),
+                        rsc: crs as isize,
+                        csc: ccs as isize,
+                        alpha,
+                        beta: if first { beta } else { 1.0 },
+                        bias,
+                        act: if last { epi.act } else { Activation::Linear },
+                        mask,
+                        rsm: rsm as isize,
+                    }
                 };
-                let proto = SendPtr(proto);
 
                 // LOOP 3: MC-tall row parts of A and C (a task each when parallel).
                 // `a_space`: where to pack this block's A panels (sized for
                 // them), or null to use the calling thread's buffer.
                 let run_rows = |ic: usize, mc: usize, jr0: usize, ncs: usize, a_space: *mut f32| {
-                    let mut blk = proto.get();
+                    let mut blk = proto();
                     blk.mc = mc;
                     // SAFETY: (ic, jc + jr0) is inside C; the block covers rows
                     // ic..ic+mc and columns jc+jr0.. of C only.

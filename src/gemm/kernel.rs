@@ -16,7 +16,7 @@
 //! independent FMA chains are in flight.
 
 use super::simd::Simd;
-use super::Activation;
+use super::{Activation, MatRef};
 
 /// One macro-block: `C[..mc, ..nc] = epilogue(α·A~·B~ (+ β·C))` over `kc`.
 ///
@@ -52,6 +52,9 @@ pub(crate) struct Block {
     /// (rsa = 1), `kc` vectors with lane `c·IL + q` = B~[p, c] (each value
     /// IL times). Null: no interleaved tail.
     pub b_il: *const f32,
+    /// B~ is split-lane packed (`split::pack`) for the split thin kernel:
+    /// one column panel of `driver::SPLIT_COLS` width, A~ by rows.
+    pub b_split: bool,
     pub c: *mut f32,
     pub rsc: isize,
     pub csc: isize,
@@ -68,26 +71,26 @@ pub(crate) struct Block {
 
 /// One register tile's operands (a row panel of A~ × a column panel of B~).
 #[derive(Clone, Copy)]
-struct Tile {
-    k: usize,
-    a: *const f32,
-    rsa: isize,
-    csa: isize,
-    b: *const f32,
-    rsb: isize,
+pub(crate) struct Tile {
+    pub k: usize,
+    pub a: *const f32,
+    pub rsa: isize,
+    pub csa: isize,
+    pub b: *const f32,
+    pub rsb: isize,
     /// The interleaved tail's packed vectors (the `IL` variant), else null.
-    b_il: *const f32,
-    c: *mut f32,
-    rsc: isize,
-    csc: isize,
+    pub b_il: *const f32,
+    pub c: *mut f32,
+    pub rsc: isize,
+    pub csc: isize,
     /// Valid columns, `(NV-1)·LANES < n ≤ NV·LANES`.
-    n: usize,
-    alpha: f32,
-    beta: f32,
-    bias: *const f32,
-    act: Activation,
-    mask: *const f32,
-    rsm: isize,
+    pub n: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub bias: *const f32,
+    pub act: Activation,
+    pub mask: *const f32,
+    pub rsm: isize,
 }
 
 /// `for $i in 0..$n` with `$n ≤ 16` a constant, unrolled in the source so
@@ -101,6 +104,7 @@ macro_rules! unroll {
         $( if $k < $n { let $i: usize = $k; $body } )*
     };
 }
+pub(crate) use unroll;
 
 /// Hides a pointer's provenance from the optimizer (an empty asm block), so
 /// independent pointers stay independent induction variables.
@@ -108,7 +112,7 @@ macro_rules! unroll {
 // no memory, so `nomem` is accurate even though a pointer passes through.
 #[allow(clippy::pointers_in_nomem_asm_block)]
 #[inline(always)]
-fn opaque(p: *const f32) -> *const f32 {
+pub(crate) fn opaque(p: *const f32) -> *const f32 {
     // (Miri cannot run inline assembly; black_box is its equivalent there.)
     #[cfg(all(target_arch = "x86_64", not(miri)))]
     {
@@ -377,7 +381,11 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const
 /// # Safety
 /// As `tile`'s direct path.
 #[inline(always)]
-unsafe fn store_tile<S: Simd, const M: usize, const NV: usize>(t: &Tile, acc: &[[S::V; NV]; M], apply_mask: bool) {
+pub(crate) unsafe fn store_tile<S: Simd, const M: usize, const NV: usize>(
+    t: &Tile,
+    acc: &[[S::V; NV]; M],
+    apply_mask: bool,
+) {
     let (c, rsc) = (t.c, t.rsc);
     // Valid columns of the last vector, 1..=LANES.
     let last = t.n - (NV - 1) * S::LANES;
@@ -461,7 +469,7 @@ unsafe fn store_tile<S: Simd, const M: usize, const NV: usize>(t: &Tile, acc: &[
 /// As `tile`'s direct path: C rows `0..m` × `t.n` columns (unit column
 /// stride) and, when non-null, the mask likewise.
 #[inline(always)]
-unsafe fn sigmoid_tile<S: Simd>(t: &Tile, m: usize) {
+pub(crate) unsafe fn sigmoid_tile<S: Simd>(t: &Tile, m: usize) {
     for i in 0..m {
         let crow = t.c.offset(i as isize * t.rsc);
         let mrow = t.mask.wrapping_offset(i as isize * t.rsm);
@@ -536,7 +544,7 @@ pub(crate) fn last_panel_cols(nc: usize, nr: usize, lanes: usize, merge: bool) -
 
 /// One column panel of a macro-block: LOOP 2's step.
 #[derive(Clone, Copy)]
-struct Panel {
+pub(crate) struct Panel {
     jr: usize,
     /// Valid columns (NR, a merged NR + LANES, or fewer at the edge).
     n: usize,
@@ -556,7 +564,7 @@ struct Panel {
 /// # Safety
 /// `jr < blk.nc`, and `blk` as documented on [`Block`].
 #[inline(always)]
-unsafe fn panel_at<S: Simd, const NR: usize, const MERGE: bool>(blk: &Block, jr: usize) -> Panel {
+pub(crate) unsafe fn panel_at<S: Simd, const NR: usize, const MERGE: bool>(blk: &Block, jr: usize) -> Panel {
     let n = panel_cols(blk.nc - jr, NR, S::LANES, MERGE);
     // The driver packs an interleaved tail only when this last panel's tail
     // suits it, and then B~ is never loaded in that vector.
@@ -581,7 +589,7 @@ unsafe fn panel_at<S: Simd, const NR: usize, const MERGE: bool>(blk: &Block, jr:
 /// # Safety
 /// `ir < blk.mc`, `p` from [`panel_at`] on the same block.
 #[inline(always)]
-unsafe fn tile_at<const MR: usize>(blk: &Block, p: &Panel, ir: usize) -> Tile {
+pub(crate) unsafe fn tile_at<const MR: usize>(blk: &Block, p: &Panel, ir: usize) -> Tile {
     Tile {
         k: blk.kc,
         // (A read in place may step by MR_THIN rows, not always a multiple
@@ -684,6 +692,18 @@ pub(crate) trait Kernel {
     const IL_NV: std::ops::RangeInclusive<usize>;
     /// The interleave factor of those tiles (`Simd::IL`).
     const IL: usize;
+    /// Whether the kernel has split-lane thin tiles (`split.rs`) for C
+    /// `driver::SPLIT_COLS` wide with A~ by rows.
+    const SPLIT: bool = false;
+    /// Packs `B[p0..p0 + kc][j0..j0 + w]` as split B~ (see `split::pack`);
+    /// only called when [`Kernel::SPLIT`].
+    ///
+    /// # Safety
+    /// As `split::pack`.
+    unsafe fn pack_split(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, dst: *mut f32) {
+        let _ = (b, p0, j0, kc, w, dst);
+        unreachable!("pack_split on a kernel without split tiles");
+    }
     /// Runs LOOP 2, LOOP 1 and the microkernels over one macro-block.
     ///
     /// # Safety
@@ -750,6 +770,11 @@ tile_fns!("avx2,fma", V256,
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn block_avx512(blk: &Block) {
+    if blk.b_split {
+        // SAFETY: same contract as `block`; the driver packed split B~.
+        unsafe { super::split::block(blk) };
+        return;
+    }
     block_loops::<V512, 8, 32, 16, true>(blk, |m, nv, tail, t| {
         // SAFETY: same contract as `block`; the tile lies inside the block.
         unsafe {
@@ -802,9 +827,14 @@ impl Kernel for Avx512 {
     const MERGE_TAIL: bool = true;
     const IL_NV: std::ops::RangeInclusive<usize> = 2..=3;
     const IL: usize = 4;
+    const SPLIT: bool = true;
     #[inline]
     unsafe fn block(blk: &Block) {
         block_avx512(blk)
+    }
+    #[inline]
+    unsafe fn pack_split(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, dst: *mut f32) {
+        super::split::pack(b, p0, j0, kc, w, dst)
     }
 }
 

@@ -20,6 +20,8 @@ mod kernel;
 mod peak;
 pub mod reference;
 pub(crate) mod simd;
+#[cfg(target_arch = "x86_64")]
+mod split;
 #[cfg(test)]
 mod tests;
 
@@ -58,18 +60,28 @@ impl Isa {
     }
 
     /// The share of FMA lanes doing useful work when C has `n` columns and
-    /// the product is `k` deep: the kernels vectorise over C's columns, so a
-    /// row of n values takes ceil(n / lanes) vectors (n = 10 on AVX-512: one
-    /// vector, 62.5%), unless the last vector has few enough columns for an
-    /// interleaved tail (see `kernel.rs`; k ≥ 16), which costs `lanes / IL`
-    /// lanes (n = 100 on AVX-512: 6 vectors + 4 columns, 100%). No tiling of
-    /// that layout can exceed this fraction of peak.
-    pub fn lane_ceiling(self, n: usize, k: usize) -> f64 {
+    /// the product is `k` deep, A read by rows (`a_by_rows`: a row-major A,
+    /// as in X·W) or not: the kernels vectorise over C's columns, so a row
+    /// of n values takes ceil(n / lanes) vectors (n = 10 on AVX-512 with a
+    /// transposed A: one vector, 62.5%), unless
+    /// - the last vector has few enough columns for an interleaved tail (see
+    ///   `kernel.rs`; k ≥ 16), which costs `lanes / IL` lanes (n = 100 on
+    ///   AVX-512: 6 vectors + 4 columns, 100%), or
+    /// - n is 9 or 10, A is read by rows and k ≥ 16 on AVX-512: the split
+    ///   thin kernel (`split.rs`) spends 10 lanes per k step (n = 10: 100%).
+    ///
+    /// No tiling of that layout can exceed this fraction of peak.
+    pub fn lane_ceiling(self, n: usize, k: usize, a_by_rows: bool) -> f64 {
         use kernel::Kernel;
         // FMA lanes per row and k step.
-        fn slots<K: Kernel>(n: usize, k: usize) -> usize {
+        fn slots<K: Kernel>(n: usize, k: usize, a_by_rows: bool) -> usize {
             // Earlier NC parts are whole panels; the last decides.
-            let w = driver::il_tail_cols::<K>((n - 1) % driver::NC + 1, k);
+            let last = (n - 1) % driver::NC + 1;
+            if driver::runs_split::<K>(last, k, a_by_rows, true) {
+                // Half an FMA per k for 8 columns, an eighth for 2.
+                return n - last + K::LANES / 2 + K::LANES / 8;
+            }
+            let w = driver::il_tail_cols::<K>(last, k);
             if w > 0 {
                 n - w + K::LANES / K::IL
             } else {
@@ -79,11 +91,11 @@ impl Isa {
         let s = match self {
             _ if n == 0 => return 1.0,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => slots::<kernel::Avx512>(n, k),
+            Isa::Avx512 => slots::<kernel::Avx512>(n, k, a_by_rows),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => slots::<kernel::Avx2>(n, k),
+            Isa::Avx2 => slots::<kernel::Avx2>(n, k, a_by_rows),
             Isa::Reference => return 1.0,
-            _ => slots::<kernel::Portable>(n, k),
+            _ => slots::<kernel::Portable>(n, k, a_by_rows),
         };
         n as f64 / s as f64
     }

@@ -351,6 +351,8 @@ fn threads_give_bit_identical_results() {
         (8, 700, 784, Layout::RowMajor),
         (8, 708, 784, Layout::RowMajor),
         (784, 100, 64, Layout::Trans),
+        // The split thin kernel's row split (n = 10, A by rows).
+        (512, 10, 832, Layout::RowMajor),
     ];
     for isa in isas() {
         for &(m, n, k, la) in &shapes {
@@ -390,20 +392,67 @@ fn lane_ceiling_matches_the_kernels() {
     }
     assert_eq!(Isa::Portable.lanes(), 8);
     // The tutorial's widths: 100 columns take 6 × 16 lanes and an
-    // interleaved tail of 4 columns × 4 k; 10 take one vector on AVX-512,
-    // one vector and a tail of 2 (of 4) columns × 2 k on AVX2.
-    assert_eq!(Isa::Avx512.lane_ceiling(100, 100), 1.0);
-    assert!((Isa::Avx512.lane_ceiling(10, 100) - 10.0 / 16.0).abs() < 1e-12);
-    assert_eq!(Isa::Avx2.lane_ceiling(100, 100), 1.0);
-    assert!((Isa::Avx2.lane_ceiling(10, 100) - 10.0 / 12.0).abs() < 1e-12);
+    // interleaved tail of 4 columns × 4 k; 10 take one vector on AVX-512
+    // with a transposed A (Hᵀ·dY), all their lanes with A by rows (the split
+    // kernel, k ≥ 16), one vector and a tail of 2 (of 4) columns × 2 k on
+    // AVX2.
+    assert_eq!(Isa::Avx512.lane_ceiling(100, 100, true), 1.0);
+    assert_eq!(Isa::Avx512.lane_ceiling(100, 100, false), 1.0);
+    assert!((Isa::Avx512.lane_ceiling(10, 100, false) - 10.0 / 16.0).abs() < 1e-12);
+    assert_eq!(Isa::Avx512.lane_ceiling(10, 100, true), 1.0);
+    assert!((Isa::Avx512.lane_ceiling(9, 100, true) - 0.9).abs() < 1e-12);
+    assert!((Isa::Avx512.lane_ceiling(10, 15, true) - 10.0 / 16.0).abs() < 1e-12);
+    assert_eq!(Isa::Avx512.lane_ceiling(NC + 10, 100, true), 1.0);
+    assert_eq!(Isa::Avx2.lane_ceiling(100, 100, true), 1.0);
+    assert!((Isa::Avx2.lane_ceiling(10, 100, true) - 10.0 / 12.0).abs() < 1e-12);
     // A tail wider than LANES / IL is a plain vector: 56 = 48 + 8.
-    assert!((Isa::Avx512.lane_ceiling(56, 100) - 56.0 / 64.0).abs() < 1e-12);
-    assert_eq!(Isa::Portable.lane_ceiling(100, 100), 100.0 / 104.0);
+    assert!((Isa::Avx512.lane_ceiling(56, 100, true) - 56.0 / 64.0).abs() < 1e-12);
+    assert_eq!(Isa::Portable.lane_ceiling(100, 100, true), 100.0 / 104.0);
     // Too shallow for interleaved tails (k < IL_MIN_KC): plain vectors.
-    assert!((Isa::Avx512.lane_ceiling(100, 10) - 100.0 / 112.0).abs() < 1e-12);
-    assert_eq!(Isa::Avx512.lane_ceiling(256, 100), 1.0);
-    assert_eq!(Isa::Reference.lane_ceiling(7, 100), 1.0);
-    assert_eq!(Isa::Portable.lane_ceiling(0, 100), 1.0);
+    assert!((Isa::Avx512.lane_ceiling(100, 10, true) - 100.0 / 112.0).abs() < 1e-12);
+    assert_eq!(Isa::Avx512.lane_ceiling(256, 100, true), 1.0);
+    assert_eq!(Isa::Reference.lane_ceiling(7, 100, true), 1.0);
+    assert_eq!(Isa::Portable.lane_ceiling(0, 100, true), 1.0);
+}
+
+#[test]
+fn split_thin_tiles() {
+    // C 9 or 10 wide with A read by rows (row-major or padded) and unit
+    // column stride runs the split thin kernel on AVX-512 once k ≥
+    // SPLIT_MIN_K (16). Around it: k in chunks of eight with every k % 8 (a
+    // last odd pair), tiles of 8 rows with every partial height, several
+    // KC blocks (the last one value deep: 2·KC + 1), B packed by shuffles
+    // (unit column stride) or value by value (the others); every epilogue,
+    // NaN-prefilled C. A transposed A or a C without unit column stride
+    // takes the plain kernels, checked alongside.
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::driver::{runs_split, SPLIT_MIN_K};
+        use super::kernel::{Avx2, Avx512};
+        assert_eq!(SPLIT_MIN_K, 16);
+        assert!(runs_split::<Avx512>(10, 16, true, true) && runs_split::<Avx512>(9, 100, true, true));
+        assert!(!runs_split::<Avx512>(10, 15, true, true));
+        assert!(!runs_split::<Avx512>(11, 100, true, true) && !runs_split::<Avx512>(8, 100, true, true));
+        assert!(!runs_split::<Avx512>(10, 100, false, true) && !runs_split::<Avx512>(10, 100, true, false));
+        assert!(!runs_split::<Avx2>(10, 100, true, true));
+    }
+    let mut v = 0;
+    for isa in isas() {
+        for &n in &[9, 10] {
+            for &k in &[15, 16, 17, 19, 23, 24, 25, 31, 100, 2 * KC + 1] {
+                for &m in &[1, 5, 8, 9, 15, 16, 32, 33] {
+                    let la = [Layout::RowMajor, Layout::Padded, Layout::Trans][v % 3];
+                    let lb = LAYOUTS[(v / 3) % 4];
+                    let lc = [Layout::RowMajor, Layout::Padded, Layout::General][(v / 12) % 3];
+                    check(isa, Case { la, lb, lc, ..variant(Case::new(m, n, k), v) });
+                    v += 1;
+                }
+            }
+        }
+        // Past NC: the last part is 10 (9) wide.
+        check(isa, variant(Case::new(33, NC + 10, 40), 2));
+        check(isa, Case { lb: Layout::Trans, ..variant(Case::new(9, NC + 9, 20), 8) });
+    }
 }
 
 #[test]

@@ -1,0 +1,236 @@
+//! The split-lane thin kernel (AVX-512): C 9 or 10 columns wide (the
+//! tutorial's output layer, n = 10) with A read in place by rows.
+//!
+//! The plain kernels vectorise over C's columns, so a 10-column row fills
+//! 10 of 16 lanes and no tiling of that layout passes 62.5% of peak. Here the
+//! columns are split 8 + 2 and each part is interleaved with consecutive k,
+//! so that every lane of every FMA does useful work:
+//! - G1, columns 0..8: lane `2c + q` sums the k ≡ q (mod 2) terms of column
+//!   c. One FMA per row covers two k steps; its A operand is the pair
+//!   `A[i][p..p + 2]` broadcast as one 64-bit value (`vbroadcastsd` from
+//!   memory, a load-port µop).
+//! - G2, columns 8..n: lane `8c + q` sums the k ≡ q (mod 8) terms of column
+//!   8 + c. One FMA per row covers eight k steps; its A operand is
+//!   `A[i][p..p + 8]` broadcast to both halves (`vbroadcastf64x4`).
+//!
+//! Eight k steps of a row then take 4 + 1 FMAs instead of 8 (with n = 10 the
+//! lanes are 100% used, against 62.5%). After the k loop each row's partial
+//! sums are reduced into one vector of its n values (a few shuffles and
+//! adds) and the common epilogue (`kernel::store_tile`) writes it.
+//!
+//! B~ is packed per KC block in chunks of eight k (see [`pack`]). The
+//! reduction order of every element is fixed by the layout, whatever the
+//! tile or thread, so results stay bit-identical across thread counts.
+//!
+//! Measured (`examples/gemm_shape`, alternating with the plain kernels):
+//! 32×10×100 from ~49% to ~60% of peak, 256×10×100 1.4×. In a 32×10×100
+//! call the k loops take ~70% of the time, B~'s packing ~10%, the
+//! reductions ~9%. Tried and left out, equal or slower: 12-row tiles, two
+//! G1 accumulators per row (shorter FMA chains), gathering G2 when packing.
+
+use std::arch::x86_64::*;
+
+use super::driver::SPLIT_COLS;
+use super::kernel::{opaque, panel_at, sigmoid_tile, store_tile, tile_at, unroll, Avx512, Block, Kernel, Tile};
+use super::simd::V512;
+use super::{Activation, MatRef};
+
+/// Floats of one packed chunk of eight k: four G1 vectors, then one G2
+/// (`driver::split_len`).
+const CHUNK: usize = 80;
+
+/// Rows of a tile: 2 × 8 accumulators, and 8 rows amortise each B~ vector
+/// load over 8 FMAs (12 rows measured equal).
+const MR: usize = 8;
+
+/// G1 packing: lane `2c + q` takes column c of the pair's row q.
+const PAIR_INDEX: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
+
+/// G2 packing of rows 2u (first operand) and 2u + 1 (second): their columns
+/// 8 and 9 go to lanes 2u, 2u + 1 and 8 + 2u, 9 + 2u (the lanes of k offset
+/// q = 2u, 2u + 1); the other lanes are blended away.
+const fn g2_index(u: usize) -> [i32; 16] {
+    let mut x = [0; 16];
+    x[2 * u] = 8;
+    x[2 * u + 1] = 16 + 8;
+    x[8 + 2 * u] = 9;
+    x[9 + 2 * u] = 16 + 9;
+    x
+}
+const G2_INDEX: [[i32; 16]; 4] = [g2_index(0), g2_index(1), g2_index(2), g2_index(3)];
+
+/// Packs `B[p0..p0 + kc][j0..j0 + w]` (w in [`SPLIT_COLS`]) as split B~: chunk g
+/// (k steps `8g..8g + 8`) is 80 floats,
+/// - vector s < 4 (G1): lane `2c + q` = `B[8g + 2s + q][c]`,
+/// - vector 4 (G2): lane `8c + q` = `B[8g + q][8 + c]`,
+///
+/// zero past kc and past w.
+///
+/// # Safety
+/// AVX-512F available; `b` valid for its extent, the sub-view inside it;
+/// `dst` writable for `split_len(kc)` floats.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(crate) unsafe fn pack(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, dst: *mut f32) {
+    debug_assert!(SPLIT_COLS.contains(&w));
+    let src = b.data.as_ptr();
+    let at = |p: usize, c: usize| src.add((p0 + p) * b.rs + (j0 + c) * b.cs);
+    // A row-major B: eight rows loaded (only their w columns; rows past kc
+    // are zero), shuffled into place in registers. (Gathering G2 instead
+    // measured slower.)
+    let simd_chunks = if b.cs == 1 { kc.div_ceil(8) } else { 0 };
+    let row_mask = ((1u32 << w) - 1) as u16;
+    let pair = _mm512_loadu_si512(PAIR_INDEX.as_ptr().cast());
+    let g2 = G2_INDEX.map(|x| _mm512_loadu_si512(x.as_ptr().cast()));
+    for g in 0..simd_chunks {
+        let d = dst.add(g * CHUNK);
+        let rows = (kc - 8 * g).min(8);
+        let r: [__m512; 8] = std::array::from_fn(|q| {
+            if q < rows {
+                _mm512_maskz_loadu_ps(row_mask, at(8 * g + q, 0))
+            } else {
+                _mm512_setzero_ps()
+            }
+        });
+        for s in 0..4 {
+            _mm512_storeu_ps(d.add(16 * s), _mm512_permutex2var_ps(r[2 * s], pair, r[2 * s + 1]));
+        }
+        // Column 9 of a 9-wide B is the masked load's zero.
+        let mut v = _mm512_setzero_ps();
+        for u in 0..4 {
+            let t = _mm512_permutex2var_ps(r[2 * u], g2[u], r[2 * u + 1]);
+            v = _mm512_mask_blend_ps(0x0303 << (2 * u), v, t);
+        }
+        _mm512_storeu_ps(d.add(64), v);
+    }
+    // A B without unit column stride: value by value.
+    for g in simd_chunks..kc.div_ceil(8) {
+        let d = dst.add(g * CHUNK);
+        for s in 0..4 {
+            for c in 0..8 {
+                for q in 0..2 {
+                    let p = 8 * g + 2 * s + q;
+                    *d.add(16 * s + 2 * c + q) = if p < kc { *at(p, c) } else { 0.0 };
+                }
+            }
+        }
+        for c in 0..2 {
+            for q in 0..8 {
+                let p = 8 * g + q;
+                *d.add(64 + 8 * c + q) = if p < kc && 8 + c < w { *at(p, 8 + c) } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// One tile of `M` rows: the k loop over split B~, the per-row reduction,
+/// then the common epilogue.
+///
+/// # Safety
+/// As `kernel::tile` (direct path, unit column stride C), with `t.b` split
+/// B~ of `t.k` steps and A~ by rows (`t.csa = 1`).
+#[inline(always)]
+unsafe fn tile<const M: usize>(t: &Tile) {
+    const { assert!(M <= MR) };
+    debug_assert!(t.csa == 1 && t.csc == 1 && SPLIT_COLS.contains(&t.n));
+    let mut acc1 = [_mm512_setzero_ps(); M];
+    let mut acc2 = [_mm512_setzero_ps(); M];
+    // Rows from one opaque base per four (as `kernel::tile`): LLVM keeps a
+    // pointer per row and one shared k offset.
+    let rsa = t.rsa;
+    let mut ag = [t.a; 16]; // only the first ceil(M / 4) are used
+    unroll!(M.div_ceil(4), g, {
+        ag[g] = opaque(t.a.wrapping_offset((4 * g) as isize * rsa));
+    });
+    let row = |ag: &[*const f32; 16], i: usize| ag[i / 4].wrapping_offset((i % 4) as isize * rsa);
+    let mut b = t.b;
+    let mut k = t.k;
+    while k >= 8 {
+        unroll!(4, s, {
+            let bv = _mm512_loadu_ps(b.add(16 * s));
+            unroll!(M, i, {
+                let pair = (row(&ag, i).add(2 * s) as *const f64).read_unaligned();
+                let a = _mm512_castpd_ps(_mm512_set1_pd(pair));
+                acc1[i] = _mm512_fmadd_ps(a, bv, acc1[i]);
+            });
+        });
+        let bv = _mm512_loadu_ps(b.add(64));
+        unroll!(M, i, {
+            let a = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd(row(&ag, i) as *const f64)));
+            acc2[i] = _mm512_fmadd_ps(a, bv, acc2[i]);
+        });
+        unroll!(M.div_ceil(4), g, {
+            ag[g] = ag[g].wrapping_add(8);
+        });
+        b = b.add(CHUNK);
+        k -= 8;
+    }
+    if k > 0 {
+        // The last k % 8 steps: whole pairs broadcast from memory as in the
+        // loop, a last odd value and G2's values loaded masked (nothing past
+        // k is read) and broadcast by a shuffle; B~ is zero past k.
+        unroll!(4, s, {
+            if 2 * s + 2 <= k {
+                let bv = _mm512_loadu_ps(b.add(16 * s));
+                unroll!(M, i, {
+                    let pair = (row(&ag, i).add(2 * s) as *const f64).read_unaligned();
+                    acc1[i] = _mm512_fmadd_ps(_mm512_castpd_ps(_mm512_set1_pd(pair)), bv, acc1[i]);
+                });
+            }
+        });
+        let mask = ((1u32 << k) - 1) as u16;
+        let (odd, b_odd) = (k % 2 == 1, b.add(16 * (k / 2)));
+        let b2 = _mm512_loadu_ps(b.add(64));
+        unroll!(M, i, {
+            let a8 = _mm512_maskz_loadu_ps(mask, row(&ag, i));
+            if odd {
+                // (A[k - 1], 0) in every pair: the last pair's first value.
+                let a = _mm512_castpd_ps(_mm512_set1_pd(f64::from_bits((*row(&ag, i).add(k - 1)).to_bits() as u64)));
+                acc1[i] = _mm512_fmadd_ps(a, _mm512_loadu_ps(b_odd), acc1[i]);
+            }
+            let a = _mm512_shuffle_f32x4::<0b01_00_01_00>(a8, a8);
+            acc2[i] = _mm512_fmadd_ps(a, b2, acc2[i]);
+        });
+    }
+    // Per row: G1's pair sums (lane 2c), G2's sums of eight (lanes 0 and 8),
+    // gathered into lanes 0..10.
+    let gather = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 24, 0, 0, 0, 0, 0, 0);
+    let mut out = [[_mm512_setzero_ps(); 1]; M];
+    unroll!(M, i, {
+        let s1 = _mm512_add_ps(acc1[i], _mm512_permute_ps::<0b10_11_00_01>(acc1[i]));
+        let x = _mm512_add_ps(acc2[i], _mm512_permute_ps::<0b10_11_00_01>(acc2[i]));
+        let x = _mm512_add_ps(x, _mm512_permute_ps::<0b01_00_11_10>(x));
+        let s2 = _mm512_add_ps(x, _mm512_shuffle_f32x4::<0b10_11_00_01>(x, x));
+        out[i][0] = _mm512_permutex2var_ps(s1, gather, s2);
+    });
+    let sigmoid = t.act == Activation::Sigmoid;
+    store_tile::<V512, M, 1>(t, &out, !t.mask.is_null() && !sigmoid);
+    if sigmoid {
+        sigmoid_tile::<V512>(t, M);
+    }
+}
+
+/// LOOP 1 over a split block (one column panel, n in [`SPLIT_COLS`]): tiles of
+/// [`MR`] rows, the last one shorter.
+///
+/// # Safety
+/// AVX-512F available; `blk` as documented on [`Block`], with `blk.b` split
+/// B~ from [`pack`], A~ read in place by rows and C with unit column stride.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(crate) unsafe fn block(blk: &Block) {
+    let p = panel_at::<V512, 32, true>(blk, 0);
+    let mut ir = 0;
+    while ir < blk.mc {
+        let t = tile_at::<{ Avx512::MR }>(blk, &p, ir);
+        match (blk.mc - ir).min(MR) {
+            1 => tile::<1>(&t),
+            2 => tile::<2>(&t),
+            3 => tile::<3>(&t),
+            4 => tile::<4>(&t),
+            5 => tile::<5>(&t),
+            6 => tile::<6>(&t),
+            7 => tile::<7>(&t),
+            _ => tile::<8>(&t),
+        }
+        ir += MR;
+    }
+}
