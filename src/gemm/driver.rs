@@ -66,9 +66,9 @@ pub(crate) const IL_MIN_KC: usize = 16;
 /// columns plus at most two, the tutorial's 10-class output layer.
 pub(crate) const SPLIT_COLS: std::ops::RangeInclusive<usize> = 9..=10;
 /// The shallowest product that runs split: each row pays a reduction (a few
-/// shuffles and adds) after its k loop, and B~ is packed. 32×10×k and
-/// 128×10×k (`examples/gemm_shape`, alternating): k = 4–12 equal within
-/// ±7%, k = 16 12% faster split, k = 24 1.9×, k = 100 1.2×.
+/// shuffles and adds) after its k loop, and B~ is packed. 32×10×k
+/// (`examples/gemm_shape`, alternating with the plain kernels): k = 4, 8,
+/// 12 (and 128×10×8) −5% to +14%, k = 16 1.5×, k = 24 1.7×, k = 100 1.3×.
 pub(crate) const SPLIT_MIN_K: usize = 16;
 
 /// Floats of a split B~ `kc` deep: chunks of eight k, five vectors of 16.
