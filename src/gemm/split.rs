@@ -5,29 +5,36 @@
 //! 10 of 16 lanes and no tiling of that layout passes 62.5% of peak. Here the
 //! columns are split 8 + 2 and each part is interleaved with consecutive k,
 //! so that every lane of every FMA does useful work:
-//! - G1, columns 0..8: lane `2c + q` sums the k ≡ q (mod 2) terms of column
-//!   c. One FMA per row covers two k steps; its A operand is the pair
-//!   `A[i][p..p + 2]` broadcast as one 64-bit value (`vbroadcastsd` from
+//! - G1, columns 0..8, in two vectors of four columns: lane `4c + q` sums
+//!   the k ≡ q (mod 4) terms of column c (4 + c in the second). Two FMAs
+//!   per row cover four k steps, and their A operand is one broadcast,
+//!   `A[i][p..p + 4]` to every group of four lanes (`vbroadcastf32x4` from
 //!   memory, a load-port µop).
 //! - G2, columns 8..n: lane `8c + q` sums the k ≡ q (mod 8) terms of column
 //!   8 + c. One FMA per row covers eight k steps; its A operand is
 //!   `A[i][p..p + 8]` broadcast to both halves (`vbroadcastf64x4`).
 //!
 //! Eight k steps of a row then take 4 + 1 FMAs instead of 8 (with n = 10 the
-//! lanes are 100% used, against 62.5%). After the k loop each row's partial
-//! sums are reduced into one vector of its n values (a few shuffles and
-//! adds) and the common epilogue (`kernel::store_tile`) writes it.
+//! lanes are 100% used, against 62.5%), fed by 3 broadcasts. After the k
+//! loop each row's partial sums are reduced into one vector of its n values
+//! (a few shuffles and adds) and the common epilogue (`kernel::store_tile`)
+//! writes it.
 //!
 //! B~ is packed per KC block in chunks of eight k (see [`pack`]). The
 //! reduction order of every element is fixed by the layout, whatever the
 //! tile or thread, so results stay bit-identical across thread counts.
 //!
-//! Measured (`examples/gemm_shape`, alternating with the plain kernels):
-//! 32×10×100 88 → 115 GFLOP/s (`simdnet bench`: 46% → 60% of peak),
-//! 256×10×100 1.4×. In a 32×10×100
-//! call the k loops take ~70% of the time, B~'s packing ~10%, the
-//! reductions ~9%. Tried and left out, equal or slower: 12-row tiles, two
-//! G1 accumulators per row (shorter FMA chains), gathering G2 when packing.
+//! Measured (`examples/gemm_shape`, alternating builds): against the plain
+//! kernels, 32×10×100 88 → 115 GFLOP/s (`simdnet bench`: 46% → 60% of
+//! peak), 256×10×100 1.4×. In a 32×10×100 call the k loops take ~70% of the
+//! time, B~'s packing ~10%, the reductions ~9%. G1 first took pairs of k
+//! (lane `2c + q`, one `vbroadcastsd` per FMA): a loop-only microbenchmark
+//! (operands in L1, not in the repository) ran that at ~85% of peak
+//! against ~96% for the quads, whose broadcast feeds two FMAs; in the GEMM,
+//! 256×10×256 143 → 156 GFLOP/s, while 32×10×100 stayed equal (the quads'
+//! packing takes 12 shuffles per chunk, not 8). Tried and left out, equal
+//! or slower: 12-row tiles, two accumulators per row for the pairs
+//! (shorter FMA chains), gathering G2 when packing.
 
 use std::arch::x86_64::*;
 
@@ -36,16 +43,55 @@ use super::kernel::{opaque, panel_at, sigmoid_tile, store_tile, tile_at, unroll,
 use super::simd::V512;
 use super::{Activation, MatRef};
 
-/// Floats of one packed chunk of eight k: four G1 vectors, then one G2
-/// (`driver::split_len`).
+/// Floats of one packed chunk of eight k: four G1 vectors (two per four
+/// k), then one G2 (`driver::split_len`).
 const CHUNK: usize = 80;
 
-/// Rows of a tile: 2 × 8 accumulators, and 8 rows amortise each B~ vector
-/// load over 8 FMAs (12 rows measured equal).
+/// Rows of a tile: 3 × 8 accumulators, and 8 rows amortise each B~ vector
+/// load over 8 FMAs (12 rows, in the pair layout, measured equal).
 const MR: usize = 8;
 
-/// G1 packing: lane `2c + q` takes column c of the pair's row q.
+/// G1 packing, step 1: lane `2c + q` takes column c (< 8) of row q of a
+/// pair of rows.
 const PAIR_INDEX: [i32; 16] = [0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23];
+
+/// G1 packing, step 2: from the pairs of rows (0, 1) and (2, 3) of a
+/// quad (step 1's layout), vector v's lane `4c + q` takes column 4v + c of
+/// row q.
+const fn quad_index(v: usize) -> [i32; 16] {
+    let mut x = [0; 16];
+    let mut c = 0;
+    while c < 4 {
+        let mut q = 0;
+        while q < 4 {
+            let lane = 2 * (4 * v + c) + q % 2;
+            x[4 * c + q] = (if q < 2 { lane } else { 16 + lane }) as i32;
+            q += 1;
+        }
+        c += 1;
+    }
+    x
+}
+const QUAD_INDEX: [[i32; 16]; 2] = [quad_index(0), quad_index(1)];
+
+/// G1's reduction, step 1: lane `2c + j` (c < 8) of the sum of the two
+/// picks is column c's partial sum over k offsets 2j and 2j + 1 (from the
+/// accumulators of columns 0..4 and 4..8, lane `4c + q`).
+const fn g1_sum_index(second: usize) -> [i32; 16] {
+    let mut x = [0; 16];
+    let mut c = 0;
+    while c < 8 {
+        let mut j = 0;
+        while j < 2 {
+            let q = 2 * j + second;
+            x[2 * c + j] = (if c < 4 { 4 * c + q } else { 16 + 4 * (c - 4) + q }) as i32;
+            j += 1;
+        }
+        c += 1;
+    }
+    x
+}
+const G1_SUM_INDEX: [[i32; 16]; 2] = [g1_sum_index(0), g1_sum_index(1)];
 
 /// G2 packing of rows 2u (first operand) and 2u + 1 (second): their columns
 /// 8 and 9 go to lanes 2u, 2u + 1 and 8 + 2u, 9 + 2u (the lanes of k offset
@@ -62,7 +108,7 @@ const G2_INDEX: [[i32; 16]; 4] = [g2_index(0), g2_index(1), g2_index(2), g2_inde
 
 /// Packs `B[p0..p0 + kc][j0..j0 + w]` (w in [`SPLIT_COLS`]) as split B~: chunk g
 /// (k steps `8g..8g + 8`) is 80 floats,
-/// - vector s < 4 (G1): lane `2c + q` = `B[8g + 2s + q][c]`,
+/// - vector 2h + v (h, v < 2; G1): lane `4c + q` = `B[8g + 4h + q][4v + c]`,
 /// - vector 4 (G2): lane `8c + q` = `B[8g + q][8 + c]`,
 ///
 /// zero past kc and past w.
@@ -81,6 +127,7 @@ pub(crate) unsafe fn pack(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize,
     let simd_chunks = if b.cs == 1 { kc.div_ceil(8) } else { 0 };
     let row_mask = ((1u32 << w) - 1) as u16;
     let pair = _mm512_loadu_si512(PAIR_INDEX.as_ptr().cast());
+    let quad = QUAD_INDEX.map(|x| _mm512_loadu_si512(x.as_ptr().cast()));
     let g2 = G2_INDEX.map(|x| _mm512_loadu_si512(x.as_ptr().cast()));
     for g in 0..simd_chunks {
         let d = dst.add(g * CHUNK);
@@ -92,8 +139,12 @@ pub(crate) unsafe fn pack(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize,
                 _mm512_setzero_ps()
             }
         });
-        for s in 0..4 {
-            _mm512_storeu_ps(d.add(16 * s), _mm512_permutex2var_ps(r[2 * s], pair, r[2 * s + 1]));
+        for h in 0..2 {
+            let lo = _mm512_permutex2var_ps(r[4 * h], pair, r[4 * h + 1]);
+            let hi = _mm512_permutex2var_ps(r[4 * h + 2], pair, r[4 * h + 3]);
+            for (v, index) in quad.iter().enumerate() {
+                _mm512_storeu_ps(d.add(32 * h + 16 * v), _mm512_permutex2var_ps(lo, *index, hi));
+            }
         }
         // Column 9 of a 9-wide B is the masked load's zero.
         let mut v = _mm512_setzero_ps();
@@ -106,11 +157,13 @@ pub(crate) unsafe fn pack(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize,
     // A B without unit column stride: value by value.
     for g in simd_chunks..kc.div_ceil(8) {
         let d = dst.add(g * CHUNK);
-        for s in 0..4 {
-            for c in 0..8 {
-                for q in 0..2 {
-                    let p = 8 * g + 2 * s + q;
-                    *d.add(16 * s + 2 * c + q) = if p < kc { *at(p, c) } else { 0.0 };
+        for h in 0..2 {
+            for v in 0..2 {
+                for c in 0..4 {
+                    for q in 0..4 {
+                        let p = 8 * g + 4 * h + q;
+                        *d.add(32 * h + 16 * v + 4 * c + q) = if p < kc { *at(p, 4 * v + c) } else { 0.0 };
+                    }
                 }
             }
         }
@@ -133,7 +186,9 @@ pub(crate) unsafe fn pack(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize,
 unsafe fn tile<const M: usize>(t: &Tile) {
     const { assert!(M <= MR) };
     debug_assert!(t.csa == 1 && t.csc == 1 && SPLIT_COLS.contains(&t.n));
+    // G1's columns 0..4 and 4..8, and G2.
     let mut acc1 = [_mm512_setzero_ps(); M];
+    let mut acc1b = [_mm512_setzero_ps(); M];
     let mut acc2 = [_mm512_setzero_ps(); M];
     // Rows from one opaque base per four (as `kernel::tile`): LLVM keeps a
     // pointer per row and one shared k offset.
@@ -146,12 +201,12 @@ unsafe fn tile<const M: usize>(t: &Tile) {
     let mut b = t.b;
     let mut k = t.k;
     while k >= 8 {
-        unroll!(4, s, {
-            let bv = _mm512_loadu_ps(b.add(16 * s));
+        unroll!(2, h, {
+            let (b0, b1) = (_mm512_loadu_ps(b.add(32 * h)), _mm512_loadu_ps(b.add(32 * h + 16)));
             unroll!(M, i, {
-                let pair = (row(&ag, i).add(2 * s) as *const f64).read_unaligned();
-                let a = _mm512_castpd_ps(_mm512_set1_pd(pair));
-                acc1[i] = _mm512_fmadd_ps(a, bv, acc1[i]);
+                let a = _mm512_broadcast_f32x4(_mm_loadu_ps(row(&ag, i).add(4 * h)));
+                acc1[i] = _mm512_fmadd_ps(a, b0, acc1[i]);
+                acc1b[i] = _mm512_fmadd_ps(a, b1, acc1b[i]);
             });
         });
         let bv = _mm512_loadu_ps(b.add(64));
@@ -166,38 +221,37 @@ unsafe fn tile<const M: usize>(t: &Tile) {
         k -= 8;
     }
     if k > 0 {
-        // The last k % 8 steps: whole pairs broadcast from memory as in the
-        // loop, a last odd value and G2's values loaded masked (nothing past
-        // k is read) and broadcast by a shuffle; B~ is zero past k.
-        unroll!(4, s, {
-            if 2 * s + 2 <= k {
-                let bv = _mm512_loadu_ps(b.add(16 * s));
-                unroll!(M, i, {
-                    let pair = (row(&ag, i).add(2 * s) as *const f64).read_unaligned();
-                    acc1[i] = _mm512_fmadd_ps(_mm512_castpd_ps(_mm512_set1_pd(pair)), bv, acc1[i]);
-                });
-            }
-        });
+        // The last k % 8 steps: each row's values loaded masked (nothing
+        // past k is read) and broadcast by shuffles; B~ is zero past k.
         let mask = ((1u32 << k) - 1) as u16;
-        let (odd, b_odd) = (k % 2 == 1, b.add(16 * (k / 2)));
-        let b2 = _mm512_loadu_ps(b.add(64));
+        let (b0, b1, b2) = (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16)), _mm512_loadu_ps(b.add(64)));
+        let (b3, b4) = (_mm512_loadu_ps(b.add(32)), _mm512_loadu_ps(b.add(48)));
         unroll!(M, i, {
             let a8 = _mm512_maskz_loadu_ps(mask, row(&ag, i));
-            if odd {
-                // (A[k - 1], 0) in every pair: the last pair's first value.
-                let a = _mm512_castpd_ps(_mm512_set1_pd(f64::from_bits((*row(&ag, i).add(k - 1)).to_bits() as u64)));
-                acc1[i] = _mm512_fmadd_ps(a, _mm512_loadu_ps(b_odd), acc1[i]);
+            let a = _mm512_shuffle_f32x4::<0b00_00_00_00>(a8, a8);
+            acc1[i] = _mm512_fmadd_ps(a, b0, acc1[i]);
+            acc1b[i] = _mm512_fmadd_ps(a, b1, acc1b[i]);
+            if k > 4 {
+                let a = _mm512_shuffle_f32x4::<0b01_01_01_01>(a8, a8);
+                acc1[i] = _mm512_fmadd_ps(a, b3, acc1[i]);
+                acc1b[i] = _mm512_fmadd_ps(a, b4, acc1b[i]);
             }
             let a = _mm512_shuffle_f32x4::<0b01_00_01_00>(a8, a8);
             acc2[i] = _mm512_fmadd_ps(a, b2, acc2[i]);
         });
     }
-    // Per row: G1's pair sums (lane 2c), G2's sums of eight (lanes 0 and 8),
-    // gathered into lanes 0..10.
+    // Per row: G1's sums of four (lanes 2c after summing pairs twice), G2's
+    // sums of eight (lanes 0 and 8), gathered into lanes 0..10.
+    let even = _mm512_loadu_si512(G1_SUM_INDEX[0].as_ptr().cast());
+    let odd = _mm512_loadu_si512(G1_SUM_INDEX[1].as_ptr().cast());
     let gather = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 24, 0, 0, 0, 0, 0, 0);
     let mut out = [[_mm512_setzero_ps(); 1]; M];
     unroll!(M, i, {
-        let s1 = _mm512_add_ps(acc1[i], _mm512_permute_ps::<0b10_11_00_01>(acc1[i]));
+        let u = _mm512_add_ps(
+            _mm512_permutex2var_ps(acc1[i], even, acc1b[i]),
+            _mm512_permutex2var_ps(acc1[i], odd, acc1b[i]),
+        );
+        let s1 = _mm512_add_ps(u, _mm512_permute_ps::<0b10_11_00_01>(u));
         let x = _mm512_add_ps(acc2[i], _mm512_permute_ps::<0b10_11_00_01>(acc2[i]));
         let x = _mm512_add_ps(x, _mm512_permute_ps::<0b01_00_11_10>(x));
         let s2 = _mm512_add_ps(x, _mm512_shuffle_f32x4::<0b10_11_00_01>(x, x));
