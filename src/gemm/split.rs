@@ -186,10 +186,10 @@ pub(crate) unsafe fn pack(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize,
 unsafe fn tile<const M: usize>(t: &Tile) {
     const { assert!(M <= MR) };
     debug_assert!(t.csa == 1 && t.csc == 1 && SPLIT_COLS.contains(&t.n));
-    // G1's columns 0..4 and 4..8, and G2.
-    let mut acc1 = [_mm512_setzero_ps(); M];
-    let mut acc1b = [_mm512_setzero_ps(); M];
-    let mut acc2 = [_mm512_setzero_ps(); M];
+    // Accumulators per row: G1's columns 0..4 and 4..8, and G2.
+    let mut acc_lo = [_mm512_setzero_ps(); M];
+    let mut acc_hi = [_mm512_setzero_ps(); M];
+    let mut acc_g2 = [_mm512_setzero_ps(); M];
     // Rows from one opaque base per four (as `kernel::tile`): LLVM keeps a
     // pointer per row and one shared k offset.
     let rsa = t.rsa;
@@ -205,14 +205,14 @@ unsafe fn tile<const M: usize>(t: &Tile) {
             let (b0, b1) = (_mm512_loadu_ps(b.add(32 * h)), _mm512_loadu_ps(b.add(32 * h + 16)));
             unroll!(M, i, {
                 let a = _mm512_broadcast_f32x4(_mm_loadu_ps(row(&ag, i).add(4 * h)));
-                acc1[i] = _mm512_fmadd_ps(a, b0, acc1[i]);
-                acc1b[i] = _mm512_fmadd_ps(a, b1, acc1b[i]);
+                acc_lo[i] = _mm512_fmadd_ps(a, b0, acc_lo[i]);
+                acc_hi[i] = _mm512_fmadd_ps(a, b1, acc_hi[i]);
             });
         });
         let bv = _mm512_loadu_ps(b.add(64));
         unroll!(M, i, {
             let a = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd(row(&ag, i) as *const f64)));
-            acc2[i] = _mm512_fmadd_ps(a, bv, acc2[i]);
+            acc_g2[i] = _mm512_fmadd_ps(a, bv, acc_g2[i]);
         });
         unroll!(M.div_ceil(4), g, {
             ag[g] = ag[g].wrapping_add(8);
@@ -229,15 +229,15 @@ unsafe fn tile<const M: usize>(t: &Tile) {
         unroll!(M, i, {
             let a8 = _mm512_maskz_loadu_ps(mask, row(&ag, i));
             let a = _mm512_shuffle_f32x4::<0b00_00_00_00>(a8, a8);
-            acc1[i] = _mm512_fmadd_ps(a, b0, acc1[i]);
-            acc1b[i] = _mm512_fmadd_ps(a, b1, acc1b[i]);
+            acc_lo[i] = _mm512_fmadd_ps(a, b0, acc_lo[i]);
+            acc_hi[i] = _mm512_fmadd_ps(a, b1, acc_hi[i]);
             if k > 4 {
                 let a = _mm512_shuffle_f32x4::<0b01_01_01_01>(a8, a8);
-                acc1[i] = _mm512_fmadd_ps(a, b3, acc1[i]);
-                acc1b[i] = _mm512_fmadd_ps(a, b4, acc1b[i]);
+                acc_lo[i] = _mm512_fmadd_ps(a, b3, acc_lo[i]);
+                acc_hi[i] = _mm512_fmadd_ps(a, b4, acc_hi[i]);
             }
             let a = _mm512_shuffle_f32x4::<0b01_00_01_00>(a8, a8);
-            acc2[i] = _mm512_fmadd_ps(a, b2, acc2[i]);
+            acc_g2[i] = _mm512_fmadd_ps(a, b2, acc_g2[i]);
         });
     }
     // Per row: G1's sums of four (lanes 2c after summing pairs twice), G2's
@@ -248,11 +248,11 @@ unsafe fn tile<const M: usize>(t: &Tile) {
     let mut out = [[_mm512_setzero_ps(); 1]; M];
     unroll!(M, i, {
         let u = _mm512_add_ps(
-            _mm512_permutex2var_ps(acc1[i], even, acc1b[i]),
-            _mm512_permutex2var_ps(acc1[i], odd, acc1b[i]),
+            _mm512_permutex2var_ps(acc_lo[i], even, acc_hi[i]),
+            _mm512_permutex2var_ps(acc_lo[i], odd, acc_hi[i]),
         );
         let s1 = _mm512_add_ps(u, _mm512_permute_ps::<0b10_11_00_01>(u));
-        let x = _mm512_add_ps(acc2[i], _mm512_permute_ps::<0b10_11_00_01>(acc2[i]));
+        let x = _mm512_add_ps(acc_g2[i], _mm512_permute_ps::<0b10_11_00_01>(acc_g2[i]));
         let x = _mm512_add_ps(x, _mm512_permute_ps::<0b01_00_11_10>(x));
         let s2 = _mm512_add_ps(x, _mm512_shuffle_f32x4::<0b10_11_00_01>(x, x));
         out[i][0] = _mm512_permutex2var_ps(s1, gather, s2);
@@ -272,10 +272,12 @@ unsafe fn tile<const M: usize>(t: &Tile) {
 /// B~ from [`pack`], A~ read in place by rows and C with unit column stride.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn block(blk: &Block) {
-    let p = panel_at::<V512, 32, true>(blk, 0);
+    let p = panel_at::<V512, { Avx512::NR }, { Avx512::MERGE_TAIL }>(blk, 0);
     let mut ir = 0;
     while ir < blk.mc {
         let t = tile_at::<{ Avx512::MR }>(blk, &p, ir);
+        // SAFETY: rows ir.. of the block (at most MR of them) and its one
+        // column panel: inside the memory `block`'s contract covers.
         match (blk.mc - ir).min(MR) {
             1 => tile::<1>(&t),
             2 => tile::<2>(&t),
