@@ -8,7 +8,9 @@
 //! is broadcast straight from memory for narrow C, and a row-major A for any
 //! C unless its rows alias in L1 (see [`ALIAS_BYTES`]). A last column panel
 //! whose last vector has only a few columns gets them packed as an
-//! interleaved tail (see `kernel::tile`, [`il_tail_cols`]). Packing buffers are
+//! interleaved tail (see `kernel::tile`, [`il_tail_cols`]). A part of C 9 or
+//! 10 columns wide with A read by rows runs the split thin kernel
+//! (`split.rs`, [`runs_split`]) on its own packed B~. Packing buffers are
 //! thread-local and only grow, so a training step does not allocate after
 //! the first call.
 

@@ -9,8 +9,9 @@
 //! optimized path.
 //!
 //! The fast path is BLIS-style (see `driver.rs` for the five loops and the
-//! block sizes, `kernel.rs` for the register-blocked microkernels) with one
-//! microkernel per instruction set: AVX-512F, AVX2+FMA (both `std::arch`,
+//! block sizes, `kernel.rs` for the register-blocked microkernels, `split.rs`
+//! for the output layer's 10-column products) with one microkernel per
+//! instruction set: AVX-512F, AVX2+FMA (both `std::arch`,
 //! picked at run time) and a portable one on `wide::f32x8`. The choice is
 //! detected once and cached; `SIMDNET_ISA=avx512|avx2|portable|reference`
 //! forces one.
