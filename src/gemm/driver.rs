@@ -73,9 +73,13 @@ pub(crate) const SPLIT_COLS: std::ops::RangeInclusive<usize> = 9..=10;
 /// 12 (and 128×10×8) −5% to +14%, k = 16 1.5×, k = 24 1.7×, k = 100 1.3×.
 pub(crate) const SPLIT_MIN_K: usize = 16;
 
-/// Floats of a split B~ `kc` deep: chunks of eight k, five vectors of 16.
+/// Floats of one chunk of split B~ (eight k steps): five vectors of 16,
+/// four for columns 0..8 and one for columns 8..10 (see `split::pack`).
+pub(crate) const SPLIT_CHUNK: usize = 80;
+
+/// Floats of a split B~ `kc` deep: whole chunks of eight k.
 pub(crate) fn split_len(kc: usize) -> usize {
-    kc.div_ceil(8) * 80
+    kc.div_ceil(8) * SPLIT_CHUNK
 }
 
 /// Whether a part of C `nc` wide (of a product `k` deep) runs the split

@@ -38,14 +38,10 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::SPLIT_COLS;
+use super::driver::{SPLIT_CHUNK, SPLIT_COLS};
 use super::kernel::{opaque, panel_at, sigmoid_tile, store_tile, tile_at, unroll, Avx512, Block, Kernel, Tile};
 use super::simd::V512;
 use super::{Activation, MatRef};
-
-/// Floats of one packed chunk of eight k: four G1 vectors (two per four
-/// k), then one G2 (`driver::split_len`).
-const CHUNK: usize = 80;
 
 /// Rows of a tile: 3 × 8 accumulators, and 8 rows amortise each B~ vector
 /// load over 8 FMAs (12 rows, in the pair layout, measured equal).
@@ -107,7 +103,7 @@ const fn g2_index(u: usize) -> [i32; 16] {
 const G2_INDEX: [[i32; 16]; 4] = [g2_index(0), g2_index(1), g2_index(2), g2_index(3)];
 
 /// Packs `B[p0..p0 + kc][j0..j0 + w]` (w in [`SPLIT_COLS`]) as split B~: chunk g
-/// (k steps `8g..8g + 8`) is 80 floats,
+/// (k steps `8g..8g + 8`) is [`SPLIT_CHUNK`] (80) floats,
 /// - vector 2h + v (h, v < 2; G1): lane `4c + q` = `B[8g + 4h + q][4v + c]`,
 /// - vector 4 (G2): lane `8c + q` = `B[8g + q][8 + c]`,
 ///
@@ -130,7 +126,7 @@ pub(crate) unsafe fn pack(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize,
     let quad = QUAD_INDEX.map(|x| _mm512_loadu_si512(x.as_ptr().cast()));
     let g2 = G2_INDEX.map(|x| _mm512_loadu_si512(x.as_ptr().cast()));
     for g in 0..simd_chunks {
-        let d = dst.add(g * CHUNK);
+        let d = dst.add(g * SPLIT_CHUNK);
         let rows = (kc - 8 * g).min(8);
         let r: [__m512; 8] = std::array::from_fn(|q| {
             if q < rows {
@@ -156,7 +152,7 @@ pub(crate) unsafe fn pack(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize,
     }
     // A B without unit column stride: value by value.
     for g in simd_chunks..kc.div_ceil(8) {
-        let d = dst.add(g * CHUNK);
+        let d = dst.add(g * SPLIT_CHUNK);
         for h in 0..2 {
             for v in 0..2 {
                 for c in 0..4 {
@@ -217,7 +213,7 @@ unsafe fn tile<const M: usize>(t: &Tile) {
         unroll!(M.div_ceil(4), g, {
             ag[g] = ag[g].wrapping_add(8);
         });
-        b = b.add(CHUNK);
+        b = b.add(SPLIT_CHUNK);
         k -= 8;
     }
     if k > 0 {
