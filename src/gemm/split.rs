@@ -16,9 +16,11 @@
 //!
 //! Eight k steps of a row then take 4 + 1 FMAs instead of 8 (with n = 10 the
 //! lanes are 100% used, against 62.5%), fed by 3 broadcasts. After the k
-//! loop each row's partial sums are reduced into one vector of its n values
-//! (a few shuffles and adds) and the common epilogue (`kernel::store_tile`)
-//! writes it.
+//! loop the partial sums are reduced: G1's per row (three shuffles), G2's
+//! across the tile's rows (a tree of two-table permutes, 14 shuffles for
+//! eight rows where one row alone took three), then one permute per row
+//! gathers its n values and the common epilogue (`kernel::store_tile`)
+//! writes them.
 //!
 //! B~ is packed per KC block in chunks of eight k (see [`pack`]). The
 //! reduction order of every element is fixed by the layout, whatever the
@@ -26,8 +28,12 @@
 //!
 //! Measured (`examples/gemm_shape`, alternating builds): against the plain
 //! kernels, 32×10×100 88 → 115 GFLOP/s (`simdnet bench`: 46% → 60% of
-//! peak), 256×10×100 1.4×. In a 32×10×100 call the k loops take ~70% of the
-//! time, B~'s packing ~10%, the reductions ~9%. G1 first took pairs of k
+//! peak), 256×10×100 1.4×. What the rest of a 32×10×100 call costs, by
+//! builds that leave one part out (wrong results, timing only; best of five
+//! alternating runs): 112.9 GFLOP/s whole, 119.9 packing B~ only once,
+//! 126.7 without the reductions' shuffles, 118.8 without the last k % 8
+//! steps (whose FMAs are ~5% of the work). The row tree for G2 then took
+//! the call 110.9 → 114.0 GFLOP/s. G1 first took pairs of k
 //! (lane `2c + q`, one `vbroadcastsd` per FMA): a loop-only microbenchmark
 //! (operands in L1, not in the repository) ran that at ~85% of peak
 //! against ~96% for the quads, whose broadcast feeds two FMAs; in the GEMM,
@@ -89,6 +95,76 @@ const fn g1_sum_index(second: usize) -> [i32; 16] {
 }
 const G1_SUM_INDEX: [[i32; 16]; 2] = [g1_sum_index(0), g1_sum_index(1)];
 
+/// G2's reduction over rows, level 1 (rows 2u and 2u + 1 as the two
+/// tables): lane `8c + 4ρ + j` = row ρ's lane `8c + j` (index 0) or
+/// `8c + j + 4` (index 1).
+const G2_PAIR_INDEX: [[i32; 16]; 2] = g2_fold_index(1);
+/// Level 2 (pairs (0, 1) and (2, 3) as the tables): lane `8c + 2ρ + j` =
+/// level-1 lane `8c + 4(ρ % 2) + j` (+ 2 for index 1) of pair ρ / 2.
+const G2_QUAD_INDEX: [[i32; 16]; 2] = g2_fold_index(2);
+/// Level 3 (rows 0..4 and 4..8 as the tables): lane `2r + c` = level-2
+/// lane `8c + 2(r % 4)` (+ 1 for index 1) of quad r / 4.
+const G2_OCT_INDEX: [[i32; 16]; 2] = g2_fold_index(3);
+
+/// The two indexes of `level` (1..=3) of G2's row tree: its output has
+/// `parts` partial sums per row and column (4, 2, 1) for `rows` rows
+/// (2, 4, 8); index h reads the partials `step · h` further on.
+const fn g2_fold_index(level: usize) -> [[i32; 16]; 2] {
+    let (parts, step) = match level {
+        1 => (4, 4),
+        2 => (2, 2),
+        _ => (1, 1),
+    };
+    let rows = 8 / parts;
+    let mut x = [[0; 16]; 2];
+    let mut h = 0;
+    while h < 2 {
+        let mut c = 0;
+        while c < 2 {
+            let mut r = 0;
+            while r < rows {
+                let mut j = 0;
+                while j < parts {
+                    // Table lane of (c, r, j): the table is r's group at
+                    // the level below, inside it row r % (rows / 2).
+                    let half = rows / 2;
+                    let table = 16 * (r / half);
+                    let below = match level {
+                        1 => 8 * c + j,
+                        2 => 8 * c + 4 * (r % half) + j,
+                        _ => 8 * c + 2 * (r % half),
+                    };
+                    let lane = if parts == 1 { 2 * r + c } else { 8 * c + parts * r + j };
+                    x[h][lane] = (table + below + step * h) as i32;
+                    j += 1;
+                }
+                r += 1;
+            }
+            c += 1;
+        }
+        h += 1;
+    }
+    x
+}
+
+/// The output gather of row r: lanes 0..8 take G1's sums (lanes 2c of the
+/// row's vector), lanes 8 and 9 take z's lanes 2r and 2r + 1 (G2).
+const ROW_GATHER_INDEX: [[i32; 16]; 8] = {
+    let mut x = [[0; 16]; 8];
+    let mut r = 0;
+    while r < 8 {
+        let mut c = 0;
+        while c < 8 {
+            x[r][c] = 2 * c as i32;
+            c += 1;
+        }
+        x[r][8] = 16 + 2 * r as i32;
+        x[r][9] = 17 + 2 * r as i32;
+        r += 1;
+    }
+    x
+};
+
 /// G2 packing of rows 2u (first operand) and 2u + 1 (second): their columns
 /// 8 and 9 go to lanes 2u, 2u + 1 and 8 + 2u, 9 + 2u (the lanes of k offset
 /// q = 2u, 2u + 1); the other lanes are blended away.
@@ -101,6 +177,41 @@ const fn g2_index(u: usize) -> [i32; 16] {
     x
 }
 const G2_INDEX: [[i32; 16]; 4] = [g2_index(0), g2_index(1), g2_index(2), g2_index(3)];
+
+/// Dense G1 packing: vector (h, v) of a chunk from the windows at floats
+/// `o = 40h + 4v` and `o + 18` of its 80 (rows of 10 back to back): lane
+/// `4c + q` takes float `10q + c` past `o`, in the first window for q < 2,
+/// else at `10q + c - 18` in the second.
+const G1_DENSE_INDEX: [i32; 16] = {
+    let mut x = [0; 16];
+    let mut i = 0;
+    while i < 16 {
+        let (c, q) = (i / 4, i % 4);
+        x[i] = (if q < 2 { 10 * q + c } else { 16 + 10 * q + c - 18 }) as i32;
+        i += 1;
+    }
+    x
+};
+
+/// Dense G2 packing: lane `8c + q` takes float `10q + 8 + c` of the chunk.
+/// Index 0 fills q < 4 from the windows at 8 and 28, index 1 fills q ≥ 4
+/// from those at 48 and 64 (the other lanes are blended away).
+const G2_DENSE_INDEX: [[i32; 16]; 2] = {
+    let mut x = [[0; 16]; 2];
+    let mut i = 0;
+    while i < 16 {
+        let (c, q) = (i / 8, i % 8);
+        let f = 10 * q + 8 + c;
+        x[q / 4][i] = (match q {
+            0 | 1 => f - 8,
+            2 | 3 => 16 + f - 28,
+            4 | 5 => f - 48,
+            _ => 16 + f - 64,
+        }) as i32;
+        i += 1;
+    }
+    x
+};
 
 /// Packs `B[p0..p0 + kc][j0..j0 + w]` (w in [`SPLIT_COLS`]) as split B~: chunk g
 /// (k steps `8g..8g + 8`) is [`SPLIT_CHUNK`] (80) floats,
@@ -125,7 +236,32 @@ pub(crate) unsafe fn pack(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize,
     let pair = _mm512_loadu_si512(PAIR_INDEX.as_ptr().cast());
     let quad = QUAD_INDEX.map(|x| _mm512_loadu_si512(x.as_ptr().cast()));
     let g2 = G2_INDEX.map(|x| _mm512_loadu_si512(x.as_ptr().cast()));
-    for g in 0..simd_chunks {
+    // A contiguous 10-wide B (rows back to back, as W of the output layer):
+    // a whole chunk is 80 consecutive floats, and each output vector's 16
+    // values lie in two 16-float windows of it, so every vector takes one
+    // two-table permute (G2 two and a blend) of plain loads.
+    let dense = b.cs == 1 && b.rs == 10 && w == 10;
+    let dense_chunks = if dense { kc / 8 } else { 0 };
+    let (g1_dense, g2_lo, g2_hi) = (
+        _mm512_loadu_si512(G1_DENSE_INDEX.as_ptr().cast()),
+        _mm512_loadu_si512(G2_DENSE_INDEX[0].as_ptr().cast()),
+        _mm512_loadu_si512(G2_DENSE_INDEX[1].as_ptr().cast()),
+    );
+    for g in 0..dense_chunks {
+        let d = dst.add(g * SPLIT_CHUNK);
+        let s = at(8 * g, 0);
+        for h in 0..2 {
+            for v in 0..2 {
+                let o = 40 * h + 4 * v;
+                let x = _mm512_permutex2var_ps(_mm512_loadu_ps(s.add(o)), g1_dense, _mm512_loadu_ps(s.add(o + 18)));
+                _mm512_storeu_ps(d.add(32 * h + 16 * v), x);
+            }
+        }
+        let lo = _mm512_permutex2var_ps(_mm512_loadu_ps(s.add(8)), g2_lo, _mm512_loadu_ps(s.add(28)));
+        let hi = _mm512_permutex2var_ps(_mm512_loadu_ps(s.add(48)), g2_hi, _mm512_loadu_ps(s.add(64)));
+        _mm512_storeu_ps(d.add(64), _mm512_mask_blend_ps(0xF0F0, lo, hi));
+    }
+    for g in dense_chunks..simd_chunks {
         let d = dst.add(g * SPLIT_CHUNK);
         let rows = (kc - 8 * g).min(8);
         let r: [__m512; 8] = std::array::from_fn(|q| {
@@ -236,11 +372,41 @@ unsafe fn tile<const M: usize>(t: &Tile) {
             acc_g2[i] = _mm512_fmadd_ps(a, b2, acc_g2[i]);
         });
     }
-    // Per row: G1's sums of four (lanes 2c after summing pairs twice), G2's
-    // sums of eight (lanes 0 and 8), gathered into lanes 0..10.
-    let even = _mm512_loadu_si512(G1_SUM_INDEX[0].as_ptr().cast());
-    let odd = _mm512_loadu_si512(G1_SUM_INDEX[1].as_ptr().cast());
-    let gather = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 24, 0, 0, 0, 0, 0, 0);
+    // G2 across the tile's rows, a tree of two-table permutes: rows in
+    // pairs (lane 8c + 4ρ + j: row ρ of the pair, column 8 + c, k ≡ j or
+    // j + 4 mod 8), pairs of pairs (lane 8c + 2ρ + j, j of 2), then all
+    // eight rows: z lane 2r + c is row r's column 8 + c. Fourteen shuffles
+    // for eight rows, where one row alone took three. Missing rows of a
+    // short tile are zero.
+    macro_rules! ix {
+        ($x:expr) => {
+            _mm512_loadu_si512($x.as_ptr().cast())
+        };
+    }
+    macro_rules! fold {
+        ($index:expr, $a:expr, $b:expr) => {{
+            let (lo, hi) = (ix!($index[0]), ix!($index[1]));
+            let (a, b) = ($a, $b);
+            _mm512_add_ps(_mm512_permutex2var_ps(a, lo, b), _mm512_permutex2var_ps(a, hi, b))
+        }};
+    }
+    let zero = _mm512_setzero_ps();
+    // (32 long: `unroll!` indexes every arm, even those M rules out.)
+    let mut g2 = [zero; 32];
+    g2[..M].copy_from_slice(&acc_g2);
+    let mut pairs = [zero; 32];
+    unroll!(M.div_ceil(2), u, {
+        pairs[u] = fold!(G2_PAIR_INDEX, g2[2 * u], g2[2 * u + 1]);
+    });
+    let mut quads = [zero; 16];
+    unroll!(M.div_ceil(4), u, {
+        quads[u] = fold!(G2_QUAD_INDEX, pairs[2 * u], pairs[2 * u + 1]);
+    });
+    let z = fold!(G2_OCT_INDEX, quads[0], quads[1]);
+    // Per row: G1's sums of four (lanes 2c after summing pairs twice), and
+    // z's two values of the row, gathered into lanes 0..10.
+    let even = ix!(G1_SUM_INDEX[0]);
+    let odd = ix!(G1_SUM_INDEX[1]);
     let mut out = [[_mm512_setzero_ps(); 1]; M];
     unroll!(M, i, {
         let u = _mm512_add_ps(
@@ -248,10 +414,7 @@ unsafe fn tile<const M: usize>(t: &Tile) {
             _mm512_permutex2var_ps(acc_lo[i], odd, acc_hi[i]),
         );
         let s1 = _mm512_add_ps(u, _mm512_permute_ps::<0b10_11_00_01>(u));
-        let x = _mm512_add_ps(acc_g2[i], _mm512_permute_ps::<0b10_11_00_01>(acc_g2[i]));
-        let x = _mm512_add_ps(x, _mm512_permute_ps::<0b01_00_11_10>(x));
-        let s2 = _mm512_add_ps(x, _mm512_shuffle_f32x4::<0b10_11_00_01>(x, x));
-        out[i][0] = _mm512_permutex2var_ps(s1, gather, s2);
+        out[i][0] = _mm512_permutex2var_ps(s1, ix!(ROW_GATHER_INDEX[i % MR]), z);
     });
     let sigmoid = t.act == Activation::Sigmoid;
     store_tile::<V512, M, 1>(t, &out, !t.mask.is_null() && !sigmoid);

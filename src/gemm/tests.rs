@@ -449,6 +449,14 @@ fn split_thin_tiles() {
                 }
             }
         }
+        // A contiguous 10-wide B (rows back to back) packs whole chunks
+        // from plain loads (`split::pack`'s dense path): every k above,
+        // with the last partial chunk and past-KC blocks.
+        for (i, &k) in [16, 17, 23, 24, 25, 31, 100, 2 * KC + 1].iter().enumerate() {
+            for &m in &[7, 33] {
+                check(isa, Case { lb: Layout::RowMajor, ..variant(Case::new(m, 10, k), v + i) });
+            }
+        }
         // Past NC: the last part is 10 (9) wide.
         check(isa, variant(Case::new(33, NC + 10, 40), 2));
         check(isa, Case { lb: Layout::Trans, ..variant(Case::new(9, NC + 9, 20), 8) });
