@@ -21,7 +21,8 @@ use super::{Activation, Epilogue, MatMut, MatRef};
 
 /// NC: LOOP 5 splits the n columns into NC-wide parts; a packed B~ block
 /// (KC × NC, 1 MiB) is sized to stay in a 2 MiB L2 cache while the A~ block
-/// and C's rows pass through it (multiple of every NR). With NC = 4096 a
+/// and C's rows pass through it (a multiple of `Avx512`'s and `Avx2`'s NR;
+/// `Avx512Shallow`'s 48 leaves a 16-column panel). With NC = 4096 a
 /// 512×2048×512 product, whose 2 MiB B~ then filled the L2, ran at 119
 /// GFLOP/s; at NC = 1024, 153 (`examples/gemm_shape`, alternating builds).
 pub const NC: usize = 1024;
@@ -63,6 +64,21 @@ pub const PAR_MIN_FLOPS: usize = 1 << 23;
 /// block. 32×100×k (`examples/gemm_shape`, alternating): k = 10 slower
 /// with it (72.0 against 77.3 GFLOP/s, B = Wᵀ), k = 16 equal, k ≥ 24 faster.
 pub(crate) const IL_MIN_KC: usize = 16;
+
+/// Depths at which the AVX-512 path runs `Avx512Shallow` (8 × 48 tiles)
+/// instead of `Avx512` (8 × 32): in a shallow product a tile's fixed costs
+/// weigh against few k steps. From [`IL_MIN_KC`], because its joined last
+/// panel (48 + up to 4 columns) needs an interleaved tail; below 64, where
+/// a 48-wide B~ micro-panel (kc × 48 floats) still leaves room in L1.
+pub(crate) const SHALLOW_K: std::ops::Range<usize> = IL_MIN_KC..64;
+
+/// Whether an AVX-512 product `n` wide and `k` deep runs `Avx512Shallow`:
+/// k in [`SHALLOW_K`] and C wider than one 32-column panel. Narrower C
+/// tiles the same either way, and packs B~ 48 floats wide for nothing
+/// (100×10×32 with Aᵀ: 72.4 against 69.7 GFLOP/s).
+pub(crate) fn runs_shallow(n: usize, k: usize) -> bool {
+    SHALLOW_K.contains(&k) && n > 32
+}
 
 /// C widths the split thin kernel serves (`split.rs`, AVX-512): eight
 /// columns plus at most two, the tutorial's 10-class output layer.
@@ -149,14 +165,14 @@ unsafe fn pack_b(
     nc: usize,
     nr: usize,
     lanes: usize,
-    merge: bool,
+    merge_max: usize,
     dst: *mut f32,
 ) {
     debug_assert!(nr.is_multiple_of(8));
     let src = b.data.as_ptr();
     let mut j = 0;
     while j < nc {
-        let w = panel_cols(nc - j, nr, lanes, merge);
+        let w = panel_cols(nc - j, nr, merge_max);
         let pw = if w > nr { nr + lanes } else { nr };
         // Every earlier panel is exactly NR wide.
         let d = dst.add(j * kc);
@@ -222,7 +238,7 @@ pub(crate) fn il_tail_cols<K: Kernel>(nc: usize, kc: usize) -> usize {
     if kc < IL_MIN_KC {
         return 0;
     }
-    let last = last_panel_cols(nc, K::NR, K::LANES, K::MERGE_TAIL);
+    let last = last_panel_cols(nc, K::NR, K::MERGE_MAX);
     let nv = last.div_ceil(K::LANES);
     let w = last - (nv - 1) * K::LANES;
     if K::IL > 1 && K::IL_NV.contains(&nv) && w <= K::LANES / K::IL {
@@ -473,7 +489,7 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                 } else {
                     let d = buf;
                     // SAFETY: d holds packed_b_len floats; the sub-view is inside B.
-                    unsafe { pack_b(b, pc, jc, kc, nc, K::NR, K::LANES, K::MERGE_TAIL, d) };
+                    unsafe { pack_b(b, pc, jc, kc, nc, K::NR, K::LANES, K::MERGE_MAX, d) };
                     bp = d;
                     rsb = K::NR as isize;
                     b_panel = (K::NR * kc) as isize;
@@ -631,7 +647,7 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                     } else {
                         // Few rows: split LOOP 2 over whole column panels (a
                         // merged last panel stays whole, in the last task).
-                        let merged = panel_cols(nc % K::NR + K::NR, K::NR, K::LANES, K::MERGE_TAIL) > K::NR;
+                        let merged = panel_cols(nc % K::NR + K::NR, K::NR, K::MERGE_MAX) > K::NR;
                         let panels = if merged && nc > K::NR && !nc.is_multiple_of(K::NR) {
                             nc / K::NR
                         } else {

@@ -513,14 +513,16 @@ macro_rules! tile_rows {
 }
 
 /// Columns of the column panel that starts `rem` columns before the end of a
-/// block: NR, or everything left. With `merge`, a remainder of at most one
-/// vector after a whole panel joins it (one NR + LANES wide panel), so n = 100
-/// runs as 32 + 32 + 36 rather than 32 + 32 + 32 + 4: a 4-column panel would
-/// spend a whole tile of FMAs and loads on 4 useful lanes. Packing (`pack_b`)
-/// follows the same rule, and packs a merged panel NR + LANES wide.
+/// block: NR, or everything left. A remainder of at most `merge_max` columns
+/// after a whole panel joins it (one NR + LANES wide panel in packing), so
+/// n = 100 runs as 32 + 32 + 36 rather than 32 + 32 + 32 + 4 (`Avx512`,
+/// `merge_max` = LANES) or 48 + 52 (`Avx512Shallow`, `merge_max` = 4, the
+/// columns an interleaved tail takes): a 4-column panel would spend a whole
+/// tile of FMAs and loads on 4 useful lanes. Packing (`pack_b`) follows the
+/// same rule, and packs a merged panel NR + LANES wide.
 #[inline(always)]
-pub(crate) fn panel_cols(rem: usize, nr: usize, lanes: usize, merge: bool) -> usize {
-    if merge && rem > nr && rem <= nr + lanes {
+pub(crate) fn panel_cols(rem: usize, nr: usize, merge_max: usize) -> usize {
+    if rem > nr && rem <= nr + merge_max {
         rem
     } else {
         rem.min(nr)
@@ -529,13 +531,13 @@ pub(crate) fn panel_cols(rem: usize, nr: usize, lanes: usize, merge: bool) -> us
 
 /// Columns of a block's last column panel (as LOOP 2's [`panel_cols`]
 /// steps reach it), for `nc ≥ 1`.
-pub(crate) fn last_panel_cols(nc: usize, nr: usize, lanes: usize, merge: bool) -> usize {
+pub(crate) fn last_panel_cols(nc: usize, nr: usize, merge_max: usize) -> usize {
     let rem = nc % nr;
     if nc <= nr {
         nc
     } else if rem == 0 {
         nr
-    } else if merge && rem <= lanes {
+    } else if rem <= merge_max {
         nr + rem
     } else {
         rem
@@ -564,8 +566,8 @@ pub(crate) struct Panel {
 /// # Safety
 /// `jr < blk.nc`, and `blk` as documented on [`Block`].
 #[inline(always)]
-pub(crate) unsafe fn panel_at<S: Simd, const NR: usize, const MERGE: bool>(blk: &Block, jr: usize) -> Panel {
-    let n = panel_cols(blk.nc - jr, NR, S::LANES, MERGE);
+pub(crate) unsafe fn panel_at<S: Simd, const NR: usize, const MERGE_MAX: usize>(blk: &Block, jr: usize) -> Panel {
+    let n = panel_cols(blk.nc - jr, NR, MERGE_MAX);
     // The driver packs an interleaved tail only when this last panel's tail
     // suits it, and then B~ is never loaded in that vector.
     let b_il = if jr + n == blk.nc { blk.b_il } else { std::ptr::null() };
@@ -626,7 +628,7 @@ pub(crate) unsafe fn tile_at<const MR: usize>(blk: &Block, p: &Panel, ir: usize)
 /// # Safety
 /// As `tile` for every tile of the block.
 #[inline(always)]
-unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: usize, const MERGE: bool>(
+unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: usize, const MERGE_MAX: usize>(
     blk: &Block,
     run: impl Fn(usize, usize, usize, &Tile),
 ) {
@@ -638,7 +640,7 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
             let mut jr = 0;
             // LOOP 2: step NR through the nc columns of B~ / C.
             while jr < blk.nc {
-                let p = panel_at::<S, NR, MERGE>(blk, jr);
+                let p = panel_at::<S, NR, MERGE_MAX>(blk, jr);
                 run(m, p.nv, p.tail, &tile_at::<MR>(blk, &p, ir));
                 jr += p.n;
             }
@@ -649,7 +651,7 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
     let mut jr = 0;
     // LOOP 2: step NR through the nc columns of B~ / C.
     while jr < blk.nc {
-        let p = panel_at::<S, NR, MERGE>(blk, jr);
+        let p = panel_at::<S, NR, MERGE_MAX>(blk, jr);
         // A one-vector-wide panel (thin N) has few accumulators per row, so
         // when A is read in place take MR_THIN rows at once to keep enough
         // independent FMA chains in flight.
@@ -684,9 +686,11 @@ pub(crate) trait Kernel {
     const NR: usize;
     /// f32 lanes of one vector.
     const LANES: usize;
-    /// Whether a last partial vector joins the previous whole panel (see
-    /// [`panel_cols`]); only where registers allow NR + LANES wide tiles.
-    const MERGE_TAIL: bool;
+    /// The most columns a remainder may have to join the previous whole
+    /// panel (see [`panel_cols`]; 0: never): LANES where registers allow
+    /// NR + LANES wide tiles, 4 where the joined columns must take an
+    /// interleaved tail.
+    const MERGE_MAX: usize;
     /// Vectors per tile (the panel's `nv`) that have interleaved-tail
     /// instantiations; empty where the kernel has none.
     const IL_NV: std::ops::RangeInclusive<usize>;
@@ -712,9 +716,17 @@ pub(crate) trait Kernel {
     unsafe fn block(blk: &Block);
 }
 
-/// AVX-512F microkernel: 8 × 32 tile, 16 zmm accumulators.
+/// AVX-512F microkernel: 8 × 32 tile, 16 zmm accumulators (24 in a panel
+/// joined with a last vector of up to 16 columns).
 #[cfg(target_arch = "x86_64")]
 pub(crate) struct Avx512;
+/// AVX-512F microkernel for shallow products (`SHALLOW_K`): 8 × 48 tiles,
+/// 24 zmm accumulators, so a tile's fixed costs (its prologue, the stores
+/// of C, the call) spread over 1.5× the FMAs. 784×48×32 (one 48-wide
+/// panel, `Avx512`'s merged tile) ran at 160 GFLOP/s where 784×64×32 (two
+/// 32-wide panels) ran at 145 (`examples/gemm_shape`, best of six).
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Avx512Shallow;
 /// AVX2 + FMA microkernel: 6 × 16 tile, 12 ymm accumulators.
 #[cfg(target_arch = "x86_64")]
 pub(crate) struct Avx2;
@@ -758,6 +770,8 @@ tile_fns!("avx512f,avx2,fma", V512,
     // A merged panel: 8 × 3 = 24 accumulators of 32 zmm.
     avx512_nv3: 3 [1, 2, 3, 4, 5, 6, 7, 8],
     avx512_nv3_il: il 3 [1, 2, 3, 4, 5, 6, 7, 8],
+    // `Avx512Shallow`'s joined panel: 8 × 3 + 2 interleaved = 26 accumulators.
+    avx512_nv4_il: il 4 [1, 2, 3, 4, 5, 6, 7, 8],
 );
 
 tile_fns!("avx2,fma", V256,
@@ -775,7 +789,7 @@ unsafe fn block_avx512(blk: &Block) {
         unsafe { super::split::block(blk) };
         return;
     }
-    block_loops::<V512, 8, 32, 16, true>(blk, |m, nv, tail, t| {
+    block_loops::<V512, 8, 32, 16, { Avx512::MERGE_MAX }>(blk, |m, nv, tail, t| {
         // SAFETY: same contract as `block`; the tile lies inside the block.
         unsafe {
             // Interleaved tails exist for nv = 2 and 3 (`IL_NV`); the
@@ -792,9 +806,35 @@ unsafe fn block_avx512(blk: &Block) {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn block_avx512_shallow(blk: &Block) {
+    if blk.b_split {
+        // SAFETY: same contract as `block`; the driver packed split B~.
+        unsafe { super::split::block(blk) };
+        return;
+    }
+    block_loops::<V512, 8, 48, 16, { Avx512Shallow::MERGE_MAX }>(blk, |m, nv, tail, t| {
+        // SAFETY: same contract as `block`; the tile lies inside the block.
+        unsafe {
+            // A joined panel (48 + up to 4) always has its interleaved tail
+            // (the kernel runs only for k ≥ IL_MIN_KC).
+            match (nv, t.b_il.is_null()) {
+                (1, _) => avx512_nv1(t, m, tail),
+                (2, true) => avx512_nv2(t, m, tail),
+                (2, false) => avx512_nv2_il(t, m, tail),
+                (3, true) => avx512_nv3(t, m, tail),
+                (3, false) => avx512_nv3_il(t, m, tail),
+                (_, false) => avx512_nv4_il(t, m, tail),
+                (_, true) => unreachable!("a joined panel without its interleaved tail"),
+            }
+        }
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn block_avx2(blk: &Block) {
-    block_loops::<V256, 6, 16, 12, false>(blk, |m, nv, tail, t| {
+    block_loops::<V256, 6, 16, 12, 0>(blk, |m, nv, tail, t| {
         // SAFETY: same contract as `block`; the tile lies inside the block.
         unsafe {
             match (nv, t.b_il.is_null()) {
@@ -812,7 +852,7 @@ fn block_portable(blk: &Block) {
     // SAFETY: `Kernel::block`'s caller guarantees the block's memory contract;
     // the portable vector type needs no CPU feature.
     unsafe {
-        block_loops::<VWide, 6, 8, 6, false>(blk, |m, nv, tail, t| {
+        block_loops::<VWide, 6, 8, 6, 0>(blk, |m, nv, tail, t| {
             debug_assert_eq!(nv, 1);
             tile_rows!(VWide, t, m, tail, 1, [1, 2, 3, 4, 5, 6])
         })
@@ -824,7 +864,7 @@ impl Kernel for Avx512 {
     const MR: usize = 8;
     const NR: usize = 32;
     const LANES: usize = 16;
-    const MERGE_TAIL: bool = true;
+    const MERGE_MAX: usize = 16;
     const IL_NV: std::ops::RangeInclusive<usize> = 2..=3;
     const IL: usize = 4;
     const SPLIT: bool = true;
@@ -839,11 +879,30 @@ impl Kernel for Avx512 {
 }
 
 #[cfg(target_arch = "x86_64")]
+impl Kernel for Avx512Shallow {
+    const MR: usize = 8;
+    const NR: usize = 48;
+    const LANES: usize = 16;
+    const MERGE_MAX: usize = 4;
+    const IL_NV: std::ops::RangeInclusive<usize> = 2..=4;
+    const IL: usize = 4;
+    const SPLIT: bool = true;
+    #[inline]
+    unsafe fn block(blk: &Block) {
+        block_avx512_shallow(blk)
+    }
+    #[inline]
+    unsafe fn pack_split(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, dst: *mut f32) {
+        super::split::pack(b, p0, j0, kc, w, dst)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
 impl Kernel for Avx2 {
     const MR: usize = 6;
     const NR: usize = 16;
     const LANES: usize = 8;
-    const MERGE_TAIL: bool = false;
+    const MERGE_MAX: usize = 0;
     const IL_NV: std::ops::RangeInclusive<usize> = 1..=2;
     const IL: usize = 2;
     #[inline]
@@ -856,7 +915,7 @@ impl Kernel for Portable {
     const MR: usize = 6;
     const NR: usize = 8;
     const LANES: usize = 8;
-    const MERGE_TAIL: bool = false;
+    const MERGE_MAX: usize = 0;
     #[allow(clippy::reversed_empty_ranges)]
     const IL_NV: std::ops::RangeInclusive<usize> = 1..=0;
     const IL: usize = 1;

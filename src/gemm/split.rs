@@ -431,7 +431,7 @@ unsafe fn tile<const M: usize>(t: &Tile) {
 /// B~ from [`pack`], A~ read in place by rows and C with unit column stride.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn block(blk: &Block) {
-    let p = panel_at::<V512, { Avx512::NR }, { Avx512::MERGE_TAIL }>(blk, 0);
+    let p = panel_at::<V512, { Avx512::NR }, { Avx512::MERGE_MAX }>(blk, 0);
     let mut ir = 0;
     while ir < blk.mc {
         let t = tile_at::<{ Avx512::MR }>(blk, &p, ir);

@@ -317,6 +317,39 @@ fn interleaved_tails() {
 }
 
 #[test]
+fn shallow_tiles() {
+    // 16 ≤ k < 64 with C wider than 32 columns runs `Avx512Shallow` on
+    // AVX-512: 48-wide panels, a remainder of up to 4 columns joined to the
+    // last whole panel as an interleaved tail (52 = 48 + 4, 100 = 48 + 52),
+    // wider remainders as their own panel (53 = 48 + 5, 148 = 3 · 48 + 4
+    // joined, 1024 = 21 · 48 + 16 in an NC part). Every k edge of the range,
+    // B read in place (m ≤ 32) or packed, A by rows or in column panels,
+    // every epilogue, NaN-prefilled C; the other paths run the same cases.
+    use super::driver::runs_shallow;
+    assert!(runs_shallow(100, 32) && runs_shallow(33, 16) && runs_shallow(100, 63));
+    assert!(!runs_shallow(100, 15) && !runs_shallow(100, 64) && !runs_shallow(32, 32));
+    let las = [Layout::RowMajor, Layout::Trans, Layout::Padded, Layout::Aliased];
+    for isa in isas() {
+        let mut v = 0;
+        for &n in &[33, 47, 48, 49, 52, 53, 96, 100, 101, 148] {
+            for &k in &[16, 17, 32, 63, 64] {
+                for &m in &[1, 8, 9, 32, 33, 70] {
+                    let la = las[v % 4];
+                    let lb = LAYOUTS[(v / 4) % 4];
+                    let lc = [Layout::RowMajor, Layout::Padded, Layout::General][(v / 16) % 3];
+                    check(isa, Case { la, lb, lc, ..variant(Case::new(m, n, k), v) });
+                    v += 1;
+                }
+            }
+        }
+        // Across NC: a 1024-wide part (21 panels and a 16-column one), then
+        // a joined 52.
+        check(isa, variant(Case::new(40, NC + 52, 32), 6));
+        check(isa, Case { la: Layout::Trans, ..variant(Case::new(20, NC + 52, 20), 8) });
+    }
+}
+
+#[test]
 fn mlp_shapes() {
     // (m, n, k) as the Dense layers call them, for batches 32, 128, 256
     // (256 on the fastest path only, to keep the oracle's time down).
@@ -353,6 +386,10 @@ fn threads_give_bit_identical_results() {
         (784, 100, 64, Layout::Trans),
         // The split thin kernel's row split (n = 10, A by rows).
         (512, 10, 832, Layout::RowMajor),
+        // Shallow products on AVX-512 (8 × 48 tiles): a row split, and a
+        // column split over 16 NC parts and a joined last panel (48 + 4).
+        (2048, 100, 32, Layout::Trans),
+        (8, 16 * NC + 52, 32, Layout::RowMajor),
     ];
     for isa in isas() {
         for &(m, n, k, la) in &shapes {
