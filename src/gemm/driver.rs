@@ -65,19 +65,30 @@ pub const PAR_MIN_FLOPS: usize = 1 << 23;
 /// with it (72.0 against 77.3 GFLOP/s, B = Wᵀ), k = 16 equal, k ≥ 24 faster.
 pub(crate) const IL_MIN_KC: usize = 16;
 
-/// Depths at which the AVX-512 path runs `Avx512Shallow` (8 × 48 tiles)
-/// instead of `Avx512` (8 × 32): in a shallow product a tile's fixed costs
-/// weigh against few k steps. From [`IL_MIN_KC`], because its joined last
-/// panel (48 + up to 4 columns) needs an interleaved tail; below 64, where
-/// a 48-wide B~ micro-panel (kc × 48 floats) still leaves room in L1.
-pub(crate) const SHALLOW_K: std::ops::Range<usize> = IL_MIN_KC..64;
+/// Products under this depth run `Avx512Shallow` (8 × 48 tiles) instead
+/// of `Avx512` (8 × 32) on the AVX-512 path when C is wider than 32
+/// columns: in a shallow product a tile's fixed costs (prologue, C's
+/// stores, the call) weigh against few k steps, and n = 100 takes two
+/// panels (48 + 52) instead of three. From [`IL_MIN_KC`] on, because the
+/// joined last panel (48 + up to 4 columns) needs an interleaved tail.
+/// 784×100×k, Aᵀ (`examples/gemm_shape`, best of four, alternating):
+/// k = 16 126.5 → 130.3 GFLOP/s, 32 146.1 → 150.1, 48 152.9 → 156.1.
+pub(crate) const SHALLOW_MAX_K: usize = 64;
 
 /// Whether an AVX-512 product `n` wide and `k` deep runs `Avx512Shallow`:
-/// k in [`SHALLOW_K`] and C wider than one 32-column panel. Narrower C
+/// C wider than one 32-column panel and k from [`IL_MIN_KC`] to
+/// [`SHALLOW_MAX_K`], or to [`KC`] when A is read in place in column panels
+/// (`a_cols`: a transposed A, C at most [`DIRECT_A_MAX_N`] wide; the weight
+/// gradient Xᵀ·dY at any batch up to 256). Each k step of such a tile reads
+/// a new line of A, and two panels read it twice where three read it three
+/// times: 784×100×256 Aᵀ 155.3 → 164.5 and 784×128×256 152.5 → 164.0
+/// GFLOP/s, where a row-major A measured equal (256×100×256 162.3 against
+/// 160.9) and the 256 square slower (167.3 against 162.7). Narrower C
 /// tiles the same either way, and packs B~ 48 floats wide for nothing
 /// (100×10×32 with Aᵀ: 72.4 against 69.7 GFLOP/s).
-pub(crate) fn runs_shallow(n: usize, k: usize) -> bool {
-    SHALLOW_K.contains(&k) && n > 32
+pub(crate) fn runs_shallow(n: usize, k: usize, a_cols: bool) -> bool {
+    let max_k = if a_cols && n <= DIRECT_A_MAX_N { KC } else { SHALLOW_MAX_K - 1 };
+    n > 32 && (IL_MIN_KC..=max_k).contains(&k)
 }
 
 /// C widths the split thin kernel serves (`split.rs`, AVX-512): eight

@@ -720,9 +720,10 @@ pub(crate) trait Kernel {
 /// joined with a last vector of up to 16 columns).
 #[cfg(target_arch = "x86_64")]
 pub(crate) struct Avx512;
-/// AVX-512F microkernel for shallow products (`SHALLOW_K`): 8 × 48 tiles,
-/// 24 zmm accumulators, so a tile's fixed costs (its prologue, the stores
-/// of C, the call) spread over 1.5× the FMAs. 784×48×32 (one 48-wide
+/// AVX-512F microkernel for shallow products (`driver::runs_shallow`):
+/// 8 × 48 tiles, 24 zmm accumulators, so a tile's fixed costs (its
+/// prologue, the stores of C, the call) spread over 1.5× the FMAs, and
+/// n = 100 takes two panels instead of three. 784×48×32 (one 48-wide
 /// panel, `Avx512`'s merged tile) ran at 160 GFLOP/s where 784×64×32 (two
 /// 32-wide panels) ran at 145 (`examples/gemm_shape`, best of six).
 #[cfg(target_arch = "x86_64")]
@@ -817,7 +818,7 @@ unsafe fn block_avx512_shallow(blk: &Block) {
         // SAFETY: same contract as `block`; the tile lies inside the block.
         unsafe {
             // A joined panel (48 + up to 4) always has its interleaved tail
-            // (the kernel runs only for k ≥ IL_MIN_KC).
+            // (the kernel runs only for k ≥ IL_MIN_KC, in one k block).
             match (nv, t.b_il.is_null()) {
                 (1, _) => avx512_nv1(t, m, tail),
                 (2, true) => avx512_nv2(t, m, tail),

@@ -34,8 +34,8 @@ use std::sync::OnceLock;
 /// An instruction-set path for [`sgemm_with`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
-    /// AVX-512F microkernels (8 × 32 tiles; 8 × 48 for shallow products,
-    /// 16 ≤ k < 64, wider than 32 columns).
+    /// AVX-512F microkernels (8 × 32 tiles; 8 × 48 for shallow products
+    /// wider than 32 columns, see `driver::runs_shallow`).
     Avx512,
     /// AVX2 + FMA microkernel (6 × 16 tile).
     Avx2,
@@ -93,7 +93,7 @@ impl Isa {
         let s = match self {
             _ if n == 0 => return 1.0,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 if driver::runs_shallow(n, k) => slots::<kernel::Avx512Shallow>(n, k, a_by_rows),
+            Isa::Avx512 if driver::runs_shallow(n, k, !a_by_rows) => slots::<kernel::Avx512Shallow>(n, k, a_by_rows),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => slots::<kernel::Avx512>(n, k, a_by_rows),
             #[cfg(target_arch = "x86_64")]
@@ -381,10 +381,10 @@ pub fn sgemm_with(isa: Isa, alpha: f32, a: MatRef, b: MatRef, beta: f32, mut c: 
     check_shapes(&a, &b, &c, &epi);
     assert!(isa.is_available(), "sgemm: ISA {} is not supported by this CPU", isa.name());
     match isa {
-        // Shallow, wide products (the first layer's weight gradient at batch
-        // 32) take 8 × 48 tiles.
+        // Shallow products wider than 32 columns (the first layer's weight
+        // gradient, k = batch) take 8 × 48 tiles.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 if driver::runs_shallow(b.cols, a.cols) => {
+        Isa::Avx512 if driver::runs_shallow(b.cols, a.cols, a.rs == 1 && a.cs != 1) => {
             driver::gemm::<kernel::Avx512Shallow>(alpha, &a, &b, beta, &mut c, &epi)
         }
         #[cfg(target_arch = "x86_64")]

@@ -318,21 +318,23 @@ fn interleaved_tails() {
 
 #[test]
 fn shallow_tiles() {
-    // 16 ≤ k < 64 with C wider than 32 columns runs `Avx512Shallow` on
-    // AVX-512: 48-wide panels, a remainder of up to 4 columns joined to the
+    // 16 ≤ k < 64 with C wider than 32 columns (up to KC with a transposed
+    // A and C ≤ 128 wide) runs `Avx512Shallow` on AVX-512: 48-wide panels, a remainder of up to 4 columns joined to the
     // last whole panel as an interleaved tail (52 = 48 + 4, 100 = 48 + 52),
     // wider remainders as their own panel (53 = 48 + 5, 148 = 3 · 48 + 4
     // joined, 1024 = 21 · 48 + 16 in an NC part). Every k edge of the range,
     // B read in place (m ≤ 32) or packed, A by rows or in column panels,
     // every epilogue, NaN-prefilled C; the other paths run the same cases.
     use super::driver::runs_shallow;
-    assert!(runs_shallow(100, 32) && runs_shallow(33, 16) && runs_shallow(100, 63));
-    assert!(!runs_shallow(100, 15) && !runs_shallow(100, 64) && !runs_shallow(32, 32));
+    assert!(runs_shallow(100, 32, false) && runs_shallow(33, 16, false) && runs_shallow(100, 63, false));
+    assert!(!runs_shallow(100, 15, false) && !runs_shallow(100, 64, false) && !runs_shallow(32, 32, true));
+    // A transposed A (the weight gradients' Xᵀ) up to KC deep, C ≤ 128 wide.
+    assert!(runs_shallow(100, KC, true) && !runs_shallow(100, KC + 1, true) && !runs_shallow(129, 64, true));
     let las = [Layout::RowMajor, Layout::Trans, Layout::Padded, Layout::Aliased];
     for isa in isas() {
         let mut v = 0;
         for &n in &[33, 47, 48, 49, 52, 53, 96, 100, 101, 148] {
-            for &k in &[16, 17, 32, 63, 64] {
+            for &k in &[16, 17, 32, 63, 64, 129] {
                 for &m in &[1, 8, 9, 32, 33, 70] {
                     let la = las[v % 4];
                     let lb = LAYOUTS[(v / 4) % 4];
