@@ -782,43 +782,25 @@ tile_fns!("avx2,fma", V256,
     avx2_nv2_il: il 2 [1, 2, 3, 4, 5, 6],
 );
 
+/// The AVX-512 block for `NR`-wide panels: `Avx512` (32, a last vector
+/// of up to 16 columns joined) or `Avx512Shallow` (48, up to 4 joined as an
+/// interleaved tail).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn block_avx512(blk: &Block) {
+unsafe fn block_avx512<const NR: usize, const MERGE_MAX: usize>(blk: &Block) {
     if blk.b_split {
         // SAFETY: same contract as `block`; the driver packed split B~.
         unsafe { super::split::block(blk) };
         return;
     }
-    block_loops::<V512, 8, 32, 16, { Avx512::MERGE_MAX }>(blk, |m, nv, tail, t| {
+    block_loops::<V512, 8, NR, 16, MERGE_MAX>(blk, |m, nv, tail, t| {
         // SAFETY: same contract as `block`; the tile lies inside the block.
         unsafe {
-            // Interleaved tails exist for nv = 2 and 3 (`IL_NV`); the
-            // driver packs none for a one-vector panel.
-            match (nv, t.b_il.is_null()) {
-                (1, _) => avx512_nv1(t, m, tail),
-                (2, true) => avx512_nv2(t, m, tail),
-                (2, false) => avx512_nv2_il(t, m, tail),
-                (_, true) => avx512_nv3(t, m, tail),
-                (_, false) => avx512_nv3_il(t, m, tail),
-            }
-        }
-    })
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn block_avx512_shallow(blk: &Block) {
-    if blk.b_split {
-        // SAFETY: same contract as `block`; the driver packed split B~.
-        unsafe { super::split::block(blk) };
-        return;
-    }
-    block_loops::<V512, 8, 48, 16, { Avx512Shallow::MERGE_MAX }>(blk, |m, nv, tail, t| {
-        // SAFETY: same contract as `block`; the tile lies inside the block.
-        unsafe {
-            // A joined panel (48 + up to 4) always has its interleaved tail
-            // (the kernel runs only for k ≥ IL_MIN_KC, in one k block).
+            // Interleaved tails exist for nv = 2..=4 (`IL_NV`); the driver
+            // packs none for a one-vector panel. Four vectors are only
+            // `Avx512Shallow`'s joined panel (48 + up to 4), which always
+            // has its tail (the kernel runs only for k ≥ IL_MIN_KC, in one
+            // k block).
             match (nv, t.b_il.is_null()) {
                 (1, _) => avx512_nv1(t, m, tail),
                 (2, true) => avx512_nv2(t, m, tail),
@@ -871,7 +853,7 @@ impl Kernel for Avx512 {
     const SPLIT: bool = true;
     #[inline]
     unsafe fn block(blk: &Block) {
-        block_avx512(blk)
+        block_avx512::<{ Self::NR }, { Self::MERGE_MAX }>(blk)
     }
     #[inline]
     unsafe fn pack_split(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, dst: *mut f32) {
@@ -890,7 +872,7 @@ impl Kernel for Avx512Shallow {
     const SPLIT: bool = true;
     #[inline]
     unsafe fn block(blk: &Block) {
-        block_avx512_shallow(blk)
+        block_avx512::<{ Self::NR }, { Self::MERGE_MAX }>(blk)
     }
     #[inline]
     unsafe fn pack_split(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, dst: *mut f32) {
