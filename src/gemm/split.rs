@@ -178,36 +178,38 @@ const fn g2_index(u: usize) -> [i32; 16] {
 }
 const G2_INDEX: [[i32; 16]; 4] = [g2_index(0), g2_index(1), g2_index(2), g2_index(3)];
 
-/// Dense G1 packing: vector (h, v) of a chunk from the windows at floats
-/// `o = 40h + 4v` and `o + 18` of its 80 (rows of 10 back to back): lane
-/// `4c + q` takes float `10q + c` past `o`, in the first window for q < 2,
-/// else at `10q + c - 18` in the second.
+/// Dense G1 packing: vector (h, v) of a chunk is permuted from the
+/// 16-float windows at floats `o = 40h + 4v` and `o + G1_SECOND_WINDOW` of
+/// its 80 (rows of 10 back to back).
+const G1_SECOND_WINDOW: usize = 18;
+/// Lane `4c + q` takes float `10q + c` past `o`: in the first window for
+/// q < 2, else in the second.
 const G1_DENSE_INDEX: [i32; 16] = {
     let mut x = [0; 16];
     let mut i = 0;
     while i < 16 {
         let (c, q) = (i / 4, i % 4);
-        x[i] = (if q < 2 { 10 * q + c } else { 16 + 10 * q + c - 18 }) as i32;
+        x[i] = (if q < 2 { 10 * q + c } else { 16 + 10 * q + c - G1_SECOND_WINDOW }) as i32;
         i += 1;
     }
     x
 };
 
-/// Dense G2 packing: lane `8c + q` takes float `10q + 8 + c` of the chunk.
-/// Index 0 fills q < 4 from the windows at 8 and 28, index 1 fills q ≥ 4
-/// from those at 48 and 64 (the other lanes are blended away).
+/// Dense G2 packing: the 16-float windows of a chunk that hold its rows
+/// (0, 1), (2, 3), (4, 5) and (6, 7)'s columns 8 and 9 (the last window
+/// ends at the chunk's end).
+const G2_WINDOWS: [usize; 4] = [8, 28, 48, 64];
+/// Lane `8c + q` takes float `10q + 8 + c` of the chunk, from window q / 2.
+/// Index 0 fills q < 4 from windows 0 and 1, index 1 fills q ≥ 4 from
+/// windows 2 and 3 (the other lanes are blended away).
 const G2_DENSE_INDEX: [[i32; 16]; 2] = {
     let mut x = [[0; 16]; 2];
     let mut i = 0;
     while i < 16 {
         let (c, q) = (i / 8, i % 8);
-        let f = 10 * q + 8 + c;
-        x[q / 4][i] = (match q {
-            0 | 1 => f - 8,
-            2 | 3 => 16 + f - 28,
-            4 | 5 => f - 48,
-            _ => 16 + f - 64,
-        }) as i32;
+        let window = q / 2;
+        let table = if window % 2 == 1 { 16 } else { 0 };
+        x[q / 4][i] = (table + 10 * q + 8 + c - G2_WINDOWS[window]) as i32;
         i += 1;
     }
     x
@@ -253,12 +255,14 @@ pub(crate) unsafe fn pack(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize,
         for h in 0..2 {
             for v in 0..2 {
                 let o = 40 * h + 4 * v;
-                let x = _mm512_permutex2var_ps(_mm512_loadu_ps(s.add(o)), g1_dense, _mm512_loadu_ps(s.add(o + 18)));
+                let second = _mm512_loadu_ps(s.add(o + G1_SECOND_WINDOW));
+                let x = _mm512_permutex2var_ps(_mm512_loadu_ps(s.add(o)), g1_dense, second);
                 _mm512_storeu_ps(d.add(32 * h + 16 * v), x);
             }
         }
-        let lo = _mm512_permutex2var_ps(_mm512_loadu_ps(s.add(8)), g2_lo, _mm512_loadu_ps(s.add(28)));
-        let hi = _mm512_permutex2var_ps(_mm512_loadu_ps(s.add(48)), g2_hi, _mm512_loadu_ps(s.add(64)));
+        let [w0, w1, w2, w3] = G2_WINDOWS.map(|o| _mm512_loadu_ps(s.add(o)));
+        let lo = _mm512_permutex2var_ps(w0, g2_lo, w1);
+        let hi = _mm512_permutex2var_ps(w2, g2_hi, w3);
         _mm512_storeu_ps(d.add(64), _mm512_mask_blend_ps(0xF0F0, lo, hi));
     }
     for g in dense_chunks..simd_chunks {
