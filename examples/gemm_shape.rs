@@ -1,4 +1,5 @@
-//! Times one SGEMM shape on one thread, for quick A/B runs of two builds:
+//! Times one SGEMM shape (on one thread unless `GEMM_SHAPE_THREADS` says
+//! more), for quick A/B runs of two builds:
 //!
 //! ```text
 //! cargo run --release --example gemm_shape -- M N K [SECONDS] [--trans-a | --trans-b]
@@ -34,17 +35,18 @@ fn main() {
     let (m, n, k) = (nums[0] as usize, nums[1] as usize, nums[2] as usize);
     let seconds = nums.get(3).copied().unwrap_or(0.25).max(0.01);
 
+    let threads = std::env::var("GEMM_SHAPE_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
+        .num_threads(threads)
         .start_handler(|_| simdnet::fpu::flush_denormals_to_zero())
         .build()
-        .expect("a one-thread pool");
+        .expect("a thread pool");
     pool.install(|| {
         let isa = selected_isa();
         let peak = fma_peak_gflops(Duration::from_millis(200));
         let g = gemm_gflops(isa, m, n, k, ops, Duration::from_secs_f64(seconds));
         println!(
-            "{m}x{n}x{k}{}{}: {g:.1} GFLOP/s = {:.1}% of {peak:.1} ({})",
+            "{m}x{n}x{k}{}{}: {g:.1} GFLOP/s = {:.1}% of {peak:.1} ({}, {threads} thread(s))",
             if trans_a { " (Aᵀ)" } else { "" },
             if trans_b { " (Bᵀ)" } else { "" },
             100.0 * g / peak,
