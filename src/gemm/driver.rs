@@ -17,6 +17,7 @@
 use std::cell::Cell;
 
 use super::kernel::{last_panel_cols, panel_cols, prefetch, Block, Kernel};
+use super::simd::Simd;
 use super::{Activation, Epilogue, MatMut, MatRef};
 
 /// NC: LOOP 5 splits the n columns into NC-wide parts; a packed B~ block
@@ -164,22 +165,30 @@ impl<T: Copy> SendPtr<T> {
 /// row-major, zero-padded on the right; a merged last panel (see
 /// [`panel_cols`]) is `kc × (NR + LANES)`.
 ///
+/// Generic over the kernel's vectors and inlined into its
+/// `#[target_feature]` entry point ([`Kernel::pack_b`]): a row-major B is
+/// copied a vector at a time, the partial vector of a narrower panel by a
+/// masked load that also writes its zero padding. (Compiled for baseline
+/// x86-64, the copies were 16-byte SSE moves and a narrower panel's row went
+/// one float at a time.)
+///
 /// # Safety
 /// `b` must be valid for the view's extent and `dst` for
-/// `packed_b_len(nc, kc, nr, lanes)` floats.
-#[allow(clippy::too_many_arguments)]
-unsafe fn pack_b(
+/// `packed_b_len(nc, kc, nr, S::LANES)` floats; `S`'s instruction set
+/// enabled.
+#[inline(always)]
+pub(crate) unsafe fn pack_b<S: Simd>(
     b: &MatRef,
     p0: usize,
     j0: usize,
     kc: usize,
     nc: usize,
     nr: usize,
-    lanes: usize,
     merge_max: usize,
     dst: *mut f32,
 ) {
-    debug_assert!(nr.is_multiple_of(8));
+    let lanes = S::LANES;
+    debug_assert!(nr.is_multiple_of(lanes));
     let src = b.data.as_ptr();
     let mut j = 0;
     while j < nc {
@@ -191,18 +200,18 @@ unsafe fn pack_b(
             for p in 0..kc {
                 let row = src.add((p0 + p) * b.rs + j0 + j);
                 let dr = d.add(p * pw);
-                if w == nr {
-                    // Whole panel row: fixed-size copies (no memcpy call).
-                    for c in (0..nr).step_by(8) {
-                        (dr.add(c) as *mut [f32; 8]).write_unaligned((row.add(c) as *const [f32; 8]).read_unaligned());
-                    }
-                } else {
-                    for jj in 0..w {
-                        *dr.add(jj) = *row.add(jj);
-                    }
-                    for jj in w..pw {
-                        *dr.add(jj) = 0.0;
-                    }
+                // pw is a whole number of vectors; lanes past w load as zero.
+                let mut c = 0;
+                while c < pw {
+                    let x = if c + lanes <= w {
+                        S::load(row.add(c))
+                    } else if c < w {
+                        S::load_part(row.add(c), w - c)
+                    } else {
+                        S::zero()
+                    };
+                    S::store(dr.add(c), x);
+                    c += lanes;
                 }
             }
         } else {
@@ -500,7 +509,7 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                 } else {
                     let d = buf;
                     // SAFETY: d holds packed_b_len floats; the sub-view is inside B.
-                    unsafe { pack_b(b, pc, jc, kc, nc, K::NR, K::LANES, K::MERGE_MAX, d) };
+                    unsafe { K::pack_b(b, pc, jc, kc, nc, d) };
                     bp = d;
                     rsb = K::NR as isize;
                     b_panel = (K::NR * kc) as isize;

@@ -708,6 +708,12 @@ pub(crate) trait Kernel {
         let _ = (b, p0, j0, kc, w, dst);
         unreachable!("pack_split on a kernel without split tiles");
     }
+    /// Packs B's `kc × nc` block at (p0, j0) into B~ with this kernel's
+    /// panels and vectors (see `driver::pack_b`).
+    ///
+    /// # Safety
+    /// As `driver::pack_b`.
+    unsafe fn pack_b(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, dst: *mut f32);
     /// Runs LOOP 2, LOOP 1 and the microkernels over one macro-block.
     ///
     /// # Safety
@@ -814,6 +820,27 @@ unsafe fn block_avx512<const NR: usize, const MERGE_MAX: usize>(blk: &Block) {
     })
 }
 
+/// `driver::pack_b` with AVX-512 vectors, for `NR`-wide panels.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn pack_b_avx512<const NR: usize, const MERGE_MAX: usize>(
+    b: &MatRef,
+    p0: usize,
+    j0: usize,
+    kc: usize,
+    nc: usize,
+    dst: *mut f32,
+) {
+    super::driver::pack_b::<V512>(b, p0, j0, kc, nc, NR, MERGE_MAX, dst)
+}
+
+/// `driver::pack_b` with AVX2 vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pack_b_avx2(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, dst: *mut f32) {
+    super::driver::pack_b::<V256>(b, p0, j0, kc, nc, Avx2::NR, Avx2::MERGE_MAX, dst)
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn block_avx2(blk: &Block) {
@@ -859,6 +886,10 @@ impl Kernel for Avx512 {
     unsafe fn pack_split(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, dst: *mut f32) {
         super::split::pack(b, p0, j0, kc, w, dst)
     }
+    #[inline]
+    unsafe fn pack_b(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, dst: *mut f32) {
+        pack_b_avx512::<{ Self::NR }, { Self::MERGE_MAX }>(b, p0, j0, kc, nc, dst)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -878,6 +909,10 @@ impl Kernel for Avx512Shallow {
     unsafe fn pack_split(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, dst: *mut f32) {
         super::split::pack(b, p0, j0, kc, w, dst)
     }
+    #[inline]
+    unsafe fn pack_b(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, dst: *mut f32) {
+        pack_b_avx512::<{ Self::NR }, { Self::MERGE_MAX }>(b, p0, j0, kc, nc, dst)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -892,6 +927,10 @@ impl Kernel for Avx2 {
     unsafe fn block(blk: &Block) {
         block_avx2(blk)
     }
+    #[inline]
+    unsafe fn pack_b(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, dst: *mut f32) {
+        pack_b_avx2(b, p0, j0, kc, nc, dst)
+    }
 }
 
 impl Kernel for Portable {
@@ -905,5 +944,9 @@ impl Kernel for Portable {
     #[inline]
     unsafe fn block(blk: &Block) {
         block_portable(blk)
+    }
+    #[inline]
+    unsafe fn pack_b(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, dst: *mut f32) {
+        super::driver::pack_b::<super::simd::VWide>(b, p0, j0, kc, nc, Self::NR, Self::MERGE_MAX, dst)
     }
 }
