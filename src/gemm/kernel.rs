@@ -869,6 +869,26 @@ fn block_portable(blk: &Block) {
     }
 }
 
+/// The methods of an AVX-512 `Kernel` impl: the same for `Avx512` and
+/// `Avx512Shallow`, which differ only in their constants (NR, MERGE_MAX,
+/// IL_NV), read here through `Self`.
+macro_rules! avx512_kernel_fns {
+    () => {
+        #[inline]
+        unsafe fn block(blk: &Block) {
+            block_avx512::<{ Self::NR }, { Self::MERGE_MAX }>(blk)
+        }
+        #[inline]
+        unsafe fn pack_split(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, dst: *mut f32) {
+            super::split::pack(b, p0, j0, kc, w, dst)
+        }
+        #[inline]
+        unsafe fn pack_b(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, dst: *mut f32) {
+            pack_b_avx512::<{ Self::NR }, { Self::MERGE_MAX }>(b, p0, j0, kc, nc, dst)
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 impl Kernel for Avx512 {
     const MR: usize = 8;
@@ -878,18 +898,7 @@ impl Kernel for Avx512 {
     const IL_NV: std::ops::RangeInclusive<usize> = 2..=3;
     const IL: usize = 4;
     const SPLIT: bool = true;
-    #[inline]
-    unsafe fn block(blk: &Block) {
-        block_avx512::<{ Self::NR }, { Self::MERGE_MAX }>(blk)
-    }
-    #[inline]
-    unsafe fn pack_split(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, dst: *mut f32) {
-        super::split::pack(b, p0, j0, kc, w, dst)
-    }
-    #[inline]
-    unsafe fn pack_b(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, dst: *mut f32) {
-        pack_b_avx512::<{ Self::NR }, { Self::MERGE_MAX }>(b, p0, j0, kc, nc, dst)
-    }
+    avx512_kernel_fns!();
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -901,18 +910,7 @@ impl Kernel for Avx512Shallow {
     const IL_NV: std::ops::RangeInclusive<usize> = 2..=4;
     const IL: usize = 4;
     const SPLIT: bool = true;
-    #[inline]
-    unsafe fn block(blk: &Block) {
-        block_avx512::<{ Self::NR }, { Self::MERGE_MAX }>(blk)
-    }
-    #[inline]
-    unsafe fn pack_split(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, dst: *mut f32) {
-        super::split::pack(b, p0, j0, kc, w, dst)
-    }
-    #[inline]
-    unsafe fn pack_b(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, dst: *mut f32) {
-        pack_b_avx512::<{ Self::NR }, { Self::MERGE_MAX }>(b, p0, j0, kc, nc, dst)
-    }
+    avx512_kernel_fns!();
 }
 
 #[cfg(target_arch = "x86_64")]
