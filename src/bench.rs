@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::gemm::{self, Activation, Epilogue, MatMut, MatRef};
 use crate::model::{Model, ModelSpec, Workspace};
 use crate::optim::{Optimizer, OptimizerKind};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 /// How a bench shape's operands lie in memory.
@@ -120,23 +121,24 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut data = Dataset::open(&args.data.data_dir(), &args.data.cache_dir())?;
     // As training does, so the samples/s below are training's.
     data.train.prefer_huge_pages();
-    pool.install(|| {
+    let printed = pool.install(|| -> std::io::Result<()> {
         crate::fpu::flush_denormals_to_zero();
+        let mut out = std::io::stdout().lock();
         let isa = gemm::selected_isa();
         let peak = gemm::fma_peak_gflops(budget);
-        println!("FP32 FMA peak, one core ({}): {peak:.1} GFLOP/s", isa.name());
-        println!("\nSGEMM, {} thread(s), path {}", args.threads, isa.name());
+        writeln!(out, "FP32 FMA peak, one core ({}): {peak:.1} GFLOP/s", isa.name())?;
+        writeln!(out, "\nSGEMM, {} thread(s), path {}", args.threads, isa.name())?;
         // The lane ceiling: the kernels vectorise over C's n columns, so n
         // not a multiple of the vector width caps the share of peak (n = 10
         // on AVX-512 with Hᵀ: 10 of 16 lanes) unless its last few columns
         // take an interleaved tail (n = 100: 100%) or, n = 10 with A by
         // rows, the split thin kernel (100%).
-        println!("  {:<16} {:<24} {:>9} {:>10} {:>13}", "m×n×k", "what", "GFLOP/s", "% of peak", "lane ceiling");
+        writeln!(out, "  {:<16} {:<24} {:>9} {:>10} {:>13}", "m×n×k", "what", "GFLOP/s", "% of peak", "lane ceiling")?;
         for &(m, n, k, ops, what) in SHAPES {
             let g = gemm_gflops(isa, m, n, k, ops, budget);
             let pct = 100.0 * g / (peak * args.threads as f64);
             let ceiling = 100.0 * isa.lane_ceiling(n, k, ops != Operands::TransA);
-            println!("  {:<16} {:<24} {g:>9.1} {pct:>9.1}% {ceiling:>12.1}%", format!("{m}×{n}×{k}"), what);
+            writeln!(out, "  {:<16} {:<24} {g:>9.1} {pct:>9.1}% {ceiling:>12.1}%", format!("{m}×{n}×{k}"), what)?;
         }
         let spec = ModelSpec {
             input_shape: (data.train.rows, data.train.cols),
@@ -146,17 +148,30 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             dropout: 0.0,
         };
         let flops = spec.train_flops_per_sample() as f64;
-        println!("\nTraining {} with Adam, {} thread(s) ({:.0} FLOP per sample)", spec.describe(), args.threads, flops);
-        println!("  {:<6} {:>12} {:>10} {:>9} {:>10}", "batch", "samples/s", "µs/step", "GFLOP/s", "% of peak");
+        writeln!(
+            out,
+            "\nTraining {} with Adam, {} thread(s) ({:.0} FLOP per sample)",
+            spec.describe(),
+            args.threads,
+            flops
+        )?;
+        writeln!(out, "  {:<6} {:>12} {:>10} {:>9} {:>10}", "batch", "samples/s", "µs/step", "GFLOP/s", "% of peak")?;
         for batch in [32, 128, 256] {
             let sps = train_samples_per_second(&data, &spec, OptimizerKind::adam(), batch, budget * 2);
             let g = sps * flops / 1e9;
-            println!(
+            writeln!(
+                out,
                 "  {batch:<6} {sps:>12.0} {:>10.1} {g:>9.1} {:>9.1}%",
                 batch as f64 / sps * 1e6,
                 100.0 * g / (peak * args.threads as f64)
-            );
+            )?;
         }
+        Ok(())
     });
-    Ok(())
+    match printed {
+        // `simdnet bench | head` closes the pipe early: stop quietly.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(crate::Error::new(format!("cannot print: {e}"))),
+        Ok(()) => Ok(()),
+    }
 }

@@ -81,7 +81,7 @@ fn run_compare(args: CompareArgs) -> Result<ExitCode> {
     let names = configs.iter().map(|(n, _)| n.clone()).collect();
     let mut monitor = HeadlessCompare { names, signals: signals.clone() };
     let results = app::run_in_pool(|| compare::run(&configs, &mut monitor))?;
-    println!();
-    print!("{}", compare::table(&results));
+    // A closed stdout (`| head`) must not turn into a panic.
+    let _ = write!(std::io::stdout(), "\n{}", compare::table(&results));
     Ok(signals.exit_code().map_or(ExitCode::SUCCESS, ExitCode::from))
 }
