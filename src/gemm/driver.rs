@@ -118,6 +118,45 @@ pub(crate) fn runs_split<K: Kernel>(nc: usize, k: usize, a_rows: bool, c_unit_co
     K::SPLIT && a_rows && c_unit_cols && SPLIT_COLS.contains(&nc) && k >= SPLIT_MIN_K
 }
 
+/// The most KC blocks a row-split product packs and runs as one group (see
+/// `gemm`'s LOOP 4): k up to 1024 (the tutorial's 784, a batch of 1024 in a
+/// weight gradient) in one group, and a group's B~ at most 4 · KC · (NC +
+/// 16) floats, ~4 MiB, so it stays in the last-level cache while the tasks
+/// run.
+const GROUP_BLOCKS: usize = 4;
+
+/// One KC block of LOOP 4 (rows `pc..pc + kc` of B), packed: B~ (or B
+/// itself), its interleaved tail, and the epilogue's bias and mask on the
+/// last block only.
+#[derive(Clone, Copy)]
+struct KBlock {
+    pc: usize,
+    kc: usize,
+    first: bool,
+    last: bool,
+    b: *const f32,
+    rsb: isize,
+    b_panel: isize,
+    b_il: *const f32,
+    bias: *const f32,
+    mask: *const f32,
+}
+
+impl KBlock {
+    const EMPTY: KBlock = KBlock {
+        pc: 0,
+        kc: 0,
+        first: false,
+        last: false,
+        b: std::ptr::null(),
+        rsb: 0,
+        b_panel: 0,
+        b_il: std::ptr::null(),
+        bias: std::ptr::null(),
+        mask: std::ptr::null(),
+    };
+}
+
 thread_local! {
     static BUF_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     static BUF_B: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
@@ -158,6 +197,10 @@ impl<T: Copy> SendPtr<T> {
     /// By-value access, so closures capture the whole (Send) wrapper.
     fn get(self) -> T {
         self.0
+    }
+    /// By-reference access, likewise capturing the whole wrapper.
+    fn inner(&self) -> &T {
+        &self.0
     }
 }
 
@@ -475,105 +518,142 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
             let split = runs_split::<K>(nc, k, a_rows, ccs == 1);
             let b_direct = b_direct && !split;
             // LOOP 4: KC-deep blocks of k; a k = 0 product still runs once
-            // for the epilogue (C = act(β·C + bias)).
+            // for the epilogue (C = act(β·C + bias)). Blocks are packed and
+            // run in groups: one block at a time, except when rows are split
+            // over threads, where a group's blocks (up to `GROUP_BLOCKS`)
+            // are all packed first and each task
+            // then runs its rows through every block of the group. The
+            // threads then meet once per group instead of once per block,
+            // and a task's rows of C stay in its core's cache between
+            // blocks. Every value of C still sums the blocks in k order, so
+            // the results do not depend on the grouping or the threads.
+            let row_split = parallel && m >= 2 * K::MR;
+            let kc_max = if b_direct && a_direct { DIRECT_KC } else { KC };
             let mut pc = 0;
             loop {
-                let kc = (k - pc).min(if b_direct && a_direct { DIRECT_KC } else { KC });
-                let first = pc == 0;
-                let last = pc + kc >= k;
-                // B~ (when packed) and the interleaved tail (if any) share
-                // one buffer, the tail after B~.
-                let il_cols = if split { 0 } else { il_tail_cols::<K>(nc, kc) };
-                let b_len = if b_direct {
-                    0
-                } else if split {
-                    split_len(kc)
-                } else {
-                    packed_b_len(nc, kc, K::NR, K::LANES).next_multiple_of(16)
-                };
-                let tail_len = if il_cols > 0 { il_len(kc, K::LANES, K::IL, a_rows) } else { 0 };
-                let buf = if b_len + tail_len > 0 { aligned(buf_b, b_len + tail_len) } else { std::ptr::null_mut() };
-                // Pack B → B~, or read B in place (its partial last vector masked).
-                let (bp, rsb, b_panel);
-                if b_direct {
-                    // Not dereferenced when kc = 0 (B may be empty), hence wrapping.
-                    bp = b.data.as_ptr().wrapping_add(pc * b.rs + jc);
-                    rsb = b.rs as isize;
-                    b_panel = K::NR as isize;
-                } else if split {
-                    // SAFETY: buf holds split_len(kc) floats; the sub-view is inside B.
-                    unsafe { K::pack_split(b, pc, jc, kc, nc, buf) };
-                    bp = buf;
-                    rsb = 0;
-                    b_panel = 0;
-                } else {
-                    let d = buf;
-                    // SAFETY: d holds packed_b_len floats; the sub-view is inside B.
-                    unsafe { K::pack_b(b, pc, jc, kc, nc, d) };
-                    bp = d;
-                    rsb = K::NR as isize;
-                    b_panel = (K::NR * kc) as isize;
-                }
-                let b_il = if il_cols > 0 {
-                    // SAFETY: the buffer holds b_len + il_len floats.
-                    let d = unsafe { buf.add(b_len) };
-                    let j0 = jc + nc - il_cols;
-                    // SAFETY: d holds il_len floats; the last il_cols columns
-                    // of this block's rows pc..pc+kc are inside B.
-                    unsafe {
-                        if a_rows {
-                            pack_il_rows(b, pc, j0, kc, il_cols, K::LANES, K::IL, d)
-                        } else {
-                            pack_il_cols(b, pc, j0, kc, il_cols, K::LANES, K::IL, d)
-                        }
+                // The group's blocks: depth, and offset of its B~ (then its
+                // interleaved tail) in the buffer.
+                let mut geo = [(0usize, 0usize, 0usize, 0usize, 0usize); GROUP_BLOCKS];
+                let (mut count, mut total, mut p) = (0, 0, pc);
+                loop {
+                    let kc = (k - p).min(kc_max);
+                    let il_cols = if split { 0 } else { il_tail_cols::<K>(nc, kc) };
+                    let b_len = if b_direct {
+                        0
+                    } else if split {
+                        split_len(kc)
+                    } else {
+                        packed_b_len(nc, kc, K::NR, K::LANES).next_multiple_of(16)
                     };
-                    d as *const f32
-                } else {
-                    std::ptr::null()
-                };
-                // SAFETY: bias has n values (checked), jc < n.
-                let blk_bias = if last && !bias.is_null() { unsafe { bias.add(jc) } } else { std::ptr::null() };
-                // SAFETY: the mask is m × n with unit column stride (checked), jc < n.
-                let blk_mask = if last && !mask.is_null() { unsafe { mask.add(jc) } } else { std::ptr::null() };
-                let blk_ptrs = SendPtr((bp, b_il, blk_bias, blk_mask));
+                    let tail_len = if il_cols > 0 { il_len(kc, K::LANES, K::IL, a_rows) } else { 0 };
+                    let len = (b_len + tail_len).next_multiple_of(16);
+                    if count > 0 && (!row_split || count == GROUP_BLOCKS) {
+                        break;
+                    }
+                    geo[count] = (p, kc, il_cols, total, b_len);
+                    total += len;
+                    count += 1;
+                    p += kc;
+                    if p >= k {
+                        break;
+                    }
+                }
+                let buf = if total > 0 { aligned(buf_b, total) } else { std::ptr::null_mut() };
+                let mut blocks = [KBlock::EMPTY; GROUP_BLOCKS];
+                for (kb, &(pc, kc, il_cols, offset, b_len)) in blocks.iter_mut().zip(&geo[..count]) {
+                    // SAFETY: the buffer holds `total` floats; this block's B~
+                    // and tail lie in [offset, offset + len).
+                    let buf = if buf.is_null() { buf } else { unsafe { buf.add(offset) } };
+                    // Pack B → B~, or read B in place (its partial last vector masked).
+                    let (bp, rsb, b_panel);
+                    if b_direct {
+                        // Not dereferenced when kc = 0 (B may be empty), hence wrapping.
+                        bp = b.data.as_ptr().wrapping_add(pc * b.rs + jc);
+                        rsb = b.rs as isize;
+                        b_panel = K::NR as isize;
+                    } else if split {
+                        // SAFETY: buf holds split_len(kc) floats; the sub-view is inside B.
+                        unsafe { K::pack_split(b, pc, jc, kc, nc, buf) };
+                        bp = buf as *const f32;
+                        rsb = 0;
+                        b_panel = 0;
+                    } else {
+                        // SAFETY: buf holds packed_b_len floats; the sub-view is inside B.
+                        unsafe { K::pack_b(b, pc, jc, kc, nc, buf) };
+                        bp = buf as *const f32;
+                        rsb = K::NR as isize;
+                        b_panel = (K::NR * kc) as isize;
+                    }
+                    let b_il = if il_cols > 0 {
+                        // SAFETY: the buffer holds b_len + il_len floats past offset.
+                        let d = unsafe { buf.add(b_len) };
+                        let j0 = jc + nc - il_cols;
+                        // SAFETY: d holds il_len floats; the last il_cols columns
+                        // of this block's rows pc..pc+kc are inside B.
+                        unsafe {
+                            if a_rows {
+                                pack_il_rows(b, pc, j0, kc, il_cols, K::LANES, K::IL, d)
+                            } else {
+                                pack_il_cols(b, pc, j0, kc, il_cols, K::LANES, K::IL, d)
+                            }
+                        };
+                        d as *const f32
+                    } else {
+                        std::ptr::null()
+                    };
+                    let last = pc + kc >= k;
+                    *kb = KBlock {
+                        pc,
+                        kc,
+                        first: pc == 0,
+                        b: bp,
+                        rsb,
+                        b_panel,
+                        b_il,
+                        // SAFETY: bias has n values (checked), jc < n.
+                        bias: if last && !bias.is_null() { unsafe { bias.add(jc) } } else { std::ptr::null() },
+                        // SAFETY: the mask is m × n with unit column stride (checked), jc < n.
+                        mask: if last && !mask.is_null() { unsafe { mask.add(jc) } } else { std::ptr::null() },
+                        last,
+                    };
+                }
+                let blocks = SendPtr(blocks);
                 // The block before LOOP 3 gives it rows, built afresh per
                 // task: copying one prototype struct (152 bytes, just
                 // written field by field) cost a memcpy and a failed store
                 // forward, ~3% of a 32×10×100 call.
-                let proto = || {
-                    let (b, b_il, bias, mask) = blk_ptrs.get();
-                    Block {
-                        mc: 0,
-                        nc,
-                        kc,
-                        a: std::ptr::null(),
-                        rsa: 0,
-                        csa: 0,
-                        a_panel: 0,
-                        a_packed: false,
-                        b,
-                        rsb,
-                        b_panel,
-                        b_masked: b_direct,
-                        b_il,
-                        b_split: split,
-                        c: std::ptr::null_mut(),
-                        rsc: crs as isize,
-                        csc: ccs as isize,
-                        alpha,
-                        beta: if first { beta } else { 1.0 },
-                        bias,
-                        act: if last { epi.act } else { Activation::Linear },
-                        mask,
-                        rsm: rsm as isize,
-                    }
+                let proto = |kb: &KBlock| Block {
+                    mc: 0,
+                    nc,
+                    kc: kb.kc,
+                    a: std::ptr::null(),
+                    rsa: 0,
+                    csa: 0,
+                    a_panel: 0,
+                    a_packed: false,
+                    b: kb.b,
+                    rsb: kb.rsb,
+                    b_panel: kb.b_panel,
+                    b_masked: b_direct,
+                    b_il: kb.b_il,
+                    b_split: split,
+                    c: std::ptr::null_mut(),
+                    rsc: crs as isize,
+                    csc: ccs as isize,
+                    alpha,
+                    beta: if kb.first { beta } else { 1.0 },
+                    bias: kb.bias,
+                    act: if kb.last { epi.act } else { Activation::Linear },
+                    mask: kb.mask,
+                    rsm: rsm as isize,
                 };
 
                 // LOOP 3: MC-tall row parts of A and C (a task each when parallel).
                 // `a_space`: where to pack this block's A panels (sized for
                 // them), or null to use the calling thread's buffer.
-                let run_rows = |ic: usize, mc: usize, jr0: usize, ncs: usize, a_space: *mut f32| {
-                    let mut blk = proto();
+                let run_rows = |kb: &KBlock, ic: usize, mc: usize, jr0: usize, ncs: usize, a_space: *mut f32| {
+                    let (pc, kc) = (kb.pc, kb.kc);
+                    let mut blk = proto(kb);
                     blk.mc = mc;
                     // SAFETY: (ic, jc + jr0) is inside C; the block covers rows
                     // ic..ic+mc and columns jc+jr0.. of C only.
@@ -635,6 +715,8 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                 // a worker's first steal would allocate inside a training step.
                 let with_task_spaces = |tasks: usize, task_rows: usize, task: &(dyn Fn(usize, *mut f32) + Sync)| {
                     use rayon::prelude::*;
+                    // (The group's first block is its deepest.)
+                    let kc = blocks.inner()[0].kc;
                     let per_task =
                         if a_direct { 0 } else { (task_rows.div_ceil(K::MR) * K::MR * kc).next_multiple_of(16) };
                     with_buf(&BUF_A, |buf_a| {
@@ -653,44 +735,42 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                     });
                 };
 
-                if parallel {
-                    if m >= 2 * K::MR {
-                        // Split LOOP 3 over rows: a multiple of `threads` tasks of
-                        // whole MR panels, each ≤ MC rows, so the load balances.
-                        let rounds = m.div_ceil(threads * MC);
-                        let chunk = m.div_ceil(threads * rounds).div_ceil(K::MR) * K::MR;
-                        let tasks = m.div_ceil(chunk);
-                        with_task_spaces(tasks, chunk, &|t, a_space| {
-                            let ic = t * chunk;
-                            run_rows(ic, (m - ic).min(chunk), 0, nc, a_space);
-                        });
-                    } else {
-                        // Few rows: split LOOP 2 over whole column panels (a
-                        // merged last panel stays whole, in the last task).
-                        let merged = panel_cols(nc % K::NR + K::NR, K::NR, K::MERGE_MAX) > K::NR;
-                        let panels = if merged && nc > K::NR && !nc.is_multiple_of(K::NR) {
-                            nc / K::NR
-                        } else {
-                            nc.div_ceil(K::NR)
-                        };
-                        let per = panels.div_ceil(threads);
-                        let tasks = panels.div_ceil(per);
-                        with_task_spaces(tasks, m, &|t, a_space| {
-                            let jr0 = t * per * K::NR;
-                            let end = if t + 1 == tasks { nc } else { jr0 + per * K::NR };
-                            run_rows(0, m, jr0, end - jr0, a_space);
-                        });
-                    }
+                if row_split {
+                    // Split LOOP 3 over rows: a multiple of `threads` tasks of
+                    // whole MR panels, each ≤ MC rows, so the load balances;
+                    // each task runs its rows through the group's blocks.
+                    let rounds = m.div_ceil(threads * MC);
+                    let chunk = m.div_ceil(threads * rounds).div_ceil(K::MR) * K::MR;
+                    let tasks = m.div_ceil(chunk);
+                    with_task_spaces(tasks, chunk, &|t, a_space| {
+                        let ic = t * chunk;
+                        for kb in &blocks.inner()[..count] {
+                            run_rows(kb, ic, (m - ic).min(chunk), 0, nc, a_space);
+                        }
+                    });
+                } else if parallel {
+                    // Few rows: split LOOP 2 over whole column panels (a
+                    // merged last panel stays whole, in the last task).
+                    let merged = panel_cols(nc % K::NR + K::NR, K::NR, K::MERGE_MAX) > K::NR;
+                    let panels =
+                        if merged && nc > K::NR && !nc.is_multiple_of(K::NR) { nc / K::NR } else { nc.div_ceil(K::NR) };
+                    let per = panels.div_ceil(threads);
+                    let tasks = panels.div_ceil(per);
+                    with_task_spaces(tasks, m, &|t, a_space| {
+                        let jr0 = t * per * K::NR;
+                        let end = if t + 1 == tasks { nc } else { jr0 + per * K::NR };
+                        run_rows(&blocks.inner()[0], 0, m, jr0, end - jr0, a_space);
+                    });
                 } else {
                     let mut ic = 0;
                     while ic < m {
                         let mc = (m - ic).min(MC);
-                        run_rows(ic, mc, 0, nc, std::ptr::null_mut());
+                        run_rows(&blocks.inner()[0], ic, mc, 0, nc, std::ptr::null_mut());
                         ic += mc;
                     }
                 }
 
-                pc += kc;
+                pc = p;
                 if pc >= k {
                     break;
                 }

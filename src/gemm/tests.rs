@@ -383,6 +383,8 @@ fn threads_give_bit_identical_results() {
     // the latter also with a merged last panel (708 = 22·32 + 4).
     let shapes = [
         (64, 100, 784, Layout::RowMajor),
+        // Six KC blocks: two groups of the row split (see `gemm`'s LOOP 4).
+        (64, 100, 5 * KC + 20, Layout::RowMajor),
         (8, 700, 784, Layout::RowMajor),
         (8, 708, 784, Layout::RowMajor),
         (784, 100, 64, Layout::Trans),
