@@ -10,7 +10,8 @@
 //! whose last vector has only a few columns gets them packed as an
 //! interleaved tail (see `kernel::tile`, [`il_tail_cols`]). A part of C 9 or
 //! 10 columns wide with A read by rows runs the split thin kernel
-//! (`split.rs`, [`runs_split`]) on its own packed B~. Packing buffers are
+//! (`split.rs`, [`runs_split`]) on its own packed B~ (a dense 10-wide B on
+//! one thread: packed by the block's first tile). Packing buffers are
 //! thread-local and only grow, so a training step does not allocate after
 //! the first call.
 
@@ -138,6 +139,9 @@ struct KBlock {
     rsb: isize,
     b_panel: isize,
     b_il: *const f32,
+    /// B itself for a split block whose first tile packs B~ (see
+    /// `split::block`), else null.
+    b_dense: *const f32,
     bias: *const f32,
     mask: *const f32,
 }
@@ -152,6 +156,7 @@ impl KBlock {
         rsb: 0,
         b_panel: 0,
         b_il: std::ptr::null(),
+        b_dense: std::ptr::null(),
         bias: std::ptr::null(),
         mask: std::ptr::null(),
     };
@@ -517,6 +522,10 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
             // on its own packed B~.
             let split = runs_split::<K>(nc, k, a_rows, ccs == 1);
             let b_direct = b_direct && !split;
+            // A dense 10-wide B (W of the output layer) on one thread: the
+            // block's first tile packs B~ in its k loop (see `split::block`);
+            // parallel tasks would race on it.
+            let split_in_block = split && !parallel && b.cs == 1 && b.rs == 10 && nc == 10;
             // LOOP 4: KC-deep blocks of k; a k = 0 product still runs once
             // for the epilogue (C = act(β·C + bias)). Blocks are packed and
             // run in groups: one block at a time, except when rows are split
@@ -572,8 +581,10 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                         rsb = b.rs as isize;
                         b_panel = K::NR as isize;
                     } else if split {
-                        // SAFETY: buf holds split_len(kc) floats; the sub-view is inside B.
-                        unsafe { K::pack_split(b, pc, jc, kc, nc, buf) };
+                        if !split_in_block {
+                            // SAFETY: buf holds split_len(kc) floats; the sub-view is inside B.
+                            unsafe { K::pack_split(b, pc, jc, kc, nc, buf) };
+                        }
                         bp = buf as *const f32;
                         rsb = 0;
                         b_panel = 0;
@@ -610,6 +621,12 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                         rsb,
                         b_panel,
                         b_il,
+                        // Rows pc..pc + kc of B, all its 10 columns (jc = 0).
+                        b_dense: if split_in_block {
+                            b.data.as_ptr().wrapping_add(pc * b.rs)
+                        } else {
+                            std::ptr::null()
+                        },
                         // SAFETY: bias has n values (checked), jc < n.
                         bias: if last && !bias.is_null() { unsafe { bias.add(jc) } } else { std::ptr::null() },
                         // SAFETY: the mask is m × n with unit column stride (checked), jc < n.
@@ -637,6 +654,7 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                     b_masked: b_direct,
                     b_il: kb.b_il,
                     b_split: split,
+                    b_dense: kb.b_dense,
                     c: std::ptr::null_mut(),
                     rsc: crs as isize,
                     csc: ccs as isize,
@@ -674,6 +692,10 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                     if jr0 + ncs < nc {
                         // Not the block's last panel: no interleaved tail.
                         blk.b_il = std::ptr::null();
+                    }
+                    if ic > 0 {
+                        // A later row part of a split block: B~ is packed.
+                        blk.b_dense = std::ptr::null();
                     }
                     if a_direct {
                         // Not dereferenced when kc = 0 (A may be empty), hence wrapping.

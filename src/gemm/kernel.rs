@@ -55,6 +55,10 @@ pub(crate) struct Block {
     /// B~ is split-lane packed (`split::pack`) for the split thin kernel:
     /// one column panel of `driver::SPLIT_COLS` width, A~ by rows.
     pub b_split: bool,
+    /// Split blocks only: B itself (rows of 10 floats back to back, from
+    /// the block's first k) when the block's first tile packs B~ as it runs
+    /// (see `split::block`), else null.
+    pub b_dense: *const f32,
     pub c: *mut f32,
     pub rsc: isize,
     pub csc: isize,

@@ -22,9 +22,11 @@
 //! gathers its n values and the common epilogue (`kernel::store_tile`)
 //! writes them.
 //!
-//! B~ is packed per KC block in chunks of eight k (see [`pack`]). The
-//! reduction order of every element is fixed by the layout, whatever the
-//! tile or thread, so results stay bit-identical across thread counts.
+//! B~ is packed per KC block in chunks of eight k (see [`pack`]); a dense
+//! 10-wide B on one thread is packed by the block's first tile, inside its
+//! k loop (see [`block`]). The reduction order of every element is fixed
+//! by the layout, whatever the tile, thread or packing path, so results
+//! stay bit-identical across thread counts.
 //!
 //! Measured (`examples/gemm_shape`, alternating builds): against the plain
 //! kernels, 32×10×100 88 → 115 GFLOP/s (`simdnet bench`: 46% → 60% of
@@ -40,7 +42,16 @@
 //! 256×10×256 143 → 156 GFLOP/s, while 32×10×100 stayed equal (the quads'
 //! packing takes 12 shuffles per chunk, not 8). Tried and left out, equal
 //! or slower: 12-row tiles, two accumulators per row for the pairs
-//! (shorter FMA chains), gathering G2 when packing.
+//! (shorter FMA chains), gathering G2 when packing. On Zen 4 (2 vCPUs,
+//! 118.2 GFLOP/s peak; best of four or five alternating runs): the k % 8
+//! steps in one pass per part with A reloaded, 79.3 → 79.6 GFLOP/s
+//! (32×10×100); packing in the first tile, 79.6 → 83.5 (70.6% of peak;
+//! 32×10×1000 90.8 → 96.2, 256×10×100 91.1 → 91.9). Left out: G1 and G2
+//! reduced four rows at a time by in-lane blends and shuffles with two
+//! permutes per row to gather (78.9: LLVM made each pair's one shuffle
+//! two), the packing tile building each vector just before its FMAs
+//! (83.1 against 83.6), and skipping `rayon::current_num_threads` for
+//! small products (equal).
 
 use std::arch::x86_64::*;
 
@@ -215,6 +226,77 @@ const G2_DENSE_INDEX: [[i32; 16]; 2] = {
     x
 };
 
+/// The index vectors of a dense chunk's permutes ([`dense_chunk`]).
+struct DenseIndex {
+    g1: __m512i,
+    g2_lo: __m512i,
+    g2_hi: __m512i,
+}
+
+impl DenseIndex {
+    /// # Safety
+    /// AVX-512F available.
+    #[inline(always)]
+    unsafe fn load() -> Self {
+        DenseIndex {
+            g1: _mm512_loadu_si512(G1_DENSE_INDEX.as_ptr().cast()),
+            g2_lo: _mm512_loadu_si512(G2_DENSE_INDEX[0].as_ptr().cast()),
+            g2_hi: _mm512_loadu_si512(G2_DENSE_INDEX[1].as_ptr().cast()),
+        }
+    }
+}
+
+/// The five vectors of split B~ for one chunk of a contiguous 10-wide B
+/// (rows of 10 back to back, as W of the output layer): the chunk is 80
+/// consecutive floats at `s`, of which the first `valid` (10 per row, 80
+/// for a whole chunk) are read; the rest count as zero (a last chunk of
+/// kc % 8 rows). Each vector's 16 values lie in two 16-float windows of
+/// the chunk, so each takes one two-table permute of plain loads (G2 two
+/// and a blend); a partial chunk loads its windows masked.
+///
+/// # Safety
+/// AVX-512F available; `s` readable for `valid` floats.
+#[inline(always)]
+unsafe fn dense_chunk(s: *const f32, valid: usize, ix: &DenseIndex) -> [__m512; 5] {
+    // (Macros, not closures: a closure is a function without the caller's
+    // target features, and `map` over one was left as a call.)
+    macro_rules! window {
+        ($o:expr) => {{
+            let o: usize = $o;
+            if valid >= 80 {
+                _mm512_loadu_ps(s.add(o))
+            } else {
+                let n = valid.saturating_sub(o).min(16);
+                _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, s.add(o))
+            }
+        }};
+    }
+    macro_rules! g1 {
+        ($h:expr, $v:expr) => {{
+            let o = 40 * $h + 4 * $v;
+            _mm512_permutex2var_ps(window!(o), ix.g1, window!(o + G1_SECOND_WINDOW))
+        }};
+    }
+    let [o0, o1, o2, o3] = G2_WINDOWS;
+    let lo = _mm512_permutex2var_ps(window!(o0), ix.g2_lo, window!(o1));
+    let hi = _mm512_permutex2var_ps(window!(o2), ix.g2_hi, window!(o3));
+    [g1!(0, 0), g1!(0, 1), g1!(1, 0), g1!(1, 1), _mm512_mask_blend_ps(0xF0F0, lo, hi)]
+}
+
+/// Stores a chunk's five vectors at `d` (80 floats).
+///
+/// # Safety
+/// AVX-512F available; `d` writable for 80 floats.
+#[inline(always)]
+unsafe fn store_chunk(d: *mut f32, x: [__m512; 5]) {
+    let [x0, x1, x2, x3, x4] = x;
+    _mm512_storeu_ps(d, x0);
+    _mm512_storeu_ps(d.add(16), x1);
+    _mm512_storeu_ps(d.add(32), x2);
+    _mm512_storeu_ps(d.add(48), x3);
+    _mm512_storeu_ps(d.add(64), x4);
+}
+
 /// Packs `B[p0..p0 + kc][j0..j0 + w]` (w in [`SPLIT_COLS`]) as split B~: chunk g
 /// (k steps `8g..8g + 8`) is [`SPLIT_CHUNK`] (80) floats,
 /// - vector 2h + v (h, v < 2; G1): lane `4c + q` = `B[8g + 4h + q][4v + c]`,
@@ -238,32 +320,17 @@ pub(crate) unsafe fn pack(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize,
     let pair = _mm512_loadu_si512(PAIR_INDEX.as_ptr().cast());
     let quad = QUAD_INDEX.map(|x| _mm512_loadu_si512(x.as_ptr().cast()));
     let g2 = G2_INDEX.map(|x| _mm512_loadu_si512(x.as_ptr().cast()));
-    // A contiguous 10-wide B (rows back to back, as W of the output layer):
-    // a whole chunk is 80 consecutive floats, and each output vector's 16
-    // values lie in two 16-float windows of it, so every vector takes one
-    // two-table permute (G2 two and a blend) of plain loads.
+    // A contiguous 10-wide B (see [`dense_chunk`]), its last partial
+    // chunk too.
     let dense = b.cs == 1 && b.rs == 10 && w == 10;
-    let dense_chunks = if dense { kc / 8 } else { 0 };
-    let (g1_dense, g2_lo, g2_hi) = (
-        _mm512_loadu_si512(G1_DENSE_INDEX.as_ptr().cast()),
-        _mm512_loadu_si512(G2_DENSE_INDEX[0].as_ptr().cast()),
-        _mm512_loadu_si512(G2_DENSE_INDEX[1].as_ptr().cast()),
-    );
-    for g in 0..dense_chunks {
-        let d = dst.add(g * SPLIT_CHUNK);
-        let s = at(8 * g, 0);
-        for h in 0..2 {
-            for v in 0..2 {
-                let o = 40 * h + 4 * v;
-                let second = _mm512_loadu_ps(s.add(o + G1_SECOND_WINDOW));
-                let x = _mm512_permutex2var_ps(_mm512_loadu_ps(s.add(o)), g1_dense, second);
-                _mm512_storeu_ps(d.add(32 * h + 16 * v), x);
-            }
-        }
-        let [w0, w1, w2, w3] = G2_WINDOWS.map(|o| _mm512_loadu_ps(s.add(o)));
-        let lo = _mm512_permutex2var_ps(w0, g2_lo, w1);
-        let hi = _mm512_permutex2var_ps(w2, g2_hi, w3);
-        _mm512_storeu_ps(d.add(64), _mm512_mask_blend_ps(0xF0F0, lo, hi));
+    let dense_chunks = if dense { kc.div_ceil(8) } else { 0 };
+    let ix = DenseIndex::load();
+    for g in 0..dense_chunks.min(kc / 8) {
+        store_chunk(dst.add(g * SPLIT_CHUNK), dense_chunk(at(8 * g, 0), 80, &ix));
+    }
+    if dense && !kc.is_multiple_of(8) {
+        let g = kc / 8;
+        store_chunk(dst.add(g * SPLIT_CHUNK), dense_chunk(at(8 * g, 0), 10 * (kc - 8 * g), &ix));
     }
     for g in dense_chunks..simd_chunks {
         let d = dst.add(g * SPLIT_CHUNK);
@@ -313,13 +380,16 @@ pub(crate) unsafe fn pack(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize,
 }
 
 /// One tile of `M` rows: the k loop over split B~, the per-row reduction,
-/// then the common epilogue.
+/// then the common epilogue. With `PACK`, the tile also packs B~'s whole
+/// chunks from the dense 10-wide B at `src` (see [`block`]): each chunk's
+/// five vectors are built from B, stored to B~ and used at once.
 ///
 /// # Safety
 /// As `kernel::tile` (direct path, unit column stride C), with `t.b` split
-/// B~ of `t.k` steps and A~ by rows (`t.csa = 1`).
+/// B~ of `t.k` steps and A~ by rows (`t.csa = 1`); with `PACK`, `src` a
+/// dense 10-wide B of `t.k` rows and `t.b` writable for its whole chunks.
 #[inline(always)]
-unsafe fn tile<const M: usize>(t: &Tile) {
+unsafe fn tile<const M: usize, const PACK: bool>(t: &Tile, src: *const f32) {
     const { assert!(M <= MR) };
     debug_assert!(t.csa == 1 && t.csc == 1 && SPLIT_COLS.contains(&t.n));
     // Accumulators per row: G1's columns 0..4 and 4..8, and G2.
@@ -336,16 +406,29 @@ unsafe fn tile<const M: usize>(t: &Tile) {
     let row = |ag: &[*const f32; 16], i: usize| ag[i / 4].wrapping_offset((i % 4) as isize * rsa);
     let mut b = t.b;
     let mut k = t.k;
+    let mut s = src;
+    let ix = DenseIndex::load();
     while k >= 8 {
+        // With PACK, the chunk built from B and stored; else loaded below.
+        let mut chunk = [_mm512_setzero_ps(); 5];
+        if PACK {
+            chunk = dense_chunk(s, 80, &ix);
+            store_chunk(b.cast_mut(), chunk);
+            s = s.add(SPLIT_CHUNK);
+        }
         unroll!(2, h, {
-            let (b0, b1) = (_mm512_loadu_ps(b.add(32 * h)), _mm512_loadu_ps(b.add(32 * h + 16)));
+            let (b0, b1) = if PACK {
+                (chunk[2 * h], chunk[2 * h + 1])
+            } else {
+                (_mm512_loadu_ps(b.add(32 * h)), _mm512_loadu_ps(b.add(32 * h + 16)))
+            };
             unroll!(M, i, {
                 let a = _mm512_broadcast_f32x4(_mm_loadu_ps(row(&ag, i).add(4 * h)));
                 acc_lo[i] = _mm512_fmadd_ps(a, b0, acc_lo[i]);
                 acc_hi[i] = _mm512_fmadd_ps(a, b1, acc_hi[i]);
             });
         });
-        let bv = _mm512_loadu_ps(b.add(64));
+        let bv = if PACK { chunk[4] } else { _mm512_loadu_ps(b.add(64)) };
         unroll!(M, i, {
             let a = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd(row(&ag, i) as *const f64)));
             acc_g2[i] = _mm512_fmadd_ps(a, bv, acc_g2[i]);
@@ -357,21 +440,43 @@ unsafe fn tile<const M: usize>(t: &Tile) {
         k -= 8;
     }
     if k > 0 {
-        // The last k % 8 steps: each row's values loaded masked (nothing
-        // past k is read) and broadcast by shuffles; B~ is zero past k.
+        // The last k % 8 steps, B~ zero past k. Nothing past k of a row is
+        // read: its first four values are broadcast from memory when k ≥ 4
+        // (as in the loop), the others loaded masked and broadcast by a
+        // shuffle. One pass over the rows per part, reloading A (L1 hits)
+        // rather than keeping eight loaded rows live next to the 24
+        // accumulators: one pass with the rows held spilled them, and the
+        // k > 4 test ran per row.
+        let (b0, b1) = (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16)));
+        if k >= 4 {
+            unroll!(M, i, {
+                let a = _mm512_broadcast_f32x4(_mm_loadu_ps(row(&ag, i)));
+                acc_lo[i] = _mm512_fmadd_ps(a, b0, acc_lo[i]);
+                acc_hi[i] = _mm512_fmadd_ps(a, b1, acc_hi[i]);
+            });
+            if k > 4 {
+                let mask = ((1u32 << (k - 4)) - 1) as u16;
+                let (b3, b4) = (_mm512_loadu_ps(b.add(32)), _mm512_loadu_ps(b.add(48)));
+                unroll!(M, i, {
+                    let a4 = _mm512_maskz_loadu_ps(mask, row(&ag, i).add(4));
+                    let a = _mm512_shuffle_f32x4::<0b00_00_00_00>(a4, a4);
+                    acc_lo[i] = _mm512_fmadd_ps(a, b3, acc_lo[i]);
+                    acc_hi[i] = _mm512_fmadd_ps(a, b4, acc_hi[i]);
+                });
+            }
+        } else {
+            let mask = ((1u32 << k) - 1) as u16;
+            unroll!(M, i, {
+                let a4 = _mm512_maskz_loadu_ps(mask, row(&ag, i));
+                let a = _mm512_shuffle_f32x4::<0b00_00_00_00>(a4, a4);
+                acc_lo[i] = _mm512_fmadd_ps(a, b0, acc_lo[i]);
+                acc_hi[i] = _mm512_fmadd_ps(a, b1, acc_hi[i]);
+            });
+        }
         let mask = ((1u32 << k) - 1) as u16;
-        let (b0, b1, b2) = (_mm512_loadu_ps(b), _mm512_loadu_ps(b.add(16)), _mm512_loadu_ps(b.add(64)));
-        let (b3, b4) = (_mm512_loadu_ps(b.add(32)), _mm512_loadu_ps(b.add(48)));
+        let b2 = _mm512_loadu_ps(b.add(64));
         unroll!(M, i, {
             let a8 = _mm512_maskz_loadu_ps(mask, row(&ag, i));
-            let a = _mm512_shuffle_f32x4::<0b00_00_00_00>(a8, a8);
-            acc_lo[i] = _mm512_fmadd_ps(a, b0, acc_lo[i]);
-            acc_hi[i] = _mm512_fmadd_ps(a, b1, acc_hi[i]);
-            if k > 4 {
-                let a = _mm512_shuffle_f32x4::<0b01_01_01_01>(a8, a8);
-                acc_lo[i] = _mm512_fmadd_ps(a, b3, acc_lo[i]);
-                acc_hi[i] = _mm512_fmadd_ps(a, b4, acc_hi[i]);
-            }
             let a = _mm512_shuffle_f32x4::<0b01_00_01_00>(a8, a8);
             acc_g2[i] = _mm512_fmadd_ps(a, b2, acc_g2[i]);
         });
@@ -430,26 +535,57 @@ unsafe fn tile<const M: usize>(t: &Tile) {
 /// LOOP 1 over a split block (one column panel, n in [`SPLIT_COLS`]): tiles of
 /// [`MR`] rows, the last one shorter.
 ///
+/// When the driver leaves B~ to the block (a dense 10-wide B on one thread:
+/// `blk.b_dense` is then that B, rows `kc` from the block's first k, and
+/// `blk.b` the empty B~), the first tile packs B~'s whole chunks in its k
+/// loop, while its FMAs run, and the last partial chunk is packed before
+/// it; the other tiles read B~ as usual. A separate packing pass took ~10%
+/// of a 32×10×100 call (79.6 → 87.7 GFLOP/s when B~ was packed only once,
+/// timing only). B~ holds the same values either way.
+///
 /// # Safety
 /// AVX-512F available; `blk` as documented on [`Block`], with `blk.b` split
-/// B~ from [`pack`], A~ read in place by rows and C with unit column stride.
+/// B~ from [`pack`] (or, with `blk.b_dense` non-null, writable for
+/// `split_len(kc)` floats and `blk.b_dense` a dense B as above), A~ read in
+/// place by rows and C with unit column stride.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn block(blk: &Block) {
     let p = panel_at::<V512, { Avx512::NR }, { Avx512::MERGE_MAX }>(blk, 0);
     let mut ir = 0;
+    let src = blk.b_dense;
+    if !src.is_null() {
+        let (kc, b) = (blk.kc, blk.b.cast_mut());
+        let ix = DenseIndex::load();
+        let whole = kc / 8;
+        if !kc.is_multiple_of(8) {
+            let g = whole;
+            store_chunk(b.add(g * SPLIT_CHUNK), dense_chunk(src.add(g * SPLIT_CHUNK), 10 * (kc - 8 * g), &ix));
+        }
+        if blk.mc >= MR {
+            let t = tile_at::<{ Avx512::MR }>(blk, &p, 0);
+            // SAFETY: rows 0..MR of the block; B~ and B as documented above.
+            tile::<MR, true>(&t, src);
+            ir = MR;
+        } else {
+            for g in 0..whole {
+                store_chunk(b.add(g * SPLIT_CHUNK), dense_chunk(src.add(g * SPLIT_CHUNK), 80, &ix));
+            }
+        }
+    }
+    let none = std::ptr::null();
     while ir < blk.mc {
         let t = tile_at::<{ Avx512::MR }>(blk, &p, ir);
         // SAFETY: rows ir.. of the block (at most MR of them) and its one
         // column panel: inside the memory `block`'s contract covers.
         match (blk.mc - ir).min(MR) {
-            1 => tile::<1>(&t),
-            2 => tile::<2>(&t),
-            3 => tile::<3>(&t),
-            4 => tile::<4>(&t),
-            5 => tile::<5>(&t),
-            6 => tile::<6>(&t),
-            7 => tile::<7>(&t),
-            _ => tile::<8>(&t),
+            1 => tile::<1, false>(&t, none),
+            2 => tile::<2, false>(&t, none),
+            3 => tile::<3, false>(&t, none),
+            4 => tile::<4, false>(&t, none),
+            5 => tile::<5, false>(&t, none),
+            6 => tile::<6, false>(&t, none),
+            7 => tile::<7, false>(&t, none),
+            _ => tile::<8, false>(&t, none),
         }
         ir += MR;
     }
