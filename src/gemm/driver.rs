@@ -111,6 +111,13 @@ pub(crate) fn split_len(kc: usize) -> usize {
     kc.div_ceil(8) * SPLIT_CHUNK
 }
 
+/// Whether the `w` columns of B packed for the split kernel are a dense
+/// 10-wide B (rows of 10 floats back to back, as W of the output layer),
+/// whose chunks `split.rs` builds from plain loads.
+pub(crate) fn split_dense(b: &MatRef, w: usize) -> bool {
+    b.cs == 1 && b.rs == 10 && w == 10
+}
+
 /// Whether a part of C `nc` wide (of a product `k` deep) runs the split
 /// thin kernel: the kernel has one, A~ is read by rows (`a_rows`), C has
 /// unit column stride and k ≥ [`SPLIT_MIN_K`]. It does not depend on the
@@ -521,14 +528,14 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
             // A dense 10-wide B (W of the output layer) on one thread: the
             // block's first tile packs B~ in its k loop (see `split::block`);
             // parallel tasks would race on it.
-            let split_in_block = split && !parallel && b.cs == 1 && b.rs == 10 && nc == 10;
+            let split_in_block = split && !parallel && split_dense(b, nc);
             // LOOP 4: KC-deep blocks of k; a k = 0 product still runs once
             // for the epilogue (C = act(β·C + bias)). Blocks are packed and
             // run in groups: one block at a time, except when rows are split
             // over threads, where a group's blocks (up to `GROUP_BLOCKS`)
-            // are all packed first and each task
-            // then runs its rows through every block of the group. The
-            // threads then meet once per group instead of once per block,
+            // are all packed first and each task then runs its rows through
+            // every block of the group. The threads meet once per group
+            // instead of once per block,
             // and a task's rows of C stay in its core's cache between
             // blocks. Every value of C still sums the blocks in k order, so
             // the results do not depend on the grouping or the threads.

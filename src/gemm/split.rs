@@ -55,7 +55,7 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::{SPLIT_CHUNK, SPLIT_COLS};
+use super::driver::{split_dense, SPLIT_CHUNK, SPLIT_COLS};
 use super::kernel::{opaque, panel_at, sigmoid_tile, store_tile, tile_at, unroll, Avx512, Block, Kernel, Tile};
 use super::simd::V512;
 use super::{Activation, MatRef};
@@ -283,6 +283,32 @@ unsafe fn dense_chunk(s: *const f32, valid: usize, ix: &DenseIndex) -> [__m512; 
     [g1!(0, 0), g1!(0, 1), g1!(1, 0), g1!(1, 1), _mm512_mask_blend_ps(0xF0F0, lo, hi)]
 }
 
+/// Floats of a dense B one chunk reads: eight rows of 10 (equal to
+/// [`SPLIT_CHUNK`], the floats it packs to, but a different stride).
+const DENSE_CHUNK_SRC: usize = 8 * 10;
+
+/// Packs a dense 10-wide B (`kc` rows at `src`) into split B~ at `dst`: its
+/// partial last chunk, if kc % 8 ≠ 0, and its whole chunks unless `partial_only`
+/// (the first tile of `block` then packs those as it runs).
+///
+/// # Safety
+/// AVX-512F available; `src` readable for `10 · kc` floats, `dst` writable
+/// for `split_len(kc)`.
+#[inline(always)]
+unsafe fn pack_dense(src: *const f32, kc: usize, dst: *mut f32, partial_only: bool) {
+    let ix = DenseIndex::load();
+    let whole = kc / 8;
+    if !partial_only {
+        for g in 0..whole {
+            store_chunk(dst.add(g * SPLIT_CHUNK), dense_chunk(src.add(g * DENSE_CHUNK_SRC), 80, &ix));
+        }
+    }
+    if !kc.is_multiple_of(8) {
+        let g = whole;
+        store_chunk(dst.add(g * SPLIT_CHUNK), dense_chunk(src.add(g * DENSE_CHUNK_SRC), 10 * (kc - 8 * g), &ix));
+    }
+}
+
 /// Stores a chunk's five vectors at `d` (80 floats).
 ///
 /// # Safety
@@ -322,15 +348,10 @@ pub(crate) unsafe fn pack(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize,
     let g2 = G2_INDEX.map(|x| _mm512_loadu_si512(x.as_ptr().cast()));
     // A contiguous 10-wide B (see [`dense_chunk`]), its last partial
     // chunk too.
-    let dense = b.cs == 1 && b.rs == 10 && w == 10;
+    let dense = split_dense(b, w);
     let dense_chunks = if dense { kc.div_ceil(8) } else { 0 };
-    let ix = DenseIndex::load();
-    for g in 0..dense_chunks.min(kc / 8) {
-        store_chunk(dst.add(g * SPLIT_CHUNK), dense_chunk(at(8 * g, 0), 80, &ix));
-    }
-    if dense && !kc.is_multiple_of(8) {
-        let g = kc / 8;
-        store_chunk(dst.add(g * SPLIT_CHUNK), dense_chunk(at(8 * g, 0), 10 * (kc - 8 * g), &ix));
+    if dense {
+        pack_dense(at(0, 0), kc, dst, false);
     }
     for g in dense_chunks..simd_chunks {
         let d = dst.add(g * SPLIT_CHUNK);
@@ -414,7 +435,7 @@ unsafe fn tile<const M: usize, const PACK: bool>(t: &Tile, src: *const f32) {
         if PACK {
             chunk = dense_chunk(s, 80, &ix);
             store_chunk(b.cast_mut(), chunk);
-            s = s.add(SPLIT_CHUNK);
+            s = s.add(DENSE_CHUNK_SRC);
         }
         unroll!(2, h, {
             let (b0, b1) = if PACK {
@@ -554,22 +575,14 @@ pub(crate) unsafe fn block(blk: &Block) {
     let mut ir = 0;
     let src = blk.b_dense;
     if !src.is_null() {
-        let (kc, b) = (blk.kc, blk.b.cast_mut());
-        let ix = DenseIndex::load();
-        let whole = kc / 8;
-        if !kc.is_multiple_of(8) {
-            let g = whole;
-            store_chunk(b.add(g * SPLIT_CHUNK), dense_chunk(src.add(g * SPLIT_CHUNK), 10 * (kc - 8 * g), &ix));
-        }
-        if blk.mc >= MR {
+        // A block shorter than one tile packs every chunk up front.
+        let in_tile = blk.mc >= MR;
+        pack_dense(src, blk.kc, blk.b.cast_mut(), in_tile);
+        if in_tile {
             let t = tile_at::<{ Avx512::MR }>(blk, &p, 0);
             // SAFETY: rows 0..MR of the block; B~ and B as documented above.
             tile::<MR, true>(&t, src);
             ir = MR;
-        } else {
-            for g in 0..whole {
-                store_chunk(b.add(g * SPLIT_CHUNK), dense_chunk(src.add(g * SPLIT_CHUNK), 80, &ix));
-            }
         }
     }
     let none = std::ptr::null();
