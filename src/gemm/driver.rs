@@ -11,7 +11,9 @@
 //! interleaved tail (see `kernel::tile`, [`il_tail_cols`]). A part of C 9 or
 //! 10 columns wide with A read by rows runs the split thin kernel
 //! (`split.rs`, [`runs_split`]) on its own packed B~ (a dense 10-wide B on
-//! one thread: packed by the block's first tile). Packing buffers are
+//! one thread: packed by the block's first tile; when the product is one
+//! block, on the stack and without the driver's loops, see
+//! [`split_small`]). Packing buffers are
 //! thread-local and only grow, so a training step does not allocate after
 //! the first call.
 
@@ -107,7 +109,7 @@ pub(crate) const SPLIT_MIN_K: usize = 16;
 pub(crate) const SPLIT_CHUNK: usize = 80;
 
 /// Floats of a split B~ `kc` deep: whole chunks of eight k.
-pub(crate) fn split_len(kc: usize) -> usize {
+pub(crate) const fn split_len(kc: usize) -> usize {
     kc.div_ceil(8) * SPLIT_CHUNK
 }
 
@@ -487,10 +489,64 @@ unsafe fn pack_rows4(rows: [*const f32; 4], kc: usize, mr: usize, d: *mut f32, n
     }
 }
 
+/// Split B~ for one KC block, on the stack (64-byte aligned).
+#[repr(C, align(64))]
+struct SplitBuf([std::mem::MaybeUninit<f32>; split_len(KC)]);
+
+/// The output layer's product when it is one block on one thread: C 10
+/// wide from a dense 10-wide B (W of the output layer), A read by rows, k
+/// from [`SPLIT_MIN_K`] to [`KC`] and m up to [`MC`] (under 2·MC·10·KC ≈ 1
+/// MFLOP, far below [`PAR_MIN_FLOPS`], so never parallel whatever the
+/// pool). Runs the split block at once, its first tile packing B~ into a
+/// stack buffer; the general path's set-up (the thread-count query, the
+/// group arrays, a thread-local buffer, the closures) was ~6% of a
+/// 32×10×100 call in perf. Returns false, having done nothing, for any
+/// other product.
+fn split_small<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: &mut MatMut, epi: &Epilogue) -> bool {
+    let (m, n, k) = (c.rows, c.cols, a.cols);
+    if !(m <= MC && k <= KC && a.cs == 1 && runs_split::<K>(n, k, true, c.cs == 1) && split_dense(b, n)) {
+        return false;
+    }
+    let mut buf = SplitBuf([std::mem::MaybeUninit::uninit(); split_len(KC)]);
+    let (mask, rsm) = epi.mask.map_or((std::ptr::null(), 0), |s| (s.data.as_ptr(), s.rs as isize));
+    let blk = Block {
+        mc: m,
+        nc: n,
+        kc: k,
+        a: a.data.as_ptr(),
+        rsa: a.rs as isize,
+        csa: 1,
+        a_panel: (K::MR * a.rs) as isize,
+        a_packed: false,
+        // Written by the block's first tile (or up front) before it is read.
+        b: buf.0.as_mut_ptr().cast::<f32>(),
+        rsb: 0,
+        b_panel: 0,
+        b_masked: false,
+        b_il: std::ptr::null(),
+        b_split: true,
+        b_dense: b.data.as_ptr(),
+        c: c.data.as_mut_ptr(),
+        rsc: c.rs as isize,
+        csc: 1,
+        alpha,
+        beta,
+        bias: epi.bias.map_or(std::ptr::null(), |s| s.as_ptr()),
+        act: epi.act,
+        mask,
+        rsm,
+    };
+    // SAFETY: shapes and extents were checked by the caller; A has unit
+    // column stride, C unit column stride and n columns, B is dense and
+    // 10 wide with k rows, and the buffer holds split_len(k) floats.
+    unsafe { K::block(&blk) };
+    true
+}
+
 /// The blocked GEMM for one kernel. Shapes are already checked.
 pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: &mut MatMut, epi: &Epilogue) {
     let (m, n, k) = (c.rows, c.cols, a.cols);
-    if m == 0 || n == 0 {
+    if m == 0 || n == 0 || split_small::<K>(alpha, a, b, beta, c, epi) {
         return;
     }
     let threads = rayon::current_num_threads();

@@ -492,10 +492,14 @@ fn split_thin_tiles() {
         }
         // A contiguous 10-wide B (rows back to back) packs whole chunks
         // from plain loads (`split::pack`'s dense path): every k above,
-        // with the last partial chunk and past-KC blocks.
-        for (i, &k) in [16, 17, 23, 24, 25, 31, 100, 2 * KC + 1].iter().enumerate() {
-            for &m in &[7, 33] {
-                check(isa, Case { lb: Layout::RowMajor, ..variant(Case::new(m, 10, k), v + i) });
+        // with the last partial chunk and past-KC blocks. Up to KC deep and
+        // MC tall, one block on one thread (`driver::split_small`), B~ on
+        // the stack; one past either edge, the general driver.
+        for &k in &[16, 17, 23, 24, 25, 31, 100, KC, KC + 1, 2 * KC + 1] {
+            for &m in &[7, 33, MC, MC + 1] {
+                let la = [Layout::RowMajor, Layout::Padded][v % 2];
+                check(isa, Case { la, lb: Layout::RowMajor, ..variant(Case::new(m, 10, k), v) });
+                v += 1;
             }
         }
         // Past NC: the last part is 10 (9) wide.
