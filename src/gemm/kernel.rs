@@ -178,8 +178,12 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const
     const { assert!(M <= 16 && NV <= 16 && !(IL && TAIL)) };
     // Plain (non-interleaved) vectors of B~ per k step.
     let nv_plain = if IL { NV - 1 } else { NV };
-    // Ask for the C tile now so its lines arrive while the k loop runs.
-    if t.csc == 1 {
+    // A one-vector (thin) tile asks for its C lines now, so they arrive
+    // while the k loop runs (100×10×32 with Hᵀ: 59.8 → 62.5 GFLOP/s).
+    // Wider tiles do without: there the prefetches cost more than they
+    // save (784×100×32 with Aᵀ 103.7 → 104.8, 256×100×784 108.2 → 109.0;
+    // squares equal; `examples/gemm_shape`, best of three alternating).
+    if t.csc == 1 && NV == 1 {
         unroll!(M, i, {
             let row = t.c.wrapping_offset(i as isize * t.rsc);
             prefetch(row);

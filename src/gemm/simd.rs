@@ -207,9 +207,19 @@ impl Simd for V512 {
     unsafe fn load_upto(p: *const f32, n: usize) -> __m512 {
         Self::load_part(p, n)
     }
+    /// Whole vectors, and a last vector of 4 or 8 columns (n = 100 in
+    /// 16-lane vectors: 6 + 4; an interleaved tail's 4), take a plain
+    /// store of that width: on Zen 4 a masked 512-bit store costs more
+    /// (784×100×32 with Aᵀ, `examples/gemm_shape`, best of three
+    /// alternating: 102.3 → 103.6 GFLOP/s).
     #[inline(always)]
     unsafe fn store_upto(p: *mut f32, n: usize, v: __m512) {
-        Self::store_part(p, n, v)
+        match n {
+            16.. => _mm512_storeu_ps(p, v),
+            8 => _mm256_storeu_ps(p, _mm512_castps512_ps256(v)),
+            4 => _mm_storeu_ps(p, _mm512_castps512_ps128(v)),
+            _ => Self::store_part(p, n, v),
+        }
     }
     #[inline(always)]
     unsafe fn bcast(p: *const f32) -> __m512 {
