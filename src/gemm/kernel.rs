@@ -639,6 +639,7 @@ pub(crate) unsafe fn tile_at<const MR: usize>(blk: &Block, p: &Panel, ir: usize)
 unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: usize, const MERGE_MAX: usize>(
     blk: &Block,
     run: impl Fn(usize, usize, usize, &Tile),
+    run_panel: impl Fn(&Panel, usize) -> bool,
 ) {
     if blk.nc >= ROWS_OUTER_PANELS * NR && blk.kc >= ROWS_OUTER_MIN_KC {
         let mut ir = 0;
@@ -664,6 +665,10 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
         // when A is read in place take MR_THIN rows at once to keep enough
         // independent FMA chains in flight.
         let step = if p.nv == 1 && !blk.a_packed { MR_THIN } else { MR };
+        if run_panel(&p, step) {
+            jr += p.n;
+            continue;
+        }
         let mut ir = 0;
         // LOOP 1: step MR through the mc rows of A~ / C.
         while ir < blk.mc {
@@ -775,6 +780,40 @@ macro_rules! tile_fns {
     };
 }
 
+/// As [`tile_fns`], but each function runs a whole column panel, LOOP 1
+/// included: `name(blk, p, step)` runs the tiles of panel `p`, `step`
+/// rows each (the last shorter). For shallow products, where a tile's fixed
+/// costs weigh most: one call per panel instead of per tile took 784×100×32
+/// with Aᵀ from 104.8 to 106.0 GFLOP/s and 784×48×32 from 106.7 to 109.0,
+/// where the same change for every kernel made the squares ~3% slower
+/// (the looping function kept more values on the stack in its k loops;
+/// `examples/gemm_shape`, best of three alternating).
+macro_rules! panel_fns {
+    ($feat:literal, $S:ty, $MR:literal, $( $name:ident: $($il:ident)? $NV:literal [$($M:literal),*] ),* $(,)?) => {
+        $(
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = $feat)]
+            #[inline(never)]
+            unsafe fn $name(blk: &Block, p: &Panel, step: usize) {
+                let mut ir = 0;
+                // LOOP 1: step through the mc rows of A~ / C.
+                while ir < blk.mc {
+                    let m = (blk.mc - ir).min(step);
+                    // SAFETY: as `tile`; the caller passes a panel of its
+                    // block, and rows ir.. lie inside it.
+                    unsafe {
+                        let t = tile_at::<$MR>(blk, p, ir);
+                        let tail = p.tail;
+                        let _ = tail;
+                        tile_fns!(@ $($il)? $S, &t, m, tail, $NV, [$($M),*])
+                    }
+                    ir += step;
+                }
+            }
+        )*
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 use super::simd::{V256, V512};
 
@@ -787,6 +826,13 @@ tile_fns!("avx512f,avx2,fma", V512,
     avx512_nv3_il: il 3 [1, 2, 3, 4, 5, 6, 7, 8],
     // `Avx512Shallow`'s joined panel: 8 × 3 + 2 interleaved = 26 accumulators.
     avx512_nv4_il: il 4 [1, 2, 3, 4, 5, 6, 7, 8],
+);
+
+panel_fns!("avx512f,avx2,fma", V512, 8,
+    // `Avx512Shallow`'s whole panel (48 columns) and joined panel (48 +
+    // up to 4 interleaved).
+    avx512_nv3_panel: 3 [1, 2, 3, 4, 5, 6, 7, 8],
+    avx512_nv4_il_panel: il 4 [1, 2, 3, 4, 5, 6, 7, 8],
 );
 
 tile_fns!("avx2,fma", V256,
@@ -807,25 +853,43 @@ unsafe fn block_avx512<const NR: usize, const MERGE_MAX: usize>(blk: &Block) {
         unsafe { super::split::block(blk) };
         return;
     }
-    block_loops::<V512, 8, NR, 16, MERGE_MAX>(blk, |m, nv, tail, t| {
-        // SAFETY: same contract as `block`; the tile lies inside the block.
-        unsafe {
-            // Interleaved tails exist for nv = 2..=4 (`IL_NV`); the driver
-            // packs none for a one-vector panel. Four vectors are only
-            // `Avx512Shallow`'s joined panel (48 + up to 4), which always
-            // has its tail (the kernel runs only for k ≥ IL_MIN_KC, in one
-            // k block).
-            match (nv, t.b_il.is_null()) {
-                (1, _) => avx512_nv1(t, m, tail),
-                (2, true) => avx512_nv2(t, m, tail),
-                (2, false) => avx512_nv2_il(t, m, tail),
-                (3, true) => avx512_nv3(t, m, tail),
-                (3, false) => avx512_nv3_il(t, m, tail),
-                (_, false) => avx512_nv4_il(t, m, tail),
-                (_, true) => unreachable!("a joined panel without its interleaved tail"),
+    block_loops::<V512, 8, NR, 16, MERGE_MAX>(
+        blk,
+        |m, nv, tail, t| {
+            // SAFETY: same contract as `block`; the tile lies inside the block.
+            unsafe {
+                // Interleaved tails exist for nv = 2..=4 (`IL_NV`); the driver
+                // packs none for a one-vector panel. Four vectors are only
+                // `Avx512Shallow`'s joined panel (48 + up to 4), which always
+                // has its tail (the kernel runs only for k ≥ IL_MIN_KC, in one
+                // k block).
+                match (nv, t.b_il.is_null()) {
+                    (1, _) => avx512_nv1(t, m, tail),
+                    (2, true) => avx512_nv2(t, m, tail),
+                    (2, false) => avx512_nv2_il(t, m, tail),
+                    (3, true) => avx512_nv3(t, m, tail),
+                    (3, false) => avx512_nv3_il(t, m, tail),
+                    (_, false) => avx512_nv4_il(t, m, tail),
+                    (_, true) => unreachable!("a joined panel without its interleaved tail"),
+                }
             }
-        }
-    })
+        },
+        |p, step| {
+            // `Avx512Shallow` runs its 48-wide and joined panels whole.
+            if NR != 48 {
+                return false;
+            }
+            // SAFETY: same contract as `block`; the panel lies inside the block.
+            unsafe {
+                match (p.nv, p.b_il.is_null()) {
+                    (3, true) => avx512_nv3_panel(blk, p, step),
+                    (4, false) => avx512_nv4_il_panel(blk, p, step),
+                    _ => return false,
+                }
+            }
+            true
+        },
+    )
 }
 
 /// `driver::pack_b` with AVX-512 vectors, for `NR`-wide panels.
@@ -852,17 +916,21 @@ unsafe fn pack_b_avx2(b: &MatRef, p0: usize, j0: usize, kc: usize, nc: usize, ds
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn block_avx2(blk: &Block) {
-    block_loops::<V256, 6, 16, 12, 0>(blk, |m, nv, tail, t| {
-        // SAFETY: same contract as `block`; the tile lies inside the block.
-        unsafe {
-            match (nv, t.b_il.is_null()) {
-                (1, true) => avx2_nv1(t, m, tail),
-                (1, false) => avx2_nv1_il(t, m, tail),
-                (_, true) => avx2_nv2(t, m, tail),
-                (_, false) => avx2_nv2_il(t, m, tail),
+    block_loops::<V256, 6, 16, 12, 0>(
+        blk,
+        |m, nv, tail, t| {
+            // SAFETY: same contract as `block`; the tile lies inside the block.
+            unsafe {
+                match (nv, t.b_il.is_null()) {
+                    (1, true) => avx2_nv1(t, m, tail),
+                    (1, false) => avx2_nv1_il(t, m, tail),
+                    (_, true) => avx2_nv2(t, m, tail),
+                    (_, false) => avx2_nv2_il(t, m, tail),
+                }
             }
-        }
-    })
+        },
+        |_, _| false,
+    )
 }
 
 fn block_portable(blk: &Block) {
@@ -870,10 +938,14 @@ fn block_portable(blk: &Block) {
     // SAFETY: `Kernel::block`'s caller guarantees the block's memory contract;
     // the portable vector type needs no CPU feature.
     unsafe {
-        block_loops::<VWide, 6, 8, 6, 0>(blk, |m, nv, tail, t| {
-            debug_assert_eq!(nv, 1);
-            tile_rows!(VWide, t, m, tail, 1, [1, 2, 3, 4, 5, 6])
-        })
+        block_loops::<VWide, 6, 8, 6, 0>(
+            blk,
+            |m, nv, tail, t| {
+                debug_assert_eq!(nv, 1);
+                tile_rows!(VWide, t, m, tail, 1, [1, 2, 3, 4, 5, 6])
+            },
+            |_, _| false,
+        )
     }
 }
 
