@@ -538,7 +538,8 @@ fn split_small<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: &mut
     };
     // SAFETY: shapes and extents were checked by the caller; A has unit
     // column stride, C unit column stride and n columns, B is dense and
-    // 10 wide with k rows, and the buffer holds split_len(k) floats.
+    // 10 wide with k rows, and the buffer holds split_len(KC) ≥
+    // split_len(k) floats.
     unsafe { K::block(&blk) };
     true
 }

@@ -664,6 +664,10 @@ pub(crate) unsafe fn tile_at<const MR: usize>(blk: &Block, p: &Panel, ir: usize)
 /// faster on 512²–1024² (`examples/gemm_shape`, alternating) and equal
 /// on 256², 128² and the n = 100 shapes, which keep the BLIS order.
 ///
+/// `run(m, nv, tail, tile)` runs one tile. In the BLIS order,
+/// `run_panel(panel, step)` is offered each column panel first and returns
+/// whether it ran the panel's whole LOOP 1 itself (see [`panel_fns`]).
+///
 /// # Safety
 /// As `tile` for every tile of the block.
 #[inline(always)]
@@ -815,7 +819,7 @@ macro_rules! tile_fns {
 /// included: `name(blk, p, step)` runs the tiles of panel `p`, `step`
 /// rows each (the last shorter). For shallow products, where a tile's fixed
 /// costs weigh most: one call per panel instead of per tile took 784×100×32
-/// with Aᵀ from 104.8 to 106.0 GFLOP/s and 784×48×32 from 106.7 to 109.0,
+/// with Aᵀ from 104.7 to 105.9 GFLOP/s and 784×48×32 from 106.7 to 109.7,
 /// where the same change for every kernel made the squares ~3% slower
 /// (the looping function kept more values on the stack in its k loops;
 /// `examples/gemm_shape`, best of three alternating).
@@ -907,7 +911,7 @@ unsafe fn block_avx512<const NR: usize, const MERGE_MAX: usize>(blk: &Block) {
         },
         |p, step| {
             // `Avx512Shallow` runs its 48-wide and joined panels whole.
-            if NR != 48 {
+            if NR != Avx512Shallow::NR {
                 return false;
             }
             // SAFETY: same contract as `block`; the panel lies inside the block.
