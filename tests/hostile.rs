@@ -737,10 +737,10 @@ fn closed_stdout_and_stderr_do_not_panic() {
     assert!(run(&["summary"]).success());
     assert!(run(&["bench", "--seconds", "0.01"]).success());
     assert!(run(&["compare", "--no-tui", "--epochs", "1", "--optimizer", "sgd,adam"]).success());
-    // A panic exits with 101; these may fail ("cannot print"), but cleanly.
+    // As `bench` and `compare`: a closed pipe stops the report quietly.
     for args in [["eval", "--model", save.to_str().unwrap()], ["predict", "--model", save.to_str().unwrap()]] {
         let status = run(&args);
-        assert_ne!(status.code(), Some(101), "{args:?}: {status:?}");
+        assert!(status.success(), "{args:?}: {status:?}");
     }
     // A failing run (missing --save directory) still fails, quietly.
     let status = run(&["train", "--no-tui", "--save", "/nonexistent/m.safetensors"]);
