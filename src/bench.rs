@@ -168,10 +168,5 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         }
         Ok(())
     });
-    match printed {
-        // `simdnet bench | head` closes the pipe early: stop quietly.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(crate::Error::new(format!("cannot print: {e}"))),
-        Ok(()) => Ok(()),
-    }
+    crate::error::printed(printed)
 }

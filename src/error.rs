@@ -33,3 +33,13 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The outcome of printing a report to stdout: a reader that closed the pipe
+/// early (`simdnet bench | head`) stops it quietly; any other failure to
+/// print is an error.
+pub fn printed(r: std::io::Result<()>) -> Result<()> {
+    match r {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| Error::new(format!("cannot print: {e}"))),
+    }
+}

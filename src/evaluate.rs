@@ -72,14 +72,9 @@ pub fn run_eval(args: &EvalArgs, out: &mut dyn Write) -> Result<()> {
     write_out(out, &text)
 }
 
-/// Prints the report. A reader that closed the pipe early (`simdnet eval |
-/// head`) stops it quietly, as it does `bench` and `compare`; any other
-/// failure to print is an error.
+/// Prints the report (a closed pipe stops it quietly, see `error::printed`).
 fn write_out(out: &mut dyn Write, text: &str) -> Result<()> {
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r.map_err(|e| Error::new(format!("cannot print: {e}"))),
-    }
+    crate::error::printed(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
 }
 
 /// Loss and accuracy, then per-class accuracy and the confusion matrix.
