@@ -3,8 +3,8 @@
 //!
 //! Small shapes decide the MLP's speed, so packing is skipped whenever the
 //! operand can be read in place at no loss: B with unit column stride is read
-//! directly (only a partial last column panel is packed, zero-padded) unless
-//! it is reused by many row panels; A with a unit stride in either direction
+//! directly (a partial last vector by masked loads) unless its rows alias in
+//! L1 and many row panels reuse it; A with a unit stride in either direction
 //! is broadcast straight from memory for narrow C, and a row-major A for any
 //! C unless its rows alias in L1 (see [`ALIAS_BYTES`]). A last column panel
 //! whose last vector has only a few columns gets them packed as an
@@ -44,7 +44,9 @@ pub const MC: usize = 192;
 /// k still streams C in finite blocks.
 pub(crate) const DIRECT_KC: usize = 1024;
 
-/// B is read in place (not packed) when C has at most this many rows.
+/// A row-major B is read in place when C has at most this many rows, even
+/// if its rows alias (see [`ALIAS_BYTES`]): few row panels read each B
+/// panel, and packing would cost more than it saves.
 const DIRECT_B_MAX_M: usize = 32;
 /// A is read in place (not packed) when C has at most this many columns,
 /// whatever A's layout.
@@ -556,9 +558,18 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
     let c_disjoint = (c.cs >= 1 && c.rs >= n * c.cs) || (c.rs >= 1 && c.cs >= m * c.rs);
     let parallel = threads > 1 && c_disjoint && 2 * m * n * k >= PAR_MIN_FLOPS;
 
-    // Read B in place (unit column stride) unless many row panels reuse it:
-    // packing costs about k·n copies, amortized over m / MR tiles.
-    let b_direct = b.cs == 1 && m <= DIRECT_B_MAX_M;
+    // Read a row-major B in place when few row panels reuse it, or, on
+    // kernels that stream it well (`Kernel::B_IN_PLACE`), unless its rows
+    // alias in L1. Wide, deep blocks stream their B~ panels from L2 whether
+    // packed or not (LOOP 1 runs outside LOOP 2, see `kernel::block_loops`),
+    // so packing only adds a pass over B from L3; in narrower blocks a
+    // panel read in place served as well as a packed one. AVX-512, in place
+    // against packed (`examples/gemm_shape`, best of two, alternating): 64²
+    // 105.7 → 110.6 GFLOP/s, 256² 112.6 → 115.2, 256×100×784 109.2 →
+    // 114.2, 784×100×256 Aᵀ 113.7 → 114.7; the 1024 square (rows 4 KiB
+    // apart) 107.3 → 91.5, so it still packs.
+    let b_alias = (b.rs * std::mem::size_of::<f32>()).is_multiple_of(ALIAS_BYTES);
+    let b_direct = b.cs == 1 && (m <= DIRECT_B_MAX_M || (K::B_IN_PLACE && !b_alias));
     // Read A in place (a unit stride either way) unless many column panels
     // reuse it: packing costs about m·k copies, amortized over n / NR tiles.
     // A row-major A is read in place at any width unless its rows alias.

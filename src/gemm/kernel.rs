@@ -747,6 +747,15 @@ pub(crate) trait Kernel {
     /// Whether the kernel has split-lane thin tiles (`split.rs`) for C
     /// `driver::SPLIT_COLS` wide with A~ by rows.
     const SPLIT: bool = false;
+    /// Whether a row-major B is read in place however many row panels
+    /// reuse it, unless its rows alias in L1 (see `driver::gemm`). The
+    /// AVX-512 tiles read 128 bytes of B per 16 FMAs, and a strided B
+    /// streams from L2 as fast as a packed one. The AVX2 tiles read 64
+    /// bytes per 12 FMAs (twice the bytes per cycle), and in place they
+    /// lost to packing (`examples/gemm_shape`, `SIMDNET_ISA=avx2`, best
+    /// of two, alternating): 512² 110.0 against 79.5 GFLOP/s, 256² 111.2
+    /// against 105.5, 784×100×256 Aᵀ 102.6 against 90.7.
+    const B_IN_PLACE: bool = false;
     /// Packs `B[p0..p0 + kc][j0..j0 + w]` as split B~ (see `split::pack`);
     /// only called when [`Kernel::SPLIT`].
     ///
@@ -1013,6 +1022,7 @@ impl Kernel for Avx512 {
     const IL_NV: std::ops::RangeInclusive<usize> = 2..=3;
     const IL: usize = 4;
     const SPLIT: bool = true;
+    const B_IN_PLACE: bool = true;
     avx512_kernel_fns!();
 }
 
@@ -1025,6 +1035,7 @@ impl Kernel for Avx512Shallow {
     const IL_NV: std::ops::RangeInclusive<usize> = 2..=4;
     const IL: usize = 4;
     const SPLIT: bool = true;
+    const B_IN_PLACE: bool = true;
     avx512_kernel_fns!();
 }
 

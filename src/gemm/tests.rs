@@ -25,11 +25,15 @@ enum Layout {
     /// Neither stride is 1 (rs = 2·cols + 1, cs = 2).
     General,
     /// Row-major with a row stride of a multiple of 1024 floats (4 KiB), so
-    /// a wide product packs A (the driver's aliasing rule).
+    /// a wide product packs A, and a tall one B (the driver's aliasing
+    /// rules; otherwise the AVX-512 path reads a row-major B in place).
     Aliased,
 }
 
 const LAYOUTS: [Layout; 4] = [Layout::RowMajor, Layout::Trans, Layout::Padded, Layout::General];
+/// B's layouts in the sweeps: also `Aliased`, which a product with more
+/// than 32 rows packs on every path.
+const B_LAYOUTS: [Layout; 5] = [Layout::RowMajor, Layout::Trans, Layout::Padded, Layout::General, Layout::Aliased];
 
 /// (buffer length, rs, cs) for a rows × cols view.
 fn geometry(l: Layout, rows: usize, cols: usize) -> (usize, usize, usize) {
@@ -259,10 +263,13 @@ fn odd_sizes_and_block_boundaries() {
         check(isa, variant(Case::new(20, 40, super::driver::DIRECT_KC + 3), 6));
         check(isa, variant(Case::new(9, 100, 2 * super::driver::DIRECT_KC + 1), 4));
         check(isa, variant(Case::new(3, NC + 21, 5), 2));
-        // B packed (m > 32) across NC, the last block a merged panel with an
-        // interleaved tail (36 = 32 + 4 columns, k ≥ 16).
-        check(isa, variant(Case::new(40, NC + 36, 20), 6));
-        check(isa, variant(Case::new(MC + 5, 2 * NC + 7, KC + 3), 4));
+        // m > 32 across NC, the last block a merged panel with an
+        // interleaved tail (36 = 32 + 4 columns, k ≥ 16): B packed (aliased
+        // rows; also row-major on AVX2 and portable) or read in place.
+        for lb in [Layout::RowMajor, Layout::Aliased] {
+            check(isa, Case { lb, ..variant(Case::new(40, NC + 36, 20), 6) });
+            check(isa, Case { lb, ..variant(Case::new(MC + 5, 2 * NC + 7, KC + 3), 4) });
+        }
         check(isa, Case { la: Layout::Trans, lb: Layout::General, ..variant(Case::new(MC + 9, 70, KC + 1), 3) });
         check(isa, Case { la: Layout::General, lb: Layout::Trans, ..variant(Case::new(70, 200, KC + 1), 5) });
         // A packed although it has a unit stride: wide C with a row-major A
@@ -276,6 +283,8 @@ fn odd_sizes_and_block_boundaries() {
         // (the epilogue on the last), rows crossing MC, both A forms.
         check(isa, variant(Case::new(37, 300, KC + 7), 6));
         check(isa, variant(Case::new(37, 300, KC + 7), 8));
+        check(isa, Case { lb: Layout::Aliased, ..variant(Case::new(37, 300, KC + 7), 7) });
+        check(isa, Case { la: Layout::Aliased, lb: Layout::Aliased, ..variant(Case::new(MC + 5, 300, KC + 7), 1) });
         check(isa, Case { la: Layout::Trans, ..variant(Case::new(MC + 5, 270, 130), 10) });
         check(isa, Case { la: Layout::Aliased, ..variant(Case::new(19, 520, 129), 5) });
     }
@@ -288,8 +297,9 @@ fn interleaved_tails() {
     // interleaved-tail tiles once k reaches IL_MIN_KC (16). A~ by rows: k in
     // chunks of IL with every k % 4 and a partial last chunk; column panels
     // (a transposed A, or packed: the aliased rows): IL-row groups with a
-    // partial last one (m = 1, 3, 13). B read in place (m ≤ 32) or packed
-    // (m = 33), in every layout; every epilogue, NaN-prefilled C.
+    // partial last one (m = 1, 3, 13). B read in place or packed (m = 33:
+    // aliased rows on every path, row-major too off AVX-512), in every
+    // layout; every epilogue, NaN-prefilled C.
     let las = [Layout::RowMajor, Layout::Trans, Layout::Padded, Layout::Aliased];
     for isa in isas() {
         let mut v = 0;
@@ -298,7 +308,7 @@ fn interleaved_tails() {
             for &k in &[15, 16, 17, 18, 19, 20, 35, 101] {
                 for &m in &[1, 3, 8, 13, 33] {
                     for la in las {
-                        let lb = LAYOUTS[v % 4];
+                        let lb = B_LAYOUTS[v % 5];
                         let lc = [Layout::RowMajor, Layout::Padded, Layout::General][(v / 4) % 3];
                         check(isa, Case { la, lb, lc, ..variant(Case::new(m, n, k), v) });
                         v += 1;
@@ -319,12 +329,14 @@ fn interleaved_tails() {
 #[test]
 fn shallow_tiles() {
     // 16 ≤ k < 64 with C wider than 32 columns (up to KC with a transposed
-    // A and C ≤ 128 wide) runs `Avx512Shallow` on AVX-512: 48-wide panels, a remainder of up to 4 columns joined to the
-    // last whole panel as an interleaved tail (52 = 48 + 4, 100 = 48 + 52),
-    // wider remainders as their own panel (53 = 48 + 5, 148 = 3 · 48 + 4
-    // joined, 1024 = 21 · 48 + 16 in an NC part). Every k edge of the range,
-    // B read in place (m ≤ 32) or packed, A by rows or in column panels,
-    // every epilogue, NaN-prefilled C; the other paths run the same cases.
+    // A and C ≤ 128 wide) runs `Avx512Shallow` on AVX-512: 48-wide panels,
+    // a remainder of up to 4 columns joined to the last whole panel as an
+    // interleaved tail (52 = 48 + 4, 100 = 48 + 52), wider remainders as
+    // their own panel (53 = 48 + 5, 148 = 3 · 48 + 4 joined, 1024 = 21 · 48
+    // + 16 in an NC part). Every k edge of the range, B read in place or
+    // packed (m > 32 with aliased rows, or off AVX-512), A by rows or in
+    // column panels, every epilogue, NaN-prefilled C; the other paths run
+    // the same cases.
     use super::driver::runs_shallow;
     assert!(runs_shallow(100, 32, false) && runs_shallow(33, 16, false) && runs_shallow(100, 63, false));
     assert!(!runs_shallow(100, 15, false) && !runs_shallow(100, 64, false) && !runs_shallow(32, 32, true));
@@ -337,7 +349,7 @@ fn shallow_tiles() {
             for &k in &[16, 17, 32, 63, 64, 129] {
                 for &m in &[1, 8, 9, 32, 33, 70] {
                     let la = las[v % 4];
-                    let lb = LAYOUTS[(v / 4) % 4];
+                    let lb = B_LAYOUTS[(v / 4) % 5];
                     let lc = [Layout::RowMajor, Layout::Padded, Layout::General][(v / 16) % 3];
                     check(isa, Case { la, lb, lc, ..variant(Case::new(m, n, k), v) });
                     v += 1;
