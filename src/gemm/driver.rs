@@ -559,8 +559,8 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
     let parallel = threads > 1 && c_disjoint && 2 * m * n * k >= PAR_MIN_FLOPS;
 
     // Read a row-major B in place when few row panels reuse it, or, on
-    // kernels that stream it well (`Kernel::B_IN_PLACE`), unless its rows
-    // alias in L1. Wide, deep blocks stream their B~ panels from L2 whether
+    // kernels and CPUs that stream it well (`Kernel::B_IN_PLACE`), unless
+    // its rows alias in L1. Wide, deep blocks stream their B~ panels from L2 whether
     // packed or not (LOOP 1 runs outside LOOP 2, see `kernel::block_loops`),
     // so packing only adds a pass over B from L3; in narrower blocks a
     // panel read in place served as well as a packed one. AVX-512, in place
@@ -569,7 +569,7 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
     // 114.2, 784×100×256 Aᵀ 113.7 → 114.7; the 1024 square (rows 4 KiB
     // apart) 107.3 → 91.5, so it still packs.
     let b_alias = (b.rs * std::mem::size_of::<f32>()).is_multiple_of(ALIAS_BYTES);
-    let b_direct = b.cs == 1 && (m <= DIRECT_B_MAX_M || (K::B_IN_PLACE && !b_alias));
+    let b_direct = b.cs == 1 && (m <= DIRECT_B_MAX_M || (K::B_IN_PLACE && !b_alias && super::half_width_avx512()));
     // Read A in place (a unit stride either way) unless many column panels
     // reuse it: packing costs about m·k copies, amortized over n / NR tiles.
     // A row-major A is read in place at any width unless its rows alias.

@@ -748,13 +748,17 @@ pub(crate) trait Kernel {
     /// `driver::SPLIT_COLS` wide with A~ by rows.
     const SPLIT: bool = false;
     /// Whether a row-major B is read in place however many row panels
-    /// reuse it, unless its rows alias in L1 (see `driver::gemm`). The
-    /// AVX-512 tiles read 128 bytes of B per 16 FMAs, and a strided B
-    /// streams from L2 as fast as a packed one. The AVX2 tiles read 64
-    /// bytes per 12 FMAs (twice the bytes per cycle), and in place they
-    /// lost to packing (`examples/gemm_shape`, `SIMDNET_ISA=avx2`, best
-    /// of two, alternating): 512² 110.0 against 79.5 GFLOP/s, 256² 111.2
-    /// against 105.5, 784×100×256 Aᵀ 102.6 against 90.7.
+    /// reuse it, unless its rows alias in L1 (see `driver::gemm`), on a
+    /// CPU whose AVX-512 runs at half width ([`super::half_width_avx512`]).
+    /// There the AVX-512 tiles read 128 bytes of B per 16 FMAs, ~8 bytes a
+    /// cycle, and a B a row stride apart streams from L2 as fast as a
+    /// packed one. The AVX2 tiles read 64 bytes per 12 FMAs, 1.3× the
+    /// bytes a cycle, and in place they lost to packing
+    /// (`examples/gemm_shape`, `SIMDNET_ISA=avx2`, best of two,
+    /// alternating): 512² 110.0 against 79.5 GFLOP/s, 256² 111.2 against
+    /// 105.5, 784×100×256 Aᵀ 102.6 against 90.7. Full-width AVX-512 units
+    /// would read twice Zen 4's bytes a cycle, so they keep packing
+    /// (unmeasured there).
     const B_IN_PLACE: bool = false;
     /// Packs `B[p0..p0 + kc][j0..j0 + w]` as split B~ (see `split::pack`);
     /// only called when [`Kernel::SPLIT`].

@@ -158,6 +158,33 @@ fn cpu_features() -> &'static (bool, bool) {
     })
 }
 
+/// Whether this CPU is an AMD Zen 4 (family 19h with AVX-512), whose
+/// AVX-512 runs on 256-bit units: at its FMA peak a tile takes half the
+/// bytes of B per cycle that full-width 512-bit units (Intel's, Zen 5's)
+/// take, which lets the AVX-512 kernels read a row-major B in place (see
+/// `Kernel::B_IN_PLACE`). Detected once.
+pub(crate) fn half_width_avx512() -> bool {
+    static ZEN4: OnceLock<bool> = OnceLock::new();
+    *ZEN4.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::__cpuid;
+            // SAFETY: every x86-64 CPU has CPUID, and leaves 0 and 1 always
+            // exist. (Newer Rust declares `__cpuid` safe, hence the allow.)
+            #[allow(unused_unsafe)]
+            let (vendor, id) = unsafe { (__cpuid(0), __cpuid(1)) };
+            // "Auth" "enti" "cAMD"
+            let amd = [vendor.ebx, vendor.edx, vendor.ecx] == [0x6874_7541, 0x6974_6e65, 0x444d_4163];
+            let family = ((id.eax >> 8) & 0xf) + ((id.eax >> 20) & 0xff);
+            amd && family == 0x19 && cpu_features().0
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
 /// The optimized paths this CPU can run, fastest first (the reference loop
 /// is not listed; it is always available through [`sgemm_with`]).
 pub fn available_isas() -> Vec<Isa> {

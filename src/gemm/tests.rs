@@ -26,7 +26,8 @@ enum Layout {
     General,
     /// Row-major with a row stride of a multiple of 1024 floats (4 KiB), so
     /// a wide product packs A, and a tall one B (the driver's aliasing
-    /// rules; otherwise the AVX-512 path reads a row-major B in place).
+    /// rules; otherwise the AVX-512 path on Zen 4 reads a row-major B in
+    /// place).
     Aliased,
 }
 
@@ -182,7 +183,11 @@ fn cview(data: &mut [f32], l: Layout, rows: usize, cols: usize) -> MatMut<'_> {
 fn isas() -> Vec<Isa> {
     let v = available_isas();
     let names: Vec<&str> = v.iter().map(|i| i.name()).collect();
-    eprintln!("gemm tests ran ISA paths: {}", names.join(", "));
+    eprintln!(
+        "gemm tests ran ISA paths: {} (AVX-512 reads a reused row-major B in place: {})",
+        names.join(", "),
+        if half_width_avx512() { "yes, Zen 4" } else { "no" }
+    );
     v
 }
 
@@ -298,7 +303,7 @@ fn interleaved_tails() {
     // chunks of IL with every k % 4 and a partial last chunk; column panels
     // (a transposed A, or packed: the aliased rows): IL-row groups with a
     // partial last one (m = 1, 3, 13). B read in place or packed (m = 33:
-    // aliased rows on every path, row-major too off AVX-512), in every
+    // aliased rows on every path, row-major too off Zen 4's AVX-512), in every
     // layout; every epilogue, NaN-prefilled C.
     let las = [Layout::RowMajor, Layout::Trans, Layout::Padded, Layout::Aliased];
     for isa in isas() {
@@ -334,7 +339,7 @@ fn shallow_tiles() {
     // interleaved tail (52 = 48 + 4, 100 = 48 + 52), wider remainders as
     // their own panel (53 = 48 + 5, 148 = 3 · 48 + 4 joined, 1024 = 21 · 48
     // + 16 in an NC part). Every k edge of the range, B read in place or
-    // packed (m > 32 with aliased rows, or off AVX-512), A by rows or in
+    // packed (m > 32 with aliased rows, or off Zen 4's AVX-512), A by rows or in
     // column panels, every epilogue, NaN-prefilled C; the other paths run
     // the same cases.
     use super::driver::runs_shallow;
