@@ -560,14 +560,15 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
 
     // Read a row-major B in place when few row panels reuse it, or, on
     // kernels and CPUs that stream it well (`Kernel::B_IN_PLACE`), unless
-    // its rows alias in L1. Wide, deep blocks stream their B~ panels from L2 whether
-    // packed or not (LOOP 1 runs outside LOOP 2, see `kernel::block_loops`),
-    // so packing only adds a pass over B from L3; in narrower blocks a
-    // panel read in place served as well as a packed one. AVX-512, in place
-    // against packed (`examples/gemm_shape`, best of two, alternating): 64²
-    // 105.7 → 110.6 GFLOP/s, 256² 112.6 → 115.2, 256×100×784 109.2 →
-    // 114.2, 784×100×256 Aᵀ 113.7 → 114.7; the 1024 square (rows 4 KiB
-    // apart) 107.3 → 91.5, so it still packs.
+    // its rows alias in L1. Wide, deep blocks stream their B~ panels from
+    // L2 whether packed or not (LOOP 1 runs outside LOOP 2, see
+    // `kernel::block_loops`), so packing only adds a pass over B from L3;
+    // in narrower blocks a panel read in place served as well as a packed
+    // one. AVX-512 on Zen 4, in place against packed
+    // (`examples/gemm_shape`, best of two, alternating): 64² 105.7 → 110.6
+    // GFLOP/s, 256² 112.6 → 115.2, 256×100×784 109.2 → 114.2, 784×100×256
+    // Aᵀ 113.7 → 114.7; the 1024 square (rows 4 KiB apart) 107.3 → 91.5,
+    // so it still packs.
     let b_alias = (b.rs * std::mem::size_of::<f32>()).is_multiple_of(ALIAS_BYTES);
     let b_direct = b.cs == 1 && (m <= DIRECT_B_MAX_M || (K::B_IN_PLACE && !b_alias && super::half_width_avx512()));
     // Read A in place (a unit stride either way) unless many column panels

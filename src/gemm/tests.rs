@@ -303,8 +303,8 @@ fn interleaved_tails() {
     // chunks of IL with every k % 4 and a partial last chunk; column panels
     // (a transposed A, or packed: the aliased rows): IL-row groups with a
     // partial last one (m = 1, 3, 13). B read in place or packed (m = 33:
-    // aliased rows on every path, row-major too off Zen 4's AVX-512), in every
-    // layout; every epilogue, NaN-prefilled C.
+    // aliased rows on every path, row-major too off Zen 4's AVX-512), in
+    // every layout; every epilogue, NaN-prefilled C.
     let las = [Layout::RowMajor, Layout::Trans, Layout::Padded, Layout::Aliased];
     for isa in isas() {
         let mut v = 0;
