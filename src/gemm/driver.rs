@@ -604,10 +604,10 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
             // over threads, where a group's blocks (up to `GROUP_BLOCKS`)
             // are all packed first and each task then runs its rows through
             // every block of the group. The threads meet once per group
-            // instead of once per block,
-            // and a task's rows of C stay in its core's cache between
-            // blocks. Every value of C still sums the blocks in k order, so
-            // the results do not depend on the grouping or the threads.
+            // instead of once per block, and a task's rows of C stay in its
+            // core's cache between blocks. Every value of C still sums the
+            // blocks in k order, so the results do not depend on the
+            // grouping or the threads.
             let row_split = parallel && m >= 2 * K::MR;
             let kc_max = if b_direct && a_direct { DIRECT_KC } else { KC };
             let mut pc = 0;

@@ -851,9 +851,7 @@ macro_rules! panel_fns {
                     // block, and rows ir.. lie inside it.
                     unsafe {
                         let t = tile_at::<$MR>(blk, p, ir);
-                        let tail = p.tail;
-                        let _ = tail;
-                        tile_fns!(@ $($il)? $S, &t, m, tail, $NV, [$($M),*])
+                        tile_fns!(@ $($il)? $S, &t, m, p.tail, $NV, [$($M),*])
                     }
                     ir += step;
                 }
