@@ -1,15 +1,18 @@
 //! `simdnet bench`'s GEMM shapes timed on simdnet's SGEMM, the `gemm` crate
-//! (x86-v4: its AVX-512 kernels where the CPU has them), `matrixmultiply`
-//! and, for the squares, numpy's OpenBLAS (`scripts/numpy_gemm.py`, run once
-//! per round), one thread each, alternating in rounds; prints the best
-//! GFLOP/s of each and its share of the best FMA peak measured in the sitting.
+//! (x86-v4: its AVX-512 kernels where the CPU has them), `matrixmultiply`,
+//! BLIS (the system's `libblis.so.4`, loaded at run time when installed,
+//! e.g. Debian's `libblis4-serial`) and, for the squares, numpy's OpenBLAS
+//! (`scripts/numpy_gemm.py`, run once per round), one thread each,
+//! alternating in rounds; prints the best GFLOP/s of each and its share of
+//! the best FMA peak measured in the sitting. A library that is not there
+//! (BLIS, numpy) leaves its column out and says why.
 //!
 //! ```text
 //! cargo run --release --manifest-path scripts/gemm_compare/Cargo.toml -- [ROUNDS] [SECONDS] [MxNxK]... [LIB]...
 //! ```
 //!
 //! `MxNxK` arguments keep only those shapes (of `simdnet bench`'s list), and
-//! library names (`simdnet`, `gemm`, `matrixmultiply`, `numpy`) only those libraries,
+//! library names (`simdnet`, `gemm`, `matrixmultiply`, `BLIS`, `numpy`) only those libraries,
 //! e.g. to profile one of them with `perf record`.
 //!
 //! Every library computes C = A·B (β = 0) from the same operands in the
@@ -20,9 +23,82 @@ use simdnet::bench::{best_seconds_per_call, Operands, SHAPES};
 use simdnet::gemm::{fma_peak_gflops, selected_isa, sgemm_with, Epilogue, MatMut};
 use std::time::Duration;
 
-const LIBS: [&str; 4] = ["simdnet", "gemm 0.19", "matrixmultiply", "numpy (OpenBLAS)"];
+const LIBS: [&str; 5] = ["simdnet", "gemm 0.19", "matrixmultiply", "BLIS", "numpy (OpenBLAS)"];
+/// `LIBS` index of BLIS, loaded at run time.
+const BLIS: usize = 3;
 /// `LIBS` index of numpy, timed by a Python script rather than in process.
-const NUMPY: usize = 3;
+const NUMPY: usize = 4;
+
+/// BLIS's typed `bli_sgemm` (`blis.h`, BLIS 0.9: `trans_t` a C enum, `dim_t`
+/// and `inc_t` 64-bit on x86-64): C = α·op(A)·op(B) + β·C with general
+/// row and column strides, so it reads the same views as simdnet.
+type BliSgemm = unsafe extern "C" fn(
+    transa: u32,
+    transb: u32,
+    m: i64,
+    n: i64,
+    k: i64,
+    alpha: *const f32,
+    a: *const f32,
+    rsa: i64,
+    csa: i64,
+    b: *const f32,
+    rsb: i64,
+    csb: i64,
+    beta: *const f32,
+    c: *mut f32,
+    rsc: i64,
+    csc: i64,
+);
+/// `bli_init`: sets BLIS up (its kernel tables) before the queries below,
+/// which otherwise abort when `BLIS_ARCH_TYPE` picks a sub-configuration.
+type BliInit = unsafe extern "C" fn();
+/// `bli_arch_query_id` and `bli_arch_string`: the sub-configuration
+/// (kernel set) BLIS picked for this CPU.
+type BliArchQueryId = unsafe extern "C" fn() -> u32;
+type BliArchString = unsafe extern "C" fn(id: u32) -> *const std::ffi::c_char;
+/// `bli_info_get_int_type_size`: bits of `dim_t` / `inc_t` in this build
+/// (read as 64-bit: a 32-bit build's answer then fails the check too).
+type BliIntTypeSize = unsafe extern "C" fn() -> i64;
+
+/// `bli_sgemm`, once `load_blis` has loaded it.
+static BLI_SGEMM: std::sync::OnceLock<BliSgemm> = std::sync::OnceLock::new();
+
+/// Loads BLIS (`$BLIS_LIB`, else `libblis.so.4`) and returns the name of
+/// the sub-configuration it runs here, or why it could not.
+fn load_blis() -> Result<String, String> {
+    let name = std::env::var("BLIS_LIB").unwrap_or_else(|_| "libblis.so.4".to_string());
+    let cname = std::ffi::CString::new(name.clone()).map_err(|_| format!("bad library name {name:?}"))?;
+    // SAFETY: dlopen/dlsym with NUL-terminated names; the symbols are cast to
+    // the prototypes `blis.h` declares for them, and the library stays
+    // loaded (never dlclose'd) while they are called.
+    unsafe {
+        let lib = libc::dlopen(cname.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        if lib.is_null() {
+            return Err(format!("cannot load {name} (install libblis4-serial, or set BLIS_LIB)"));
+        }
+        let sym = |s: &std::ffi::CStr| {
+            let p = libc::dlsym(lib, s.as_ptr());
+            if p.is_null() {
+                Err(format!("{name} has no {s:?}"))
+            } else {
+                Ok(p)
+            }
+        };
+        let init: BliInit = std::mem::transmute(sym(c"bli_init")?);
+        init();
+        let int_bits: BliIntTypeSize = std::mem::transmute(sym(c"bli_info_get_int_type_size")?);
+        if int_bits() != 64 {
+            return Err(format!("{name} has {}-bit dimensions; this harness passes 64-bit ones", int_bits()));
+        }
+        let gemm: BliSgemm = std::mem::transmute(sym(c"bli_sgemm")?);
+        let query: BliArchQueryId = std::mem::transmute(sym(c"bli_arch_query_id")?);
+        let arch: BliArchString = std::mem::transmute(sym(c"bli_arch_string")?);
+        let arch = std::ffi::CStr::from_ptr(arch(query())).to_string_lossy().into_owned();
+        let _ = BLI_SGEMM.set(gemm);
+        Ok(format!("{name}, sub-configuration {arch}"))
+    }
+}
 
 /// Runs `scripts/numpy_gemm.py` for one round of the squares `sizes`:
 /// GFLOP/s per size, or why it could not.
@@ -81,6 +157,13 @@ fn multiply(lib: usize, ops: Operands, m: usize, n: usize, k: usize, a: &[f32], 
                 gemm::Parallelism::None,
             )
         },
+        // SAFETY: as above; BLIS is loaded (`load_blis`) before it is listed.
+        BLIS => unsafe {
+            let gemm = BLI_SGEMM.get().expect("BLIS loaded");
+            let (m, n, k) = (m as i64, n as i64, k as i64);
+            let (rsa, csa, rsb, csb) = (rsa as i64, csa as i64, rsb as i64, csb as i64);
+            gemm(0, 0, m, n, k, &1.0, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, &0.0, c.as_mut_ptr(), n, 1)
+        },
         // SAFETY: as above.
         _ => unsafe {
             matrixmultiply::sgemm(
@@ -104,6 +187,9 @@ fn multiply(lib: usize, ops: Operands, m: usize, n: usize, k: usize, a: &[f32], 
 }
 
 fn main() {
+    // One thread in BLIS too (an OpenMP build would otherwise ask the
+    // environment); read when BLIS initialises, after this.
+    std::env::set_var("BLIS_NUM_THREADS", "1");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let nums: Vec<f64> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let rounds = nums.first().copied().unwrap_or(3.0).max(1.0) as usize;
@@ -128,6 +214,16 @@ fn main() {
     let mut libs: Vec<usize> = (0..LIBS.len())
         .filter(|&l| lib_args.is_empty() || lib_args.iter().any(|a| LIBS[l].starts_with(a.as_str())))
         .collect();
+    let mut blis_what = None;
+    if libs.contains(&BLIS) {
+        match load_blis() {
+            Ok(what) => blis_what = Some(what),
+            Err(e) => {
+                eprintln!("BLIS column left out: {e}");
+                libs.retain(|&l| l != BLIS);
+            }
+        }
+    }
     // numpy is timed on the squares only (see `scripts/numpy_gemm.py`).
     let squares: Vec<usize> = shapes
         .iter()
@@ -145,7 +241,8 @@ fn main() {
         for (&(m, n, k, ops, _), (a, b)) in shapes.iter().zip(&operands) {
             let mut want = vec![f32::NAN; m * n];
             multiply(0, ops, m, n, k, a, b, &mut want);
-            for (lib, name) in LIBS.iter().enumerate().take(NUMPY).skip(1) {
+            for &lib in libs.iter().filter(|&&l| l != 0 && l != NUMPY) {
+                let name = LIBS[lib];
                 let mut got = vec![f32::NAN; m * n];
                 multiply(lib, ops, m, n, k, a, b, &mut got);
                 let err = want.iter().zip(&got).map(|(w, g)| (w - g).abs()).fold(0.0f32, f32::max);
@@ -184,6 +281,9 @@ fn main() {
             "GFLOP/s, best of {rounds} alternating rounds, one thread, {} path; % of the sitting's best FMA peak {peak:.1} GFLOP/s",
             selected_isa().name()
         );
+        if let Some(what) = &blis_what {
+            println!("BLIS: {what}");
+        }
         let names: Vec<&str> = libs.iter().map(|&l| LIBS[l]).collect();
         println!("| m×n×k | what | {} |", names.join(" | "));
         println!("|---|---|{}", "---:|".repeat(libs.len()));
