@@ -19,7 +19,7 @@
 
 use std::cell::Cell;
 
-use super::kernel::{last_panel_cols, panel_cols, prefetch, Block, Kernel};
+use super::kernel::{last_panel_cols, panel_cols, prefetch, Block, Kernel, ROWS_OUTER_PANELS};
 use super::simd::Simd;
 use super::{Activation, Epilogue, MatMut, MatRef};
 
@@ -31,11 +31,20 @@ use super::{Activation, Epilogue, MatMut, MatRef};
 /// GFLOP/s; at NC = 1024, 153 (`examples/gemm_shape`, alternating builds).
 pub const NC: usize = 1024;
 /// KC: LOOP 4 splits the k dimension into KC-deep blocks; a B~ micro-panel
-/// (KC × NR) fits in the L1 cache alongside the A~ sliver.
+/// (KC × NR) fits in the L1 cache alongside the A~ sliver. (Wide blocks on
+/// Zen 4's AVX-512 take `DEEP_KC`.)
 pub const KC: usize = 256;
 /// MC: LOOP 3 splits the m rows into MC-tall parts; a packed A~ block
 /// (MC × KC) is sized for the L2 cache (multiple of every MR).
 pub const MC: usize = 192;
+
+/// KC of a wide block with a packed operand on kernels and CPUs that take
+/// deep blocks (`Kernel::DEEP_KC`): one k block for the 1024 square.
+pub(crate) const DEEP_KC: usize = 1024;
+/// MC with [`DEEP_KC`]: the packed A~ block stays MC × KC floats (192 KiB).
+/// 1024² 108.1 → 109.2 GFLOP/s against MC = 192, 2048² 106.2 → 108.8
+/// (`examples/gemm_shape`, best of six and three, alternating).
+pub(crate) const DEEP_MC: usize = MC * KC / DEEP_KC;
 
 /// KC when neither operand is packed (B~ and A~ are B and A themselves):
 /// there is no packed block to keep in cache, and splitting k would only add
@@ -134,7 +143,7 @@ pub(crate) fn runs_split<K: Kernel>(nc: usize, k: usize, a_rows: bool, c_unit_co
 /// `gemm`'s LOOP 4): k up to 1024 (the tutorial's 784, a batch of 1024 in a
 /// weight gradient) in one group, and a group's B~ at most 4 · KC · (NC +
 /// 16) floats, ~4 MiB, so it stays in the last-level cache while the tasks
-/// run.
+/// run (a group of [`DEEP_KC`] blocks holds one).
 const GROUP_BLOCKS: usize = 4;
 
 /// One KC block of LOOP 4 (rows `pc..pc + kc` of B), packed: B~ (or B
@@ -609,7 +618,21 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
             // blocks in k order, so the results do not depend on the
             // grouping or the threads.
             let row_split = parallel && m >= 2 * K::MR;
-            let kc_max = if b_direct && a_direct { DIRECT_KC } else { KC };
+            // Deep k blocks (see `Kernel::DEEP_KC`): a wide block, an
+            // operand packed, and k deeper than one KC block.
+            let deep = K::DEEP_KC
+                && !(b_direct && a_direct)
+                && k > KC
+                && nc >= ROWS_OUTER_PANELS * K::NR
+                && super::half_width_avx512();
+            let kc_max = if b_direct && a_direct {
+                DIRECT_KC
+            } else if deep {
+                DEEP_KC
+            } else {
+                KC
+            };
+            let mc_max = if deep { DEEP_MC } else { MC };
             let mut pc = 0;
             loop {
                 // The group's blocks: depth, and offset of its B~ (then its
@@ -628,7 +651,10 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                     };
                     let tail_len = if il_cols > 0 { il_len(kc, K::LANES, K::IL, a_rows) } else { 0 };
                     let len = (b_len + tail_len).next_multiple_of(16);
-                    if count > 0 && (!row_split || count == GROUP_BLOCKS) {
+                    // A group packs at most GROUP_BLOCKS · KC rows of B~:
+                    // one `DEEP_KC` block.
+                    let full = count == GROUP_BLOCKS || (b_len > 0 && p - pc >= GROUP_BLOCKS * KC);
+                    if count > 0 && (!row_split || full) {
                         break;
                     }
                     geo[count] = (p, kc, il_cols, total, b_len);
@@ -833,9 +859,10 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
 
                 if row_split {
                     // Split LOOP 3 over rows: a multiple of `threads` tasks of
-                    // whole MR panels, each ≤ MC rows, so the load balances;
+                    // whole MR panels, each ≤ MC rows (DEEP_MC in deep
+                    // blocks), so the load balances;
                     // each task runs its rows through the group's blocks.
-                    let rounds = m.div_ceil(threads * MC);
+                    let rounds = m.div_ceil(threads * mc_max);
                     let chunk = m.div_ceil(threads * rounds).div_ceil(K::MR) * K::MR;
                     let tasks = m.div_ceil(chunk);
                     with_task_spaces(tasks, chunk, &|t, a_space| {
@@ -860,7 +887,7 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                 } else {
                     let mut ic = 0;
                     while ic < m {
-                        let mc = (m - ic).min(MC);
+                        let mc = (m - ic).min(mc_max);
                         run_rows(&blocks.get()[0], ic, mc, 0, nc, std::ptr::null_mut());
                         ic += mc;
                     }

@@ -717,7 +717,7 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
 
 /// Column panels a block needs before LOOP 1 runs outside LOOP 2 (see
 /// [`block_loops`]).
-const ROWS_OUTER_PANELS: usize = 8;
+pub(crate) const ROWS_OUTER_PANELS: usize = 8;
 /// Depth a block needs before LOOP 1 runs outside LOOP 2: below it the B~
 /// micro-panel is small enough to share L1.
 const ROWS_OUTER_MIN_KC: usize = 128;
@@ -760,6 +760,20 @@ pub(crate) trait Kernel {
     /// would read twice Zen 4's bytes a cycle, so they keep packing
     /// (unmeasured there).
     const B_IN_PLACE: bool = false;
+    /// Whether a wide block (LOOP 1 outside LOOP 2, see [`block_loops`])
+    /// with a packed operand takes k in `driver::DEEP_KC` blocks instead of
+    /// KC on a CPU whose AVX-512 runs at half width (as
+    /// [`Kernel::B_IN_PLACE`]). There every B~ panel streams from L2 or L3
+    /// whatever the block's depth, and each further k block reloads all of C
+    /// (β = 1) before its stores: in the 1024 square, whose C is 4 MiB, the
+    /// epilogue's loads of C held ~4% of the microkernel's samples (`perf
+    /// annotate`). One 1024-deep block, AVX-512 on Zen 4 (`examples/gemm_shape`,
+    /// best of four, alternating): 1024² 105.0 → 109.9 GFLOP/s, 2048² 104.1
+    /// → 109.5, 768² Aᵀ 94.6 → 103.4, 1000² Bᵀ 101.9 → 108.7. With AVX2 it
+    /// was mixed (1024² 102.4 → 108.0, 512² 108.8 → 106.7), and on Intel the
+    /// KC × NC B~ was sized to stay in its 2 MiB L2 (see `driver::NC`), so
+    /// those keep KC.
+    const DEEP_KC: bool = false;
     /// Packs `B[p0..p0 + kc][j0..j0 + w]` as split B~ (see `split::pack`);
     /// only called when [`Kernel::SPLIT`].
     ///
@@ -1025,6 +1039,7 @@ impl Kernel for Avx512 {
     const IL: usize = 4;
     const SPLIT: bool = true;
     const B_IN_PLACE: bool = true;
+    const DEEP_KC: bool = true;
     avx512_kernel_fns!();
 }
 
@@ -1038,6 +1053,7 @@ impl Kernel for Avx512Shallow {
     const IL: usize = 4;
     const SPLIT: bool = true;
     const B_IN_PLACE: bool = true;
+    const DEEP_KC: bool = true;
     avx512_kernel_fns!();
 }
 

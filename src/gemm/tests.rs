@@ -184,7 +184,7 @@ fn isas() -> Vec<Isa> {
     let v = available_isas();
     let names: Vec<&str> = v.iter().map(|i| i.name()).collect();
     eprintln!(
-        "gemm tests ran ISA paths: {} (AVX-512 reads a reused row-major B in place: {})",
+        "gemm tests ran ISA paths: {} (AVX-512 reads a reused row-major B in place and takes DEEP_KC blocks: {})",
         names.join(", "),
         if half_width_avx512() { "yes, Zen 4" } else { "no" }
     );
@@ -285,13 +285,22 @@ fn odd_sizes_and_block_boundaries() {
         check(isa, Case { la: Layout::Trans, ..variant(Case::new(37, 150, 70), 6) });
         // Wide, deep blocks run LOOP 1 outside LOOP 2 (8+ column panels,
         // kc ≥ 128): edge rows, a merged or partial last panel, two k blocks
-        // (the epilogue on the last), rows crossing MC, both A forms.
+        // (the epilogue on the last; one DEEP_KC block where an operand is
+        // packed on Zen 4's AVX-512), rows crossing MC, both A forms.
         check(isa, variant(Case::new(37, 300, KC + 7), 6));
         check(isa, variant(Case::new(37, 300, KC + 7), 8));
         check(isa, Case { lb: Layout::Aliased, ..variant(Case::new(37, 300, KC + 7), 7) });
         check(isa, Case { la: Layout::Aliased, lb: Layout::Aliased, ..variant(Case::new(MC + 5, 300, KC + 7), 1) });
         check(isa, Case { la: Layout::Trans, ..variant(Case::new(MC + 5, 270, 130), 10) });
         check(isa, Case { la: Layout::Aliased, ..variant(Case::new(19, 520, 129), 5) });
+        // Wide blocks with a packed operand take k in DEEP_KC blocks and rows
+        // in DEEP_MC parts on Zen 4's AVX-512 (`Kernel::DEEP_KC`): two k
+        // blocks (β and the epilogue on the last), rows crossing DEEP_MC, B
+        // packed (aliased rows or transposed) or A packed (aliased rows).
+        use super::driver::{DEEP_KC, DEEP_MC};
+        check(isa, Case { lb: Layout::Aliased, ..variant(Case::new(DEEP_MC + 5, 260, DEEP_KC + 7), 6) });
+        check(isa, Case { lb: Layout::Trans, ..variant(Case::new(DEEP_MC + 5, 300, DEEP_KC + 7), 8) });
+        check(isa, Case { la: Layout::Aliased, ..variant(Case::new(2 * DEEP_MC + 3, 270, DEEP_KC + 1), 11) });
     }
 }
 
@@ -399,23 +408,28 @@ fn threads_give_bit_identical_results() {
     // Above PAR_MIN_FLOPS: a row split (m large) and a column split (m small),
     // the latter also with a merged last panel (708 = 22·32 + 4).
     let shapes = [
-        (64, 100, 784, Layout::RowMajor),
+        (64, 100, 784, Layout::RowMajor, Layout::RowMajor),
         // Six KC blocks: two groups of the row split (see `gemm`'s LOOP 4).
-        (64, 100, 5 * KC + 20, Layout::RowMajor),
-        (8, 700, 784, Layout::RowMajor),
-        (8, 708, 784, Layout::RowMajor),
-        (784, 100, 64, Layout::Trans),
+        (64, 100, 5 * KC + 20, Layout::RowMajor, Layout::RowMajor),
+        // Wide, deep, A packed (transposed), B packed (aliased rows) or read
+        // in place: DEEP_KC blocks on Zen 4's AVX-512, a group each when B
+        // is packed.
+        (64, 300, super::driver::DEEP_KC + 20, Layout::Trans, Layout::Aliased),
+        (64, 300, super::driver::DEEP_KC + 20, Layout::Trans, Layout::RowMajor),
+        (8, 700, 784, Layout::RowMajor, Layout::RowMajor),
+        (8, 708, 784, Layout::RowMajor, Layout::RowMajor),
+        (784, 100, 64, Layout::Trans, Layout::RowMajor),
         // The split thin kernel's row split (n = 10, A by rows).
-        (512, 10, 832, Layout::RowMajor),
+        (512, 10, 832, Layout::RowMajor, Layout::RowMajor),
         // Shallow products on AVX-512 (8 × 48 tiles): a row split, and a
         // column split over 16 NC parts and a joined last panel (48 + 4).
-        (2048, 100, 32, Layout::Trans),
-        (8, 16 * NC + 52, 32, Layout::RowMajor),
+        (2048, 100, 32, Layout::Trans, Layout::RowMajor),
+        (8, 16 * NC + 52, 32, Layout::RowMajor, Layout::RowMajor),
     ];
     for isa in isas() {
-        for &(m, n, k, la) in &shapes {
+        for &(m, n, k, la, lb) in &shapes {
             assert!(2 * m * n * k >= PAR_MIN_FLOPS);
-            let c = Case { la, bias: true, act: Activation::Relu, mask: m < 784, ..Case::new(m, n, k) };
+            let c = Case { la, lb, bias: true, act: Activation::Relu, mask: m < 784, ..Case::new(m, n, k) };
             let one = p1.install(|| check(isa, c));
             let two = p2.install(|| check(isa, c));
             assert!(
