@@ -311,7 +311,7 @@ pub(crate) unsafe fn pack_b<S: Simd>(
             // gradient): 4 × 4 blocks transposed in registers, as
             // `pack_a` does for row-major A.
             while jj + 4 <= w {
-                pack_rows4([0, 1, 2, 3].map(|q| col(jj + q)), kc, pw, d.add(jj), None);
+                pack_rows([0, 1, 2, 3].map(|q| col(jj + q)), kc, pw, d.add(jj), None);
                 jj += 4;
             }
         }
@@ -380,11 +380,11 @@ unsafe fn pack_il_rows(b: &MatRef, p0: usize, j0: usize, kc: usize, w: usize, la
     let at = |p: usize, c: usize| src.add((p0 + p) * b.rs + (j0 + c) * b.cs);
     let mut ch = 0;
     // Whole chunks of four unit-stride columns: 4 × 4 (or 2 × 4) blocks
-    // transposed in SSE registers, as `pack_rows4` packs A.
+    // transposed in SSE registers, as `pack_rows` packs A.
     if b.cs == 1 && w == 4 && cols == 4 {
         if il == 4 {
             while (ch + 1) * 4 <= kc {
-                pack_rows4([0, 1, 2, 3].map(|q| at(ch * 4 + q, 0)), 4, 4, dst.add(ch * lanes), None);
+                pack_rows([0, 1, 2, 3].map(|q| at(ch * 4 + q, 0)), 4, 4, dst.add(ch * lanes), None);
                 ch += 1;
             }
         }
@@ -449,14 +449,20 @@ unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usi
         let d = dst.add(i * kc);
         let base = src.add((i0 + i) * a.rs + p0 * a.cs);
         if a.cs == 1 {
-            // Row-major A: four rows at a time, 4 × 4 blocks transposed in
-            // registers (see `pack_rows4`), then any rows left one by one.
+            // Row-major A: a whole panel of eight rows, or four rows at a
+            // time, 4 × 4 blocks transposed in registers (see `pack_rows`),
+            // then any rows left one by one. `next`: the rows after them
+            // (past mc: a hint only, never read).
             let mut r = 0;
+            if h == 8 {
+                let next = std::array::from_fn(|q| base.wrapping_add((8 + q) * a.rs));
+                pack_rows::<8>(std::array::from_fn(|q| base.add(q * a.rs)), kc, mr, d, Some(next));
+                r = 8;
+            }
             while r + 4 <= h {
                 let rows = [0, 1, 2, 3].map(|q| base.add((r + q) * a.rs));
-                // The next four rows of A (past mc: a hint only, never read).
                 let next = [4, 5, 6, 7].map(|q| base.wrapping_add((r + q) * a.rs));
-                pack_rows4(rows, kc, mr, d.add(r), Some(next));
+                pack_rows(rows, kc, mr, d.add(r), Some(next));
                 r += 4;
             }
             for r in r..h {
@@ -476,44 +482,61 @@ unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usi
     }
 }
 
-/// Packs `kc` values of four rows of A (unit column stride) into four
-/// adjacent lanes of the MR-interleaved panel: `d[p·mr + q] = rows[q][p]`
-/// (also four unit-stride columns of B into a B~ panel `mr` wide).
+/// Packs `kc` values of `R` rows of A (unit column stride; R = 4 or 8)
+/// into `R` adjacent lanes of the MR-interleaved panel: `d[p·mr + q] =
+/// rows[q][p]` (also four unit-stride columns of B into a B~ panel `mr`
+/// wide).
 /// On x86-64, 4 × 4 blocks are transposed in SSE registers (baseline, no
 /// run-time check): one load and one store per four values where the scalar
 /// loop does four of each. The scalar loop is also slowed by 4 KiB aliasing
 /// between its loads and stores, and it was ~9% of a 1024 square's time.
-/// `next`: four rows whose first `kc` floats to request ahead, one cache
-/// line per step (pack_a passes the next four rows of A: each row is a
-/// short run of lines in its own page, which the hardware prefetcher
-/// barely starts on; a 1024 square's pack_a share fell from ~4.1% to
-/// 3.0–3.4%).
+/// Eight rows (a whole MR = 8 panel) write each k's 32 bytes at once, so
+/// every line of the panel is written in one pass; in halves of four rows
+/// a 1024-deep panel (32 KiB) left L1 between its two passes (1024², deep
+/// k blocks: 111.6 → 112.2 GFLOP/s, `examples/gemm_shape`, best of six,
+/// alternating).
+/// `next`: `R` rows whose first `kc` floats to request ahead, R / 4 cache
+/// lines per step (pack_a passes the next rows of A: each row is a short
+/// run of lines in its own page, which the hardware prefetcher barely
+/// starts on; a 1024 square's pack_a share fell from ~4.1% to 3.0–3.4%).
 ///
 /// # Safety
 /// Each `rows[q]` readable for `kc` floats; `d` writable at `p·mr + q` for
-/// `p < kc`, `q < 4`. `next` may point anywhere (prefetches never fault).
+/// `p < kc`, `q < R`. `next` may point anywhere (prefetches never fault).
 #[inline(always)]
-unsafe fn pack_rows4(rows: [*const f32; 4], kc: usize, mr: usize, d: *mut f32, next: Option<[*const f32; 4]>) {
+unsafe fn pack_rows<const R: usize>(
+    rows: [*const f32; R],
+    kc: usize,
+    mr: usize,
+    d: *mut f32,
+    next: Option<[*const f32; R]>,
+) {
+    const { assert!(R == 4 || R == 8) };
     let mut p = 0;
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
         while p + 4 <= kc {
             if let Some(next) = next {
-                // One line of the next four rows per step: all kc / 16
-                // lines of each by the end.
-                let t = p / 4;
-                prefetch(next[t % 4].wrapping_add((t / 4) * 16));
+                // R / 4 lines of the next rows per step, row by row: all
+                // kc / 16 lines of each by the end.
+                for h in 0..R / 4 {
+                    let u = p / 4 * (R / 4) + h;
+                    prefetch(next[u % R].wrapping_add((u / R) * 16));
+                }
             }
-            let [r0, r1, r2, r3] = rows.map(|row| _mm_loadu_ps(row.add(p)));
-            let lo01 = _mm_unpacklo_ps(r0, r1); // r0[0] r1[0] r0[1] r1[1]
-            let lo23 = _mm_unpacklo_ps(r2, r3);
-            let hi01 = _mm_unpackhi_ps(r0, r1); // r0[2] r1[2] r0[3] r1[3]
-            let hi23 = _mm_unpackhi_ps(r2, r3);
-            _mm_storeu_ps(d.add(p * mr), _mm_movelh_ps(lo01, lo23));
-            _mm_storeu_ps(d.add((p + 1) * mr), _mm_movehl_ps(lo23, lo01));
-            _mm_storeu_ps(d.add((p + 2) * mr), _mm_movelh_ps(hi01, hi23));
-            _mm_storeu_ps(d.add((p + 3) * mr), _mm_movehl_ps(hi23, hi01));
+            for h in 0..R / 4 {
+                let [r0, r1, r2, r3] = [0, 1, 2, 3].map(|q| _mm_loadu_ps(rows[4 * h + q].add(p)));
+                let lo01 = _mm_unpacklo_ps(r0, r1); // r0[0] r1[0] r0[1] r1[1]
+                let lo23 = _mm_unpacklo_ps(r2, r3);
+                let hi01 = _mm_unpackhi_ps(r0, r1); // r0[2] r1[2] r0[3] r1[3]
+                let hi23 = _mm_unpackhi_ps(r2, r3);
+                let d = d.add(4 * h);
+                _mm_storeu_ps(d.add(p * mr), _mm_movelh_ps(lo01, lo23));
+                _mm_storeu_ps(d.add((p + 1) * mr), _mm_movehl_ps(lo23, lo01));
+                _mm_storeu_ps(d.add((p + 2) * mr), _mm_movelh_ps(hi01, hi23));
+                _mm_storeu_ps(d.add((p + 3) * mr), _mm_movehl_ps(hi23, hi01));
+            }
             p += 4;
         }
     }
