@@ -907,8 +907,8 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                 if row_split {
                     // Split LOOP 3 over rows: a multiple of `threads` tasks of
                     // whole MR panels, each ≤ MC rows (DEEP_MC in deep
-                    // blocks), so the load balances;
-                    // each task runs its rows through the group's blocks.
+                    // blocks), so the load balances; each task runs its rows
+                    // through the group's blocks.
                     let rounds = m.div_ceil(threads * mc_max);
                     let chunk = m.div_ceil(threads * rounds).div_ceil(K::MR) * K::MR;
                     let tasks = m.div_ceil(chunk);

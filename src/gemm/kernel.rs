@@ -768,11 +768,11 @@ pub(crate) trait Kernel {
     /// (β = 1) before its stores: in the 1024 square, whose C is 4 MiB, the
     /// epilogue's loads of C held ~4% of the microkernel's samples (`perf
     /// annotate`). One 1024-deep block, AVX-512 on Zen 4 (`examples/gemm_shape`,
-    /// best of four, alternating): 1024² 105.0 → 109.9 GFLOP/s, 2048² 104.1
-    /// → 109.5, 768² Aᵀ 94.6 → 103.4, 1000² Bᵀ 101.9 → 108.7. With AVX2 it
-    /// was mixed (1024² 102.4 → 108.0, 512² 108.8 → 106.7), and on Intel the
-    /// KC × NC B~ was sized to stay in its 2 MiB L2 (see `driver::NC`), so
-    /// those keep KC.
+    /// alternating): 1024² 105.0 → 109.9 GFLOP/s (best of four); with MC =
+    /// 192, best of three, 2048² 104.1 → 109.5, 768² Aᵀ 94.6 → 103.4, 1000²
+    /// Bᵀ 101.9 → 108.7. With AVX2 it was mixed (1024² 102.4 → 108.0, 512²
+    /// 108.8 → 106.7), and on Intel the KC × NC B~ was sized to stay in its
+    /// 2 MiB L2 (see `driver::NC`), so those keep KC (unmeasured there).
     const DEEP_KC: bool = false;
     /// Packs `B[p0..p0 + kc][j0..j0 + w]` as split B~ (see `split::pack`);
     /// only called when [`Kernel::SPLIT`].
