@@ -19,7 +19,7 @@
 
 use std::cell::Cell;
 
-use super::kernel::{last_panel_cols, panel_cols, prefetch, Block, Kernel, ROWS_OUTER_PANELS};
+use super::kernel::{last_panel_cols, panel_cols, prefetch, runs_rows_outer, Block, Kernel};
 use super::simd::Simd;
 use super::{Activation, Epilogue, MatMut, MatRef};
 
@@ -665,12 +665,13 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
             // blocks in k order, so the results do not depend on the
             // grouping or the threads.
             let row_split = parallel && m >= 2 * K::MR;
-            // Deep k blocks (see `Kernel::DEEP_KC`): a wide block, an
-            // operand packed, and k deeper than one KC block.
+            // Deep k blocks (see `Kernel::DEEP_KC`): an operand packed, k
+            // deeper than one KC block, and the deep block wide enough to
+            // run LOOP 1 outside LOOP 2.
             let deep = K::DEEP_KC
                 && !(b_direct && a_direct)
                 && k > KC
-                && nc >= ROWS_OUTER_PANELS * K::NR
+                && runs_rows_outer(nc, k.min(DEEP_KC), K::NR)
                 && super::half_width_avx512();
             let kc_max = if b_direct && a_direct {
                 DIRECT_KC

@@ -676,7 +676,7 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
     run: impl Fn(usize, usize, usize, &Tile),
     run_panel: impl Fn(&Panel, usize) -> bool,
 ) {
-    if blk.nc >= ROWS_OUTER_PANELS * NR && blk.kc >= ROWS_OUTER_MIN_KC {
+    if runs_rows_outer(blk.nc, blk.kc, NR) {
         let mut ir = 0;
         // LOOP 1: step MR through the mc rows of A~ / C.
         while ir < blk.mc {
@@ -717,10 +717,17 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
 
 /// Column panels a block needs before LOOP 1 runs outside LOOP 2 (see
 /// [`block_loops`]).
-pub(crate) const ROWS_OUTER_PANELS: usize = 8;
+const ROWS_OUTER_PANELS: usize = 8;
 /// Depth a block needs before LOOP 1 runs outside LOOP 2: below it the B~
 /// micro-panel is small enough to share L1.
 const ROWS_OUTER_MIN_KC: usize = 128;
+
+/// Whether a block `nc` wide and `kc` deep, in `nr`-wide column panels,
+/// runs LOOP 1 outside LOOP 2 (see [`block_loops`]).
+#[inline(always)]
+pub(crate) fn runs_rows_outer(nc: usize, kc: usize, nr: usize) -> bool {
+    nc >= ROWS_OUTER_PANELS * nr && kc >= ROWS_OUTER_MIN_KC
+}
 
 /// One instruction set's microkernel family.
 pub(crate) trait Kernel {

@@ -162,7 +162,8 @@ fn cpu_features() -> &'static (bool, bool) {
 /// AVX-512 runs on 256-bit units: at its FMA peak a tile takes half the
 /// bytes of B per cycle that full-width 512-bit units (Intel's, Zen 5's)
 /// take, which lets the AVX-512 kernels read a row-major B in place (see
-/// `Kernel::B_IN_PLACE`). Detected once.
+/// `Kernel::B_IN_PLACE`) and take deep k blocks (`Kernel::DEEP_KC`).
+/// Detected once.
 pub(crate) fn half_width_avx512() -> bool {
     static ZEN4: OnceLock<bool> = OnceLock::new();
     *ZEN4.get_or_init(|| {

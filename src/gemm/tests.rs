@@ -348,9 +348,9 @@ fn shallow_tiles() {
     // interleaved tail (52 = 48 + 4, 100 = 48 + 52), wider remainders as
     // their own panel (53 = 48 + 5, 148 = 3 · 48 + 4 joined, 1024 = 21 · 48
     // + 16 in an NC part). Every k edge of the range, B read in place or
-    // packed (m > 32 with aliased rows, or off Zen 4's AVX-512), A by rows or in
-    // column panels, every epilogue, NaN-prefilled C; the other paths run
-    // the same cases.
+    // packed (m > 32 with aliased rows, or off Zen 4's AVX-512), A by rows
+    // or in column panels, every epilogue, NaN-prefilled C; the other paths
+    // run the same cases.
     use super::driver::runs_shallow;
     assert!(runs_shallow(100, 32, false) && runs_shallow(33, 16, false) && runs_shallow(100, 63, false));
     assert!(!runs_shallow(100, 15, false) && !runs_shallow(100, 64, false) && !runs_shallow(32, 32, true));
