@@ -451,9 +451,9 @@ unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usi
         if a.cs == 1 {
             // Row-major A: a whole panel of eight rows, or four rows at a
             // time, 4 × 4 blocks transposed in registers (see `pack_rows`),
-            // then any rows left one by one. `next`: the rows after four
-            // (past mc: a hint only, never read); an 8-row panel asks for
-            // none (see `pack_rows`).
+            // then any rows left one by one. `next`: the four rows after a
+            // four-row group (past mc: a hint only, never read); an 8-row
+            // panel asks for none (see `pack_rows`).
             let mut r = 0;
             if h == 8 {
                 pack_rows::<8>(std::array::from_fn(|q| base.add(q * a.rs)), kc, mr, d, None);
@@ -502,14 +502,14 @@ unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usi
 /// from ~4.1% to 3.0–3.4% in four-row halves; on AVX2's 6-row panels,
 /// without it 1024² read 105.0 → 103.3 GFLOP/s and 2048×256×1024 96.4 →
 /// 92.7). An 8-row panel passes none: rows 4 KiB apart share one L1 set,
-/// and 8 rows plus 8 prefetched ones overfill its 8 ways. Without it,
-/// packing all of a hot 1024 × 1024 A took 94 µs instead of 236 µs (a
-/// throwaway timing test) and pack_a's share of 1024² in perf fell from
-/// 2.05% to 1.53%. In the GEMM the gain is small, since A mostly comes
-/// from memory: `examples/gemm_shape`, best of eight to ten 1-s rounds,
-/// alternating, three sets of rounds: 1024² 111.6 → 112.0, 111.9 → 112.2 and
-/// 112.6 → 112.6 GFLOP/s; 2048×256×1024 +0.5–0.9%; 2048² and AVX2's 1024²
-/// within 0.4%.
+/// and 8 rows plus 8 prefetched ones overfill its 8 ways. Without the
+/// prefetch, packing all of a hot 1024 × 1024 A took 94 µs instead of 236
+/// µs (a throwaway timing test), and pack_a's share of 1024² in perf fell
+/// from 2.05% to 1.53%. In the GEMM the gain is small, as A mostly comes
+/// from memory (`examples/gemm_shape`, three sets of eight to ten
+/// alternating 1-s rounds, best of each): 1024² 111.6 → 112.0, 111.9 →
+/// 112.2 and 112.6 → 112.6 GFLOP/s; 2048×256×1024 +0.5–0.9%; 2048² and
+/// AVX2's 1024² within 0.4%.
 ///
 /// # Safety
 /// Each `rows[q]` readable for `kc` floats; `d` writable at `p·mr + q` for
