@@ -495,8 +495,8 @@ unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usi
 /// a 1024-deep panel (32 KiB) left L1 between its two passes (1024², deep
 /// k blocks: 111.6 → 112.2 GFLOP/s, `examples/gemm_shape`, best of six,
 /// alternating).
-/// `next`: `R` rows whose first `kc` floats to request ahead, R / 4 cache
-/// lines per step. pack_a passes the next four rows of A to four-row
+/// `next`: four rows whose first `kc` floats to request ahead, one cache
+/// line per step. pack_a passes the next four rows of A to four-row
 /// groups: each row is a short run of lines in its own page, which the
 /// hardware prefetcher barely starts on (a 1024 square's pack_a share fell
 /// from ~4.1% to 3.0–3.4% in four-row halves; on AVX2's 6-row panels,
@@ -520,7 +520,7 @@ unsafe fn pack_rows<const R: usize>(
     kc: usize,
     mr: usize,
     d: *mut f32,
-    next: Option<[*const f32; R]>,
+    next: Option<[*const f32; 4]>,
 ) {
     const { assert!(R == 4 || R == 8) };
     let mut p = 0;
@@ -529,12 +529,10 @@ unsafe fn pack_rows<const R: usize>(
         use std::arch::x86_64::*;
         while p + 4 <= kc {
             if let Some(next) = next {
-                // R / 4 lines of the next rows per step, row by row: all
-                // kc / 16 lines of each by the end.
-                for h in 0..R / 4 {
-                    let u = p / 4 * (R / 4) + h;
-                    prefetch(next[u % R].wrapping_add((u / R) * 16));
-                }
+                // One line of the next four rows per step: all kc / 16
+                // lines of each by the end.
+                let t = p / 4;
+                prefetch(next[t % 4].wrapping_add((t / 4) * 16));
             }
             for h in 0..R / 4 {
                 let [r0, r1, r2, r3] = [0, 1, 2, 3].map(|q| _mm_loadu_ps(rows[4 * h + q].add(p)));
