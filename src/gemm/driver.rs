@@ -585,6 +585,8 @@ fn split_small<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: &mut
         csa: 1,
         a_panel: (K::MR * a.rs) as isize,
         a_packed: false,
+        a_src: std::ptr::null(),
+        rsa_src: 0,
         // Written by the block's first tile (or up front) before it is read.
         b: buf.0.as_mut_ptr().cast::<f32>(),
         rsb: 0,
@@ -805,6 +807,8 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                     csa: 0,
                     a_panel: 0,
                     a_packed: false,
+                    a_src: std::ptr::null(),
+                    rsa_src: 0,
                     b: kb.b,
                     rsb: kb.rsb,
                     b_panel: kb.b_panel,
@@ -869,8 +873,22 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
                         unsafe { K::block(&blk) };
                     } else {
                         let mut pack_and_run = |d: *mut f32| {
-                            // SAFETY: d holds mc.div_ceil(MR)·MR·kc floats; the sub-view is inside A.
-                            unsafe { pack_a(a, ic, pc, mc, kc, K::MR, d) };
+                            if K::FUSED_PACK_A && a.cs == 1 && runs_rows_outer(blk.nc, kc, K::NR) {
+                                // The block's first tiles pack the whole row
+                                // panels as they run (`Block::a_src`); only a
+                                // partial last panel is packed here.
+                                let full = mc / K::MR * K::MR;
+                                if full < mc {
+                                    // SAFETY: d holds mc.div_ceil(MR)·MR·kc floats, the
+                                    // last panel from full·kc; the sub-view is inside A.
+                                    unsafe { pack_a(a, ic + full, pc, mc - full, kc, K::MR, d.add(full * kc)) };
+                                }
+                                blk.a_src = a.data.as_ptr().wrapping_add(ic * a.rs + pc);
+                                blk.rsa_src = a.rs as isize;
+                            } else {
+                                // SAFETY: d holds mc.div_ceil(MR)·MR·kc floats; the sub-view is inside A.
+                                unsafe { pack_a(a, ic, pc, mc, kc, K::MR, d) };
+                            }
                             blk.a = d;
                             blk.rsa = 1;
                             blk.csa = K::MR as isize;

@@ -39,6 +39,15 @@ pub(crate) struct Block {
     pub a_panel: isize,
     /// A~ is a packed buffer (row panels of exactly MR rows).
     pub a_packed: bool,
+    /// Packing fused into the first tiles ([`Kernel::FUSED_PACK_A`]): a
+    /// row-major A itself at the block's first row and k, row stride
+    /// `rsa_src`. A~ (`a`, packed layout) then holds only the partial last
+    /// row panel, if any; the first tile of each whole row panel reads its
+    /// MR rows here and writes them into A~ as it goes, and the panel's
+    /// other tiles read A~. Only in blocks that run LOOP 1 outside LOOP 2
+    /// (see [`block_loops`]). Null: A~ is complete.
+    pub a_src: *const f32,
+    pub rsa_src: isize,
     pub b: *const f32,
     pub rsb: isize,
     pub b_panel: isize,
@@ -84,6 +93,9 @@ pub(crate) struct Tile {
     pub rsb: isize,
     /// The interleaved tail's packed vectors (the `IL` variant), else null.
     pub b_il: *const f32,
+    /// `PACK` tiles only: the packed A~ panel to write (`M` values per k)
+    /// from the rows they read; null otherwise.
+    pub pack: *mut f32,
     pub c: *mut f32,
     pub rsc: isize,
     pub csc: isize,
@@ -176,20 +188,34 @@ pub(crate) fn prefetch(p: *const f32) {
 ///   rows and k, lane `c·IL + q` = row q's column c, picked out per row
 ///   after the k loop (one shuffle per row).
 ///
+/// `PACK` (A~ by rows only): each broadcast value is also stored to
+/// `t.pack[p·M + i]`, so the tile leaves its `M × k` rows of A packed for
+/// the rest of its row panel (see [`Block::a_src`]).
+///
 /// # Safety
 /// `S`'s instructions must be available; A~ must be readable for `M` rows ×
-/// `k`, B~ for `k` rows × `NV·LANES` columns (only `(NV-1)·LANES + tail`
+/// `k` (and with `PACK`, `t.pack` writable for `M · k` floats that overlap
+/// nothing else the tile reads or writes), B~ for `k` rows × `NV·LANES` columns (only `(NV-1)·LANES + tail`
 /// when `TAIL`), C writable (and readable when
 /// β ≠ 0) for `M × n`, bias readable for `n` values and the mask for
 /// `M × n` (row stride `rsm`) when non-null; with `IL`, `b_il` readable for
 /// the tail vectors of `k` (see [`Block::b_il`]) and A~ by rows only where
 /// B~'s plain vectors are read, A~ in column panels for `M` rows.
 #[inline(always)]
-unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const A_ROWS: bool, const IL: bool>(
+unsafe fn tile<
+    S: Simd,
+    const M: usize,
+    const NV: usize,
+    const TAIL: bool,
+    const A_ROWS: bool,
+    const IL: bool,
+    const PACK: bool,
+>(
     t: &Tile,
     tail: usize,
 ) {
-    const { assert!(M <= 16 && NV <= 16 && !(IL && TAIL)) };
+    const { assert!(M <= 16 && NV <= 16 && !(IL && TAIL) && (!PACK || (A_ROWS && M <= 8))) };
+    let mut pk = t.pack;
     // Plain (non-interleaved) vectors of B~ per k step.
     let nv_plain = if IL { NV - 1 } else { NV };
     // A one-vector (thin) tile asks for its C lines now, so they arrive
@@ -248,6 +274,9 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const
                     ag[0].wrapping_offset(i as isize + s * csa)
                 };
                 let ai = S::bcast(ap);
+                if PACK {
+                    S::store_lane0(pk.wrapping_offset(s * M as isize + i as isize), ai);
+                }
                 unroll!(nv_plain, v, {
                     acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
                 });
@@ -303,6 +332,9 @@ unsafe fn tile<S: Simd, const M: usize, const NV: usize, const TAIL: bool, const
                 }
             }
             b = b.wrapping_offset(u * rsb);
+            if PACK {
+                pk = pk.wrapping_offset(u * M as isize);
+            }
         }};
     }
     // Four k steps per iteration: the pointer updates and the loop test are
@@ -531,10 +563,10 @@ macro_rules! tile_rows {
     ($S:ty, $t:expr, $m:expr, $tail:expr, $NV:literal, [$($M:literal),*]) => {
         match ($m, $tail, $t.csa == 1) {
             $(
-                ($M, 0, true) => tile::<$S, $M, $NV, false, true, false>($t, 0),
-                ($M, 0, false) => tile::<$S, $M, $NV, false, false, false>($t, 0),
-                ($M, tail, true) => tile::<$S, $M, $NV, true, true, false>($t, tail),
-                ($M, tail, false) => tile::<$S, $M, $NV, true, false, false>($t, tail),
+                ($M, 0, true) => tile::<$S, $M, $NV, false, true, false, false>($t, 0),
+                ($M, 0, false) => tile::<$S, $M, $NV, false, false, false, false>($t, 0),
+                ($M, tail, true) => tile::<$S, $M, $NV, true, true, false, false>($t, tail),
+                ($M, tail, false) => tile::<$S, $M, $NV, true, false, false, false>($t, tail),
             )*
             _ => unreachable!(),
         }
@@ -543,8 +575,8 @@ macro_rules! tile_rows {
     (il $S:ty, $t:expr, $m:expr, $NV:literal, [$($M:literal),*]) => {
         match ($m, $t.csa == 1) {
             $(
-                ($M, true) => tile::<$S, $M, $NV, false, true, true>($t, 0),
-                ($M, false) => tile::<$S, $M, $NV, false, false, true>($t, 0),
+                ($M, true) => tile::<$S, $M, $NV, false, true, true, false>($t, 0),
+                ($M, false) => tile::<$S, $M, $NV, false, false, true, false>($t, 0),
             )*
             _ => unreachable!(),
         }
@@ -641,6 +673,7 @@ pub(crate) unsafe fn tile_at<const MR: usize>(blk: &Block, p: &Panel, ir: usize)
         b: p.b,
         rsb: p.rsb,
         b_il: p.b_il,
+        pack: std::ptr::null_mut(),
         c: blk.c.offset(ir as isize * blk.rsc + p.jr as isize * blk.csc),
         rsc: blk.rsc,
         csc: blk.csc,
@@ -655,6 +688,11 @@ pub(crate) unsafe fn tile_at<const MR: usize>(blk: &Block, p: &Panel, ir: usize)
 }
 
 /// LOOP 2 (NR columns) and LOOP 1 (MR rows) over one macro-block.
+///
+/// With [`Block::a_src`], the first tile of each whole row panel runs
+/// `run_pack(tile)` instead: A by rows, writing the panel's A~ (that panel
+/// is always a whole NR wide, with neither a masked nor an interleaved
+/// tail, as rows-outer blocks have at least `ROWS_OUTER_PANELS` panels).
 ///
 /// Wide, deep blocks (at least `ROWS_OUTER_PANELS` column panels, `kc` ≥
 /// `ROWS_OUTER_MIN_KC`) run LOOP 1 outside LOOP 2: the MR × kc A~ sliver
@@ -675,6 +713,7 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
     blk: &Block,
     run: impl Fn(usize, usize, usize, &Tile),
     run_panel: impl Fn(&Panel, usize) -> bool,
+    run_pack: impl Fn(&Tile),
 ) {
     if runs_rows_outer(blk.nc, blk.kc, NR) {
         let mut ir = 0;
@@ -682,6 +721,17 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
         while ir < blk.mc {
             let m = (blk.mc - ir).min(MR);
             let mut jr = 0;
+            if !blk.a_src.is_null() && m == MR {
+                let p = panel_at::<S, NR, MERGE_MAX>(blk, 0);
+                debug_assert!(p.n == NR && p.tail == 0 && p.b_il.is_null() && blk.a_packed);
+                let mut t = tile_at::<MR>(blk, &p, ir);
+                t.pack = t.a as *mut f32;
+                t.a = blk.a_src.wrapping_offset(ir as isize * blk.rsa_src);
+                t.rsa = blk.rsa_src;
+                t.csa = 1;
+                run_pack(&t);
+                jr = p.n;
+            }
             // LOOP 2: step NR through the nc columns of B~ / C.
             while jr < blk.nc {
                 let p = panel_at::<S, NR, MERGE_MAX>(blk, jr);
@@ -781,6 +831,20 @@ pub(crate) trait Kernel {
     /// 108.8 → 106.7), and on Intel the KC × NC B~ was sized to stay in its
     /// 2 MiB L2 (see `driver::NC`), so those keep KC (unmeasured there).
     const DEEP_KC: bool = false;
+    /// Whether a block that runs LOOP 1 outside LOOP 2 and packs a
+    /// row-major A (rows 4 KiB apart) packs each whole row panel in the
+    /// panel's first tile, which reads A by rows and stores every value it
+    /// broadcasts (see [`Block::a_src`]), instead of in a pass of its own
+    /// before the block. The pass was memory-bound and ran apart from any
+    /// FMA (~1.7% of the 1024 square's time, `perf`); in the tile the loads
+    /// of A overlap the FMAs, at the cost of 8 scalar stores per 16 FMAs.
+    /// `examples/gemm_shape`, best of four to six alternating 1-s rounds,
+    /// AVX-512 on Zen 4: 1024² 111.8 → 112.8 GFLOP/s, 1024×256×1024 107.8
+    /// → 110.9, 2048×256×1024 105.7 → 109.6, 2048² 111.6 → 112.4,
+    /// 1024×1024×128 equal; AVX2 1024² 105.7 → 106.3, 2048×256×1024 98.8 →
+    /// 100.6. Prefetching the rows' lines ahead in the tile was slower
+    /// (1024² 112.5 against 113.2).
+    const FUSED_PACK_A: bool = false;
     /// Packs `B[p0..p0 + kc][j0..j0 + w]` as split B~ (see `split::pack`);
     /// only called when [`Kernel::SPLIT`].
     ///
@@ -956,7 +1020,22 @@ unsafe fn block_avx512<const NR: usize, const MERGE_MAX: usize>(blk: &Block) {
             }
             true
         },
+        |t| {
+            // SAFETY: same contract as `block`; a whole MR × NR tile by
+            // rows, its A~ panel in the block's packed buffer.
+            unsafe { avx512_nv2_pack(t) }
+        },
     )
+}
+
+/// `Avx512`'s first tile of a row panel that packs A~ as it runs (see
+/// [`Kernel::FUSED_PACK_A`]): 8 rows × 32 columns, A by rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline(never)]
+unsafe fn avx512_nv2_pack(t: &Tile) {
+    // SAFETY: as `tile`; the caller passes a whole tile of its block.
+    unsafe { tile::<V512, 8, 2, false, true, false, true>(t, 0) }
 }
 
 /// `driver::pack_b` with AVX-512 vectors, for `NR`-wide panels.
@@ -997,7 +1076,21 @@ unsafe fn block_avx2(blk: &Block) {
             }
         },
         |_, _| false,
+        |t| {
+            // SAFETY: same contract as `block`; a whole MR × NR tile by
+            // rows, its A~ panel in the block's packed buffer.
+            unsafe { avx2_nv2_pack(t) }
+        },
     )
+}
+
+/// As [`avx512_nv2_pack`] for `Avx2`: 6 rows × 16 columns.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline(never)]
+unsafe fn avx2_nv2_pack(t: &Tile) {
+    // SAFETY: as `tile`; the caller passes a whole tile of its block.
+    unsafe { tile::<V256, 6, 2, false, true, false, true>(t, 0) }
 }
 
 fn block_portable(blk: &Block) {
@@ -1012,6 +1105,7 @@ fn block_portable(blk: &Block) {
                 tile_rows!(VWide, t, m, tail, 1, [1, 2, 3, 4, 5, 6])
             },
             |_, _| false,
+            |_| unreachable!(),
         )
     }
 }
@@ -1047,6 +1141,7 @@ impl Kernel for Avx512 {
     const SPLIT: bool = true;
     const B_IN_PLACE: bool = true;
     const DEEP_KC: bool = true;
+    const FUSED_PACK_A: bool = true;
     avx512_kernel_fns!();
 }
 
@@ -1072,6 +1167,7 @@ impl Kernel for Avx2 {
     const MERGE_MAX: usize = 0;
     const IL_NV: std::ops::RangeInclusive<usize> = 1..=2;
     const IL: usize = 2;
+    const FUSED_PACK_A: bool = true;
     #[inline]
     unsafe fn block(blk: &Block) {
         block_avx2(blk)

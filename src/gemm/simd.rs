@@ -30,6 +30,8 @@ pub(crate) trait Simd: Copy {
     unsafe fn store_part(p: *mut f32, n: usize, v: Self::V);
     /// All lanes = `*p`.
     unsafe fn bcast(p: *const f32) -> Self::V;
+    /// `*p` = lane 0 of `v`.
+    unsafe fn store_lane0(p: *mut f32, v: Self::V);
 
     /// Interleave factor of the kernels' interleaved tail vector (see
     /// `kernel.rs`): one vector holds `LANES / IL` columns × `IL` consecutive
@@ -225,6 +227,10 @@ impl Simd for V512 {
     unsafe fn bcast(p: *const f32) -> __m512 {
         _mm512_set1_ps(*p)
     }
+    #[inline(always)]
+    unsafe fn store_lane0(p: *mut f32, v: __m512) {
+        _mm_store_ss(p, _mm512_castps512_ps128(v))
+    }
     const IL: usize = 4;
     #[inline(always)]
     unsafe fn bcast_il(p: *const f32) -> __m512 {
@@ -354,6 +360,10 @@ impl Simd for V256 {
     unsafe fn bcast(p: *const f32) -> __m256 {
         _mm256_broadcast_ss(&*p)
     }
+    #[inline(always)]
+    unsafe fn store_lane0(p: *mut f32, v: __m256) {
+        _mm_store_ss(p, _mm256_castps256_ps128(v))
+    }
     const IL: usize = 2;
     #[inline(always)]
     unsafe fn bcast_il(p: *const f32) -> __m256 {
@@ -474,6 +484,10 @@ impl Simd for VWide {
                 *p.add(l) = *x;
             }
         }
+    }
+    #[inline(always)]
+    unsafe fn store_lane0(p: *mut f32, v: wide::f32x8) {
+        *p = v.to_array()[0];
     }
     #[inline(always)]
     unsafe fn bcast(p: *const f32) -> wide::f32x8 {

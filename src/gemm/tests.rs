@@ -305,6 +305,34 @@ fn odd_sizes_and_block_boundaries() {
 }
 
 #[test]
+fn a_packed_by_first_tiles() {
+    // A row-major A whose rows alias (so the driver packs it) in blocks that
+    // run LOOP 1 outside LOOP 2 (8+ column panels, kc ≥ 128): on AVX-512
+    // and AVX2 the first tile of each whole row panel packs its rows as it
+    // runs (`Kernel::FUSED_PACK_A`), and the panel's other tiles read what
+    // it wrote, so every column of C past the first panel checks A~. Every
+    // k % 4, one and several row panels with or without a partial last one
+    // (m = 6, 8: one whole panel on AVX2 and AVX-512), rows crossing MC and
+    // DEEP_MC, two k blocks, a last panel merged (300) or not (256), every
+    // epilogue, NaN-prefilled C. The portable path runs the same cases.
+    use super::driver::{DEEP_KC, DEEP_MC};
+    for isa in isas() {
+        let mut v = 0;
+        for &m in &[6, 8, 13, DEEP_MC + 5, MC + 3] {
+            for &k in &[128, 129, 130, 131] {
+                for &n in &[256, 300] {
+                    check(isa, Case { la: Layout::Aliased, ..variant(Case::new(m, n, k), v) });
+                    v += 1;
+                }
+            }
+        }
+        check(isa, Case { la: Layout::Aliased, ..variant(Case::new(DEEP_MC + 5, 260, DEEP_KC + 3), 6) });
+        check(isa, Case { la: Layout::Aliased, ..variant(Case::new(MC + 3, 270, 2 * KC + 2), 8) });
+        check(isa, Case { la: Layout::Aliased, lb: Layout::Aliased, ..variant(Case::new(21, 520, 2 * KC + 1), 11) });
+    }
+}
+
+#[test]
 fn interleaved_tails() {
     // A last panel whose last vector has at most LANES / IL columns (n = 4,
     // 20, 36, 68, 100 on AVX-512; also 10 and 12 on AVX2) runs the
@@ -418,6 +446,10 @@ fn threads_give_bit_identical_results() {
         (64, 300, super::driver::DEEP_KC + 20, Layout::Trans, Layout::RowMajor),
         (8, 700, 784, Layout::RowMajor, Layout::RowMajor),
         (8, 708, 784, Layout::RowMajor, Layout::RowMajor),
+        // A packed by the blocks' first tiles (aliased rows, wide blocks):
+        // a row split and a column split.
+        (64, 300, super::driver::DEEP_KC + 20, Layout::Aliased, Layout::RowMajor),
+        (8, 700, 784, Layout::Aliased, Layout::RowMajor),
         (784, 100, 64, Layout::Trans, Layout::RowMajor),
         // The split thin kernel's row split (n = 10, A by rows).
         (512, 10, 832, Layout::RowMajor, Layout::RowMajor),
