@@ -911,6 +911,14 @@ macro_rules! tile_fns {
     (@ il $S:ty, $t:expr, $m:expr, $tail:expr, $NV:literal, [$($M:literal),*]) => {
         tile_rows!(il $S, $t, $m, $NV, [$($M),*])
     };
+    // A row panel's first tile that packs A~ as it runs (A by rows, whole
+    // panels only; see `Kernel::FUSED_PACK_A`).
+    (@ pack $S:ty, $t:expr, $m:expr, $tail:expr, $NV:literal, [$($M:literal),*]) => {
+        match $m {
+            $( $M => tile::<$S, $M, $NV, false, true, false, true>($t, 0), )*
+            _ => unreachable!(),
+        }
+    };
 }
 
 /// As [`tile_fns`], but each function runs a whole column panel, LOOP 1
@@ -957,6 +965,9 @@ tile_fns!("avx512f,avx2,fma", V512,
     avx512_nv3_il: il 3 [1, 2, 3, 4, 5, 6, 7, 8],
     // `Avx512Shallow`'s joined panel: 8 × 3 + 2 interleaved = 26 accumulators.
     avx512_nv4_il: il 4 [1, 2, 3, 4, 5, 6, 7, 8],
+    // A row panel's first tile in a block that packs A~ as it runs
+    // (`Kernel::FUSED_PACK_A`): whole 8 × 32 tiles, A by rows.
+    avx512_nv2_pack: pack 2 [8],
 );
 
 panel_fns!("avx512f,avx2,fma", V512, 8,
@@ -971,6 +982,8 @@ tile_fns!("avx2,fma", V256,
     avx2_nv1_il: il 1 [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
     avx2_nv2: 2 [1, 2, 3, 4, 5, 6],
     avx2_nv2_il: il 2 [1, 2, 3, 4, 5, 6],
+    // As `avx512_nv2_pack`: whole 6 × 16 tiles.
+    avx2_nv2_pack: pack 2 [6],
 );
 
 /// The AVX-512 block for `NR`-wide panels: `Avx512` (32, a last vector
@@ -1023,19 +1036,9 @@ unsafe fn block_avx512<const NR: usize, const MERGE_MAX: usize>(blk: &Block) {
         |t| {
             // SAFETY: same contract as `block`; a whole MR × NR tile by
             // rows, its A~ panel in the block's packed buffer.
-            unsafe { avx512_nv2_pack(t) }
+            unsafe { avx512_nv2_pack(t, 8, 0) }
         },
     )
-}
-
-/// `Avx512`'s first tile of a row panel that packs A~ as it runs (see
-/// [`Kernel::FUSED_PACK_A`]): 8 rows × 32 columns, A by rows.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[inline(never)]
-unsafe fn avx512_nv2_pack(t: &Tile) {
-    // SAFETY: as `tile`; the caller passes a whole tile of its block.
-    unsafe { tile::<V512, 8, 2, false, true, false, true>(t, 0) }
 }
 
 /// `driver::pack_b` with AVX-512 vectors, for `NR`-wide panels.
@@ -1079,18 +1082,9 @@ unsafe fn block_avx2(blk: &Block) {
         |t| {
             // SAFETY: same contract as `block`; a whole MR × NR tile by
             // rows, its A~ panel in the block's packed buffer.
-            unsafe { avx2_nv2_pack(t) }
+            unsafe { avx2_nv2_pack(t, 6, 0) }
         },
     )
-}
-
-/// As [`avx512_nv2_pack`] for `Avx2`: 6 rows × 16 columns.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline(never)]
-unsafe fn avx2_nv2_pack(t: &Tile) {
-    // SAFETY: as `tile`; the caller passes a whole tile of its block.
-    unsafe { tile::<V256, 6, 2, false, true, false, true>(t, 0) }
 }
 
 fn block_portable(blk: &Block) {
