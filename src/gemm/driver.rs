@@ -4,7 +4,7 @@
 //! Small shapes decide the MLP's speed, so packing is skipped whenever the
 //! operand can be read in place at no loss: B with unit column stride is read
 //! directly (a partial last vector by masked loads) unless its rows alias in
-//! L1 and many row panels reuse it; A with a unit stride in either direction
+//! L1 and many row panels reuse it (see [`B_ALIAS_BYTES`]); A with a unit stride in either direction
 //! is broadcast straight from memory for narrow C, and a row-major A for any
 //! C unless its rows alias in L1 (see [`ALIAS_BYTES`]). A last column panel
 //! whose last vector has only a few columns gets them packed as an
@@ -54,7 +54,7 @@ pub(crate) const DEEP_MC: usize = MC * KC / DEEP_KC;
 pub(crate) const DIRECT_KC: usize = 1024;
 
 /// A row-major B is read in place when C has at most this many rows, even
-/// if its rows alias (see [`ALIAS_BYTES`]): few row panels read each B
+/// if its rows alias (see [`B_ALIAS_BYTES`]): few row panels read each B
 /// panel, and packing would cost more than it saves.
 const DIRECT_B_MAX_M: usize = 32;
 /// A is read in place (not packed) when C has at most this many columns,
@@ -67,6 +67,16 @@ const DIRECT_A_MAX_N: usize = 128;
 /// than packing them: the broadcasts hit L1 either way, and packing's
 /// scatter is saved).
 const ALIAS_BYTES: usize = 4096;
+/// A row-major B whose row stride is a multiple of this many bytes is
+/// packed even where `Kernel::B_IN_PLACE` reads B in place: a panel's k
+/// rows, read one after another, then fall into 4 L1 sets (2 at 4 KiB)
+/// and evict the A rows that share them. AVX-512 on Zen 4, packed (at 2
+/// KiB) against in place (`examples/gemm_shape`, best of four
+/// alternating): 512² 112.3 → 114.2 GFLOP/s, 1536² 99.1 → 110.9,
+/// 2048×512×512 106.1 → 109.8. At 1 KiB, 768² (3 KiB rows) gained too
+/// (107.9 → 111.6), but 256² lost (115.2 → 113.6) and 256×256×1024 was
+/// equal, so 1 KiB multiples stay in place.
+const B_ALIAS_BYTES: usize = 2048;
 
 /// Below this many flops (2·m·n·k) a call stays on the calling thread. The
 /// batch-32 GEMMs of the tutorial model (≤ 5 MFLOP, ~35 µs) lose more to
@@ -635,8 +645,8 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
     // (`examples/gemm_shape`, best of two, alternating): 64² 105.7 → 110.6
     // GFLOP/s, 256² 112.6 → 115.2, 256×100×784 109.2 → 114.2, 784×100×256
     // Aᵀ 113.7 → 114.7; the 1024 square (rows 4 KiB apart) 107.3 → 91.5,
-    // so it still packs.
-    let b_alias = (b.rs * std::mem::size_of::<f32>()).is_multiple_of(ALIAS_BYTES);
+    // so it still packs, as do rows 2 KiB apart (see `B_ALIAS_BYTES`).
+    let b_alias = (b.rs * std::mem::size_of::<f32>()).is_multiple_of(B_ALIAS_BYTES);
     let b_direct = b.cs == 1 && (m <= DIRECT_B_MAX_M || (K::B_IN_PLACE && !b_alias && super::half_width_avx512()));
     // Read A in place (a unit stride either way) unless many column panels
     // reuse it: packing costs about m·k copies, amortized over n / NR tiles.

@@ -301,6 +301,10 @@ fn odd_sizes_and_block_boundaries() {
         check(isa, Case { lb: Layout::Aliased, ..variant(Case::new(DEEP_MC + 5, 260, DEEP_KC + 7), 6) });
         check(isa, Case { lb: Layout::Trans, ..variant(Case::new(DEEP_MC + 5, 300, DEEP_KC + 7), 8) });
         check(isa, Case { la: Layout::Aliased, ..variant(Case::new(2 * DEEP_MC + 3, 270, DEEP_KC + 1), 11) });
+        // A row-major B with rows 2 KiB apart (512 columns) is packed on
+        // every path once m > 32 (`B_ALIAS_BYTES`): one k block and two.
+        check(isa, variant(Case::new(DEEP_MC + 5, 512, KC + 9), 2));
+        check(isa, variant(Case::new(40, 512, DEEP_KC + 3), 10));
     }
 }
 
