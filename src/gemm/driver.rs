@@ -71,11 +71,12 @@ const ALIAS_BYTES: usize = 4096;
 /// packed even where `Kernel::B_IN_PLACE` reads B in place: a panel's k
 /// rows, read one after another, then fall into 4 L1 sets (2 at 4 KiB)
 /// and evict the A rows that share them. AVX-512 on Zen 4, packed (at 2
-/// KiB) against in place (`examples/gemm_shape`, best of four
-/// alternating): 512² 112.3 → 114.2 GFLOP/s, 1536² 99.1 → 110.9,
-/// 2048×512×512 106.1 → 109.8. At 1 KiB, 768² (3 KiB rows) gained too
-/// (107.9 → 111.6), but 256² lost (115.2 → 113.6) and 256×256×1024 was
-/// equal, so 1 KiB multiples stay in place.
+/// KiB) against in place (`examples/gemm_shape`, alternating): 1536² 98.4
+/// → 110.5 GFLOP/s (three pairs, +11.8–12.8%), 1024×512×1024 106.8 →
+/// 112.4, 2048×512×512 106.1 → 109.8 (best of four); 512² equal over
+/// eight pairs (means 112.4 and 112.5). At 1 KiB, 768² (3 KiB rows)
+/// gained too (107.9 → 111.6), but 256² lost (115.2 → 113.6) and
+/// 256×256×1024 was equal, so 1 KiB multiples stay in place.
 const B_ALIAS_BYTES: usize = 2048;
 
 /// Below this many flops (2·m·n·k) a call stays on the calling thread. The
