@@ -195,9 +195,9 @@ pub(crate) fn prefetch(p: *const f32) {
 /// # Safety
 /// `S`'s instructions must be available; A~ must be readable for `M` rows ×
 /// `k` (and with `PACK`, `t.pack` writable for `M · k` floats that overlap
-/// nothing else the tile reads or writes), B~ for `k` rows × `NV·LANES` columns (only `(NV-1)·LANES + tail`
-/// when `TAIL`), C writable (and readable when
-/// β ≠ 0) for `M × n`, bias readable for `n` values and the mask for
+/// nothing else the tile reads or writes), B~ for `k` rows × `NV·LANES`
+/// columns (only `(NV-1)·LANES + tail` when `TAIL`), C writable (and
+/// readable when β ≠ 0) for `M × n`, bias readable for `n` values and the mask for
 /// `M × n` (row stride `rsm`) when non-null; with `IL`, `b_il` readable for
 /// the tail vectors of `k` (see [`Block::b_il`]) and A~ by rows only where
 /// B~'s plain vectors are read, A~ in column panels for `M` rows.
