@@ -4,9 +4,10 @@
 //! Small shapes decide the MLP's speed, so packing is skipped whenever the
 //! operand can be read in place at no loss: B with unit column stride is read
 //! directly (a partial last vector by masked loads) unless its rows alias in
-//! L1 and many row panels reuse it (see [`B_ALIAS_BYTES`]); A with a unit stride in either direction
-//! is broadcast straight from memory for narrow C, and a row-major A for any
-//! C unless its rows alias in L1 (see [`ALIAS_BYTES`]). A last column panel
+//! L1 and many row panels reuse it (see [`B_ALIAS_BYTES`]); A with a unit
+//! stride in either direction is broadcast straight from memory for narrow
+//! C, and a row-major A for any C unless its rows alias in L1 (see
+//! [`ALIAS_BYTES`]). A last column panel
 //! whose last vector has only a few columns gets them packed as an
 //! interleaved tail (see `kernel::tile`, [`il_tail_cols`]). A part of C 9 or
 //! 10 columns wide with A read by rows runs the split thin kernel

@@ -715,6 +715,9 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
     run_panel: impl Fn(&Panel, usize) -> bool,
     run_pack: impl Fn(&Tile),
 ) {
+    // The driver leaves A~ unpacked (`a_src`) only for blocks it knows run
+    // LOOP 1 outside LOOP 2, by the same `runs_rows_outer`.
+    debug_assert!(blk.a_src.is_null() || runs_rows_outer(blk.nc, blk.kc, NR));
     if runs_rows_outer(blk.nc, blk.kc, NR) {
         let mut ir = 0;
         // LOOP 1: step MR through the mc rows of A~ / C.
@@ -993,6 +996,9 @@ tile_fns!("avx2,fma", V256,
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn block_avx512<const NR: usize, const MERGE_MAX: usize>(blk: &Block) {
     if blk.b_split {
+        // (Split blocks are 9 or 10 columns wide, never wide enough to
+        // have their A packed by their first tiles.)
+        debug_assert!(blk.a_src.is_null());
         // SAFETY: same contract as `block`; the driver packed split B~.
         unsafe { super::split::block(blk) };
         return;
