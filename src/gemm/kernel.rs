@@ -700,7 +700,9 @@ pub(crate) unsafe fn tile_at<const MR: usize>(blk: &Block, p: &Panel, ir: usize)
 /// instead of a kc × NR B~ micro-panel (32 KiB on AVX-512, most of a 48 KiB
 /// L1) staying while the A~ slivers stream past it. That measured 3–7%
 /// faster on 512²–1024² (`examples/gemm_shape`, alternating) and equal
-/// on 256², 128² and the n = 100 shapes, which keep the BLIS order.
+/// on 256², 128² and the n = 100 shapes, which keep the BLIS order. Where
+/// B~ exceeds half the L2, LOOP 1 runs over one column group at a time
+/// (see [`rows_outer_group`]).
 ///
 /// `run(m, nv, tail, tile)` runs one tile. In the BLIS order,
 /// `run_panel(panel, step)` is offered each column panel first and returns
@@ -719,29 +721,41 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
     // LOOP 1 outside LOOP 2, by the same `runs_rows_outer`.
     debug_assert!(blk.a_src.is_null() || runs_rows_outer(blk.nc, blk.kc, NR));
     if runs_rows_outer(blk.nc, blk.kc, NR) {
-        let mut ir = 0;
-        // LOOP 1: step MR through the mc rows of A~ / C.
-        while ir < blk.mc {
-            let m = (blk.mc - ir).min(MR);
-            let mut jr = 0;
-            if !blk.a_src.is_null() && m == MR {
-                let p = panel_at::<S, NR, MERGE_MAX>(blk, 0);
-                debug_assert!(p.n == NR && p.tail == 0 && p.b_il.is_null() && blk.a_packed);
-                let mut t = tile_at::<MR>(blk, &p, ir);
-                t.pack = t.a as *mut f32;
-                t.a = blk.a_src.wrapping_offset(ir as isize * blk.rsa_src);
-                t.rsa = blk.rsa_src;
-                t.csa = 1;
-                run_pack(&t);
-                jr = p.n;
+        // Column groups (see [`rows_outer_group`]): LOOP 1 runs over the
+        // group's panels only, then over the next group's.
+        let group = rows_outer_group(blk.nc, blk.kc, NR);
+        let mut jg = 0;
+        while jg < blk.nc {
+            let group_end = (jg + group).min(blk.nc);
+            // Where the next group starts: past the last panel that starts
+            // inside this one (a merged last panel runs whole).
+            let mut next = blk.nc;
+            let mut ir = 0;
+            // LOOP 1: step MR through the mc rows of A~ / C.
+            while ir < blk.mc {
+                let m = (blk.mc - ir).min(MR);
+                let mut jr = jg;
+                if jg == 0 && !blk.a_src.is_null() && m == MR {
+                    let p = panel_at::<S, NR, MERGE_MAX>(blk, 0);
+                    debug_assert!(p.n == NR && p.tail == 0 && p.b_il.is_null() && blk.a_packed);
+                    let mut t = tile_at::<MR>(blk, &p, ir);
+                    t.pack = t.a as *mut f32;
+                    t.a = blk.a_src.wrapping_offset(ir as isize * blk.rsa_src);
+                    t.rsa = blk.rsa_src;
+                    t.csa = 1;
+                    run_pack(&t);
+                    jr = p.n;
+                }
+                // LOOP 2: step NR through the group's columns of B~ / C.
+                while jr < group_end {
+                    let p = panel_at::<S, NR, MERGE_MAX>(blk, jr);
+                    run(m, p.nv, p.tail, &tile_at::<MR>(blk, &p, ir));
+                    jr += p.n;
+                }
+                next = jr;
+                ir += MR;
             }
-            // LOOP 2: step NR through the nc columns of B~ / C.
-            while jr < blk.nc {
-                let p = panel_at::<S, NR, MERGE_MAX>(blk, jr);
-                run(m, p.nv, p.tail, &tile_at::<MR>(blk, &p, ir));
-                jr += p.n;
-            }
-            ir += MR;
+            jg = next;
         }
         return;
     }
@@ -774,6 +788,35 @@ const ROWS_OUTER_PANELS: usize = 8;
 /// Depth a block needs before LOOP 1 runs outside LOOP 2: below it the B~
 /// micro-panel is small enough to share L1.
 const ROWS_OUTER_MIN_KC: usize = 128;
+
+/// The most bytes of B~ a rows-outer block streams past each A~ sliver:
+/// half of a 1 MiB L2, so the panels stay there while the sliver's rows
+/// pass, beside A~ and C's lines.
+const ROWS_OUTER_GROUP_BYTES: usize = 512 * 1024;
+
+/// Columns of one column group of a rows-outer block `nc` wide and `kc`
+/// deep (see [`block_loops`]): as many `nr`-wide panels as fit in
+/// [`ROWS_OUTER_GROUP_BYTES`] when the whole block's B~ does not, and at
+/// least [`ROWS_OUTER_PANELS`] of them; otherwise the whole block. LOOP 1
+/// then runs over one group at a time, and each A~ sliver is read again
+/// (from L2) per group. In a 512 square B~ is 1 MiB, the whole L2, so each
+/// sliver's pass over it would find little of it left from the last one
+/// and fetch it from L3, which the host's other tenants share. Measured
+/// on Zen 4 (`examples/gemm_shape`, 0.5-s rounds, alternating builds):
+/// 512² mean 111.7 → 112.8 GFLOP/s over twelve rounds each (lowest round
+/// 108.6 → 111.4, best 113.8 → 113.9): equal in quiet spells, less lost
+/// in busy ones. 2048×512×512, 256×512×512, 512×1024×512, 1024², 2048²
+/// (no groups at kc = 1024) and AVX2's 512², 1024², 1536² equal, ±0.5%.
+#[inline(always)]
+pub(crate) fn rows_outer_group(nc: usize, kc: usize, nr: usize) -> usize {
+    let panel_bytes = kc * nr * std::mem::size_of::<f32>();
+    let panels = ROWS_OUTER_GROUP_BYTES / panel_bytes.max(1);
+    if nc * kc * std::mem::size_of::<f32>() > ROWS_OUTER_GROUP_BYTES && panels >= ROWS_OUTER_PANELS {
+        panels * nr
+    } else {
+        nc
+    }
+}
 
 /// Whether a block `nc` wide and `kc` deep, in `nr`-wide column panels,
 /// runs LOOP 1 outside LOOP 2 (see [`block_loops`]).

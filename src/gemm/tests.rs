@@ -337,6 +337,41 @@ fn a_packed_by_first_tiles() {
 }
 
 #[test]
+fn column_groups() {
+    // Rows-outer blocks whose B~ exceeds half the L2 run LOOP 1 over column
+    // groups (`kernel::rows_outer_group`): LOOP 1 over the first group's
+    // panels, then the next group's, each A~ sliver read again per group.
+    // A partial last group, a merged last panel (548 = 17·32 + 4 on
+    // AVX-512), k % 4 = 3, one or two k blocks, partial and several row
+    // panels, A read in place or packed (by the first group's first tiles
+    // when its rows alias, or transposed), B packed or in place.
+    use super::kernel::rows_outer_group;
+    use Layout::*;
+    let shapes = [(548, 512), (520, 511), (600, 300)];
+    // Every kernel's NR (portable 8, AVX2 16, AVX-512 32), at the depths the
+    // driver picks for these shapes (one deep block, or KC blocks), splits
+    // them into groups.
+    for nr in [8, 16, 32] {
+        for &(n, k) in &shapes {
+            for kc in [k.min(super::driver::DEEP_KC), k.min(KC)] {
+                assert!(rows_outer_group(n, kc, nr) < n, "{n}x{kc} with NR {nr} takes no groups");
+            }
+        }
+    }
+    for isa in isas() {
+        let mut v = 0;
+        for &m in &[8, 13, super::driver::DEEP_MC + 5] {
+            for &(n, k) in &shapes {
+                for (la, lb) in [(RowMajor, RowMajor), (Aliased, Aliased), (Trans, Aliased), (RowMajor, Aliased)] {
+                    check(isa, Case { la, lb, ..variant(Case::new(m, n, k), v) });
+                    v += 1;
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn interleaved_tails() {
     // A last panel whose last vector has at most LANES / IL columns (n = 4,
     // 20, 36, 68, 100 on AVX-512; also 10 and 12 on AVX2) runs the
@@ -454,6 +489,8 @@ fn threads_give_bit_identical_results() {
         // a row split and a column split.
         (64, 300, super::driver::DEEP_KC + 20, Layout::Aliased, Layout::RowMajor),
         (8, 700, 784, Layout::Aliased, Layout::RowMajor),
+        // Column groups in each task's blocks (B~ past half the L2).
+        (64, 548, 512, Layout::RowMajor, Layout::Aliased),
         (784, 100, 64, Layout::Trans, Layout::RowMajor),
         // The split thin kernel's row split (n = 10, A by rows).
         (512, 10, 832, Layout::RowMajor, Layout::RowMajor),
