@@ -58,6 +58,19 @@ pub(crate) const DIRECT_KC: usize = 1024;
 /// if its rows alias (see [`B_ALIAS_BYTES`]): few row panels read each B
 /// panel, and packing would cost more than it saves.
 const DIRECT_B_MAX_M: usize = 32;
+/// A row-major B whose rows alias at 2 KiB but not 4 KiB (see
+/// [`B_ALIAS_BYTES`]) is still read in place, where `Kernel::B_IN_PLACE`
+/// allows, when C has at most this many rows: packing B costs the same
+/// whatever m, and with few row panels to share it, it cost more than the
+/// aliasing. Read in place (in column groups of 4 panels, see
+/// `kernel::rows_outer_group`) against packed (groups of 8), AVX-512 on
+/// Zen 4 (`examples/gemm_shape`, 0.5-s rounds, alternating; means): 512²
+/// 110.0 → 113.1 GFLOP/s (ten rounds each; lowest 107.5 → 111.5, best
+/// 112.2 → 114.0), 256×512×512 112.7 → 114.5, 384×512×512 112.9 → 114.2
+/// (four each); 768×512×512 lost in place (median 107.3 → 105.0 with
+/// groups of 4, in-process alternation), 512×1024×512 (rows 4 KiB
+/// apart) lost 5%.
+const ALIASED_B_MAX_M: usize = 512;
 /// A is read in place (not packed) when C has at most this many columns,
 /// whatever A's layout.
 const DIRECT_A_MAX_N: usize = 128;
@@ -75,7 +88,8 @@ const ALIAS_BYTES: usize = 4096;
 /// KiB) against in place (`examples/gemm_shape`, alternating): 1536² 98.4
 /// → 110.5 GFLOP/s (three pairs, +11.8–12.8%), 1024×512×1024 106.8 →
 /// 112.4, 2048×512×512 106.1 → 109.8 (best of four); 512² equal over
-/// eight pairs (means 112.4 and 112.5). At 1 KiB, 768² (3 KiB rows)
+/// eight pairs (means 112.4 and 112.5; it is now read in place, see
+/// [`ALIASED_B_MAX_M`]). At 1 KiB, 768² (3 KiB rows)
 /// gained too (107.9 → 111.6), but 256² lost (115.2 → 113.6) and
 /// 256×256×1024 was equal, so 1 KiB multiples stay in place.
 const B_ALIAS_BYTES: usize = 2048;
@@ -647,9 +661,13 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
     // (`examples/gemm_shape`, best of two, alternating): 64² 105.7 → 110.6
     // GFLOP/s, 256² 112.6 → 115.2, 256×100×784 109.2 → 114.2, 784×100×256
     // Aᵀ 113.7 → 114.7; the 1024 square (rows 4 KiB apart) 107.3 → 91.5,
-    // so it still packs, as do rows 2 KiB apart (see `B_ALIAS_BYTES`).
+    // so it still packs, as do rows 2 KiB apart under many rows (see
+    // `B_ALIAS_BYTES`, `ALIASED_B_MAX_M`).
     let b_alias = (b.rs * std::mem::size_of::<f32>()).is_multiple_of(B_ALIAS_BYTES);
-    let b_direct = b.cs == 1 && (m <= DIRECT_B_MAX_M || (K::B_IN_PLACE && !b_alias && super::half_width_avx512()));
+    let b_alias_4k = (b.rs * std::mem::size_of::<f32>()).is_multiple_of(ALIAS_BYTES);
+    let b_direct = b.cs == 1
+        && (m <= DIRECT_B_MAX_M
+            || (K::B_IN_PLACE && super::half_width_avx512() && (!b_alias || (m <= ALIASED_B_MAX_M && !b_alias_4k))));
     // Read A in place (a unit stride either way) unless many column panels
     // reuse it: packing costs about m·k copies, amortized over n / NR tiles.
     // A row-major A is read in place at any width unless its rows alias.

@@ -723,7 +723,7 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
     if runs_rows_outer(blk.nc, blk.kc, NR) {
         // Column groups (see [`rows_outer_group`]): LOOP 1 runs over the
         // group's panels only, then over the next group's.
-        let group = rows_outer_group(blk.nc, blk.kc, NR);
+        let group = rows_outer_group(blk.nc, blk.kc, NR, blk.b_masked);
         let mut jg = 0;
         while jg < blk.nc {
             let group_end = (jg + group).min(blk.nc);
@@ -794,24 +794,44 @@ const ROWS_OUTER_MIN_KC: usize = 128;
 /// pass, beside A~ and C's lines.
 const ROWS_OUTER_GROUP_BYTES: usize = 512 * 1024;
 
+/// Column panels in a group of a rows-outer block that reads B in place
+/// (see [`rows_outer_group`]). AVX-512 on Zen 4 (`examples/gemm_shape`,
+/// 0.5-s rounds, alternating, four each; means, then best): 768² (3 KiB
+/// rows) 105.8 → 107.4 and 107.6 → 109.7 GFLOP/s against no groups (5
+/// panels 768 deep would fit in 512 KiB), 640² 107.7 → 108.4 and 108.3 →
+/// 111.8; 1280² equal (95.5 → 96.0). 512² with B in place, alternating in
+/// one process (best of ~90 chunks each): groups of 8 panels 112.0 against
+/// 114.1 for 4; in another run groups of 2, 3 and 4 114.8, 114.9, 114.7.
+const ROWS_OUTER_IN_PLACE_PANELS: usize = 4;
+
 /// Columns of one column group of a rows-outer block `nc` wide and `kc`
-/// deep (see [`block_loops`]): as many `nr`-wide panels as fit in
-/// [`ROWS_OUTER_GROUP_BYTES`] when the whole block's B~ does not, and at
-/// least [`ROWS_OUTER_PANELS`] of them; otherwise the whole block. LOOP 1
-/// then runs over one group at a time, and each A~ sliver is read again
-/// (from L2) per group. In a 512 square B~ is 1 MiB, the whole L2, so each
+/// deep (see [`block_loops`]), when the whole block's B~ does not fit in
+/// [`ROWS_OUTER_GROUP_BYTES`]: [`ROWS_OUTER_IN_PLACE_PANELS`] panels `nr`
+/// wide where B is read in place (`b_in_place`), else as many as fit in
+/// it if that is at least [`ROWS_OUTER_PANELS`]; otherwise (and for a
+/// block that fits) the whole block. LOOP 1 then runs over one group at a
+/// time, and each A~ sliver is read again (from L2) per group.
+///
+/// A packed B~ 512 deep and 512 wide is 1 MiB, the whole L2, so each
 /// sliver's pass over it would find little of it left from the last one
-/// and fetch it from L3, which the host's other tenants share. Measured
-/// on Zen 4 (`examples/gemm_shape`, 0.5-s rounds, alternating builds):
-/// 512² mean 111.7 → 112.8 GFLOP/s over twelve rounds each (lowest round
-/// 108.6 → 111.4, best 113.8 → 113.9): equal in quiet spells, less lost
-/// in busy ones. 2048×512×512, 256×512×512, 512×1024×512, 1024², 2048²
-/// (no groups at kc = 1024) and AVX2's 512², 1024², 1536² equal, ±0.5%.
+/// and fetch it from L3, which the host's other tenants share. Measured on
+/// 512² while it packed B (`examples/gemm_shape`, 0.5-s rounds, alternating
+/// builds): mean 111.7 → 112.8 GFLOP/s over twelve rounds each (lowest
+/// round 108.6 → 111.4, best 113.8 → 113.9): equal in quiet spells, less
+/// lost in busy ones. 2048×512×512, 256×512×512, 512×1024×512, 1024²,
+/// 2048² (no groups at kc = 1024) and AVX2's 512², 1024², 1536² equal,
+/// ±0.5%.
 #[inline(always)]
-pub(crate) fn rows_outer_group(nc: usize, kc: usize, nr: usize) -> usize {
-    let panel_bytes = kc * nr * std::mem::size_of::<f32>();
-    let panels = ROWS_OUTER_GROUP_BYTES / panel_bytes.max(1);
-    if nc * kc * std::mem::size_of::<f32>() > ROWS_OUTER_GROUP_BYTES && panels >= ROWS_OUTER_PANELS {
+pub(crate) fn rows_outer_group(nc: usize, kc: usize, nr: usize, b_in_place: bool) -> usize {
+    let f32s = std::mem::size_of::<f32>();
+    if nc * kc * f32s <= ROWS_OUTER_GROUP_BYTES {
+        return nc;
+    }
+    if b_in_place {
+        return ROWS_OUTER_IN_PLACE_PANELS * nr;
+    }
+    let panels = ROWS_OUTER_GROUP_BYTES / (kc * nr * f32s).max(1);
+    if panels >= ROWS_OUTER_PANELS {
         panels * nr
     } else {
         nc

@@ -302,9 +302,11 @@ fn odd_sizes_and_block_boundaries() {
         check(isa, Case { lb: Layout::Trans, ..variant(Case::new(DEEP_MC + 5, 300, DEEP_KC + 7), 8) });
         check(isa, Case { la: Layout::Aliased, ..variant(Case::new(2 * DEEP_MC + 3, 270, DEEP_KC + 1), 11) });
         // A row-major B with rows 2 KiB apart (512 columns) is packed on
-        // every path once m > 32 (`B_ALIAS_BYTES`): one k block and two.
+        // every path once m > 32 (`B_ALIAS_BYTES`), except on Zen 4's
+        // AVX-512 up to 512 rows (`ALIASED_B_MAX_M`): one k block and two.
         check(isa, variant(Case::new(DEEP_MC + 5, 512, KC + 9), 2));
         check(isa, variant(Case::new(40, 512, DEEP_KC + 3), 10));
+        check(isa, variant(Case::new(520, 512, KC + 9), 1));
     }
 }
 
@@ -341,20 +343,24 @@ fn column_groups() {
     // Rows-outer blocks whose B~ exceeds half the L2 run LOOP 1 over column
     // groups (`kernel::rows_outer_group`): LOOP 1 over the first group's
     // panels, then the next group's, each A~ sliver read again per group.
-    // A partial last group, a merged last panel (548 = 17·32 + 4 on
-    // AVX-512), k % 4 = 3, one or two k blocks, partial and several row
-    // panels, A read in place or packed (by the first group's first tiles
-    // when its rows alias, or transposed), B packed or in place.
+    // Groups of 4 panels where B is read in place. A partial last group, a
+    // merged last panel (548 = 17·32 + 4 on AVX-512), k % 4 = 3, one or
+    // two k blocks, partial and several row panels, A read in place or
+    // packed (by the first group's first tiles when its rows alias, or
+    // transposed), B packed or (on Zen 4's AVX-512) in place.
     use super::kernel::rows_outer_group;
     use Layout::*;
-    let shapes = [(548, 512), (520, 511), (600, 300)];
+    let shapes = [(548, 512), (544, 511), (600, 300)];
     // Every kernel's NR (portable 8, AVX2 16, AVX-512 32), at the depths the
     // driver picks for these shapes (one deep block, or KC blocks), splits
     // them into groups.
     for nr in [8, 16, 32] {
         for &(n, k) in &shapes {
             for kc in [k.min(super::driver::DEEP_KC), k.min(KC)] {
-                assert!(rows_outer_group(n, kc, nr) < n, "{n}x{kc} with NR {nr} takes no groups");
+                for b_in_place in [false, true] {
+                    let g = rows_outer_group(n, kc, nr, b_in_place);
+                    assert!(g < n, "{n}x{kc} with NR {nr} takes no groups");
+                }
             }
         }
     }
@@ -367,6 +373,12 @@ fn column_groups() {
                     v += 1;
                 }
             }
+        }
+        // B rows 2 KiB apart: read in place up to 512 rows on Zen 4's
+        // AVX-512 (groups of 4 panels), packed past them (groups of 8).
+        for m in [53, 512, 520] {
+            check(isa, variant(Case::new(m, 512, 511), v));
+            v += 1;
         }
     }
 }
@@ -491,6 +503,7 @@ fn threads_give_bit_identical_results() {
         (8, 700, 784, Layout::Aliased, Layout::RowMajor),
         // Column groups in each task's blocks (B~ past half the L2).
         (64, 548, 512, Layout::RowMajor, Layout::Aliased),
+        (128, 512, 511, Layout::RowMajor, Layout::RowMajor),
         (784, 100, 64, Layout::Trans, Layout::RowMajor),
         // The split thin kernel's row split (n = 10, A by rows).
         (512, 10, 832, Layout::RowMajor, Layout::RowMajor),
