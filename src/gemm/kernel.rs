@@ -800,7 +800,7 @@ const ROWS_OUTER_GROUP_BYTES: usize = 512 * 1024;
 /// rows) 105.8 → 107.4 and 107.6 → 109.7 GFLOP/s against no groups (5
 /// panels 768 deep would fit in 512 KiB), 640² 107.7 → 108.4 and 108.3 →
 /// 111.8; 1280² equal (95.5 → 96.0). 512² with B in place, alternating in
-/// one process (best of ~90 chunks each): groups of 8 panels 112.0 against
+/// one process (best of 370–460 chunks each): groups of 8 panels 112.0 against
 /// 114.1 for 4; in another run groups of 2, 3 and 4 114.8, 114.9, 114.7.
 const ROWS_OUTER_IN_PLACE_PANELS: usize = 4;
 
