@@ -663,11 +663,18 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
     // Aᵀ 113.7 → 114.7; the 1024 square (rows 4 KiB apart) 107.3 → 91.5,
     // so it still packs, as do rows 2 KiB apart under many rows (see
     // `B_ALIAS_BYTES`, `ALIASED_B_MAX_M`).
-    let b_alias = (b.rs * std::mem::size_of::<f32>()).is_multiple_of(B_ALIAS_BYTES);
-    let b_alias_4k = (b.rs * std::mem::size_of::<f32>()).is_multiple_of(ALIAS_BYTES);
-    let b_direct = b.cs == 1
-        && (m <= DIRECT_B_MAX_M
-            || (K::B_IN_PLACE && super::half_width_avx512() && (!b_alias || (m <= ALIASED_B_MAX_M && !b_alias_4k))));
+    // The most rows of C for which such kernels read B in place, by how
+    // its rows alias: any number, ALIASED_B_MAX_M at 2 KiB, none at 4 KiB.
+    let b_row_bytes = b.rs * std::mem::size_of::<f32>();
+    let b_in_place_max_m = if b_row_bytes.is_multiple_of(ALIAS_BYTES) {
+        0
+    } else if b_row_bytes.is_multiple_of(B_ALIAS_BYTES) {
+        ALIASED_B_MAX_M
+    } else {
+        usize::MAX
+    };
+    let b_direct =
+        b.cs == 1 && (m <= DIRECT_B_MAX_M || (K::B_IN_PLACE && super::half_width_avx512() && m <= b_in_place_max_m));
     // Read A in place (a unit stride either way) unless many column panels
     // reuse it: packing costs about m·k copies, amortized over n / NR tiles.
     // A row-major A is read in place at any width unless its rows alias.
