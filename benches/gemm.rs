@@ -79,7 +79,7 @@ fn bench_shape(
 fn squares(cr: &mut Criterion) {
     for isa in available_isas() {
         let peak = fma_peak_gflops_with(isa, Duration::from_millis(300));
-        eprintln!("{}: single-core FP32 FMA peak ≈ {peak:.1} GFLOP/s", isa.name());
+        eprintln!("{}: single-core FP32 FMA peak ≈ {peak:.1} GFLOP/s (0.2-ms batches)", isa.name());
     }
     let pool = pool();
     let mut g = cr.benchmark_group("gemm_square");

@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Prints the best GFLOP/s over chunks of calls within SECONDS (default
-//! 0.25; `simdnet bench`'s timing, `bench::gemm_gflops`) and its share of the FMA peak measured just before.
+//! 0.25; `simdnet bench`'s timing, `bench::gemm_gflops`) and its share of
+//! the FMA peak measured just before in windows as long as the chunks
+//! (`bench::chunk_window`), as `simdnet bench` does.
 //! `--trans-a` reads A as the transpose of a row-major `[k, m]` buffer (the
 //! weight gradient's Xᵀ), `--trans-b` reads B as the transpose of a
 //! row-major `[n, k]` buffer (a feature-major activation in a weight
@@ -14,8 +16,8 @@
 //! Alternate two binaries and keep the best of each: the host's noise only
 //! ever makes a run slower.
 
-use simdnet::bench::{gemm_gflops, Operands};
-use simdnet::gemm::{fma_peak_gflops, selected_isa};
+use simdnet::bench::{chunk_window, gemm_gflops, Operands};
+use simdnet::gemm::{fma_peak_gflops_over, selected_isa};
 use std::time::Duration;
 
 fn main() {
@@ -43,8 +45,9 @@ fn main() {
         .expect("a thread pool");
     pool.install(|| {
         let isa = selected_isa();
-        let peak = fma_peak_gflops(Duration::from_millis(200));
-        let g = gemm_gflops(isa, m, n, k, ops, Duration::from_secs_f64(seconds));
+        let budget = Duration::from_secs_f64(seconds);
+        let peak = fma_peak_gflops_over(Duration::from_millis(500).max(budget), chunk_window(budget));
+        let g = gemm_gflops(isa, m, n, k, ops, budget);
         println!(
             "{m}x{n}x{k}{}{}: {g:.1} GFLOP/s = {:.1}% of {peak:.1} ({}, {threads} thread(s))",
             if trans_a { " (Aᵀ)" } else { "" },

@@ -27,7 +27,7 @@ mod split;
 mod tests;
 
 pub use driver::{KC, MC, NC, PAR_MIN_FLOPS};
-pub use peak::{fma_peak_gflops, fma_peak_gflops_with};
+pub use peak::{fma_peak_gflops, fma_peak_gflops_over, fma_peak_gflops_with};
 
 use std::sync::OnceLock;
 

@@ -52,7 +52,11 @@ const INPUT_POLL: Duration = Duration::from_millis(100);
 /// How often the UI thread checks the signal flags while idle.
 const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 /// How long the FMA peak is measured at startup.
-const PEAK_MEASURE: Duration = Duration::from_millis(200);
+const PEAK_MEASURE: Duration = Duration::from_millis(300);
+/// The windows it is timed in: the live rates are averages over longer
+/// spans than that, which the host's interrupts cost as they cost the peak
+/// (see `gemm::fma_peak_gflops_over`).
+const PEAK_WINDOW: Duration = Duration::from_millis(50);
 
 /// What the trainer thread sends to the UI thread.
 #[derive(Debug)]
@@ -207,7 +211,7 @@ pub fn run(session: &mut Session) -> Result<(Outcome, Option<u8>)> {
     let restore = Restore;
     terminal.draw(|f| f.render_widget(&app, f.area())).map_err(draw_error)?;
     // Measured before training starts, so that neither disturbs the other.
-    app.peak_gflops = Some(crate::gemm::fma_peak_gflops(PEAK_MEASURE) * session.threads as f64);
+    app.peak_gflops = Some(crate::gemm::fma_peak_gflops_over(PEAK_MEASURE, PEAK_WINDOW) * session.threads as f64);
     let mut screen = Training { app: &mut app, ui_panic: fault("tui-ui-panic") };
     let trained = drive(&mut terminal, &mut screen, &signals, |events, commands| train(session, events, commands));
     drop(terminal);

@@ -4,7 +4,8 @@
 //! e.g. Debian's `libblis4-serial`) and, for the squares, numpy's OpenBLAS
 //! (`scripts/numpy_gemm.py`, run once per round), one thread each,
 //! alternating in rounds; prints the best GFLOP/s of each and its share of
-//! the best FMA peak measured in the sitting. A library that is not there
+//! the best FMA peak measured in the sitting (in windows as long as the
+//! timed chunks, `simdnet::bench::chunk_window`). A library that is not there
 //! (BLIS, numpy) leaves its column out and says why.
 //!
 //! ```text
@@ -19,8 +20,8 @@
 //! layout training passes them (`simdnet::bench::Operands`); the results are
 //! checked against simdnet's before anything is timed.
 
-use simdnet::bench::{best_seconds_per_call, Operands, SHAPES};
-use simdnet::gemm::{fma_peak_gflops, selected_isa, sgemm_with, Epilogue, MatMut};
+use simdnet::bench::{best_seconds_per_call, chunk_window, Operands, SHAPES};
+use simdnet::gemm::{fma_peak_gflops_over, selected_isa, sgemm_with, Epilogue, MatMut};
 use std::time::Duration;
 
 const LIBS: [&str; 5] = ["simdnet", "gemm 0.19", "matrixmultiply", "BLIS", "numpy (OpenBLAS)"];
@@ -252,7 +253,8 @@ fn main() {
         let mut best = vec![[0.0f64; LIBS.len()]; shapes.len()];
         let mut peak = 0.0f64;
         for round in 1..=rounds {
-            peak = peak.max(fma_peak_gflops(Duration::from_millis(200)));
+            // Timed in windows as long as the chunks below (see `fma_peak_gflops_over`).
+            peak = peak.max(fma_peak_gflops_over(Duration::from_millis(500), chunk_window(budget)));
             for (s, (&(m, n, k, ops, _), (a, b))) in shapes.iter().zip(&operands).enumerate() {
                 let mut c = vec![0.0f32; m * n];
                 for &lib in libs.iter().filter(|&&l| l != NUMPY) {
@@ -278,8 +280,9 @@ fn main() {
             eprintln!("round {round}/{rounds} done");
         }
         println!(
-            "GFLOP/s, best of {rounds} alternating rounds, one thread, {} path; % of the sitting's best FMA peak {peak:.1} GFLOP/s",
-            selected_isa().name()
+            "GFLOP/s, best of {rounds} alternating rounds, one thread, {} path; % of the sitting's best FMA peak {peak:.1} GFLOP/s ({:.0}-ms windows, as the chunks)",
+            selected_isa().name(),
+            chunk_window(budget).as_secs_f64() * 1e3
         );
         if let Some(what) = &blis_what {
             println!("BLIS: {what}");
