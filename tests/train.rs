@@ -167,6 +167,22 @@ fn impossible_flags_are_refused() {
     }
 }
 
+/// A training set smaller than a batch (here 40 images against batches of
+/// up to 256): `bench` repeats images to fill its batches instead of
+/// panicking.
+#[test]
+fn bench_fills_batches_from_a_small_training_set() {
+    let dir = tempfile::tempdir().unwrap();
+    subset(dir.path(), 40, 16);
+    let out = simdnet(&["bench", "--data", dir.path().to_str().unwrap(), "--seconds", "0.01"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("panicked"), "bench failed: {stderr}");
+    let row = stdout.lines().find(|l| l.split_whitespace().next() == Some("256")).unwrap_or_else(|| panic!("{stdout}"));
+    let samples: f64 = row.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(samples > 0.0, "{row}");
+}
+
 /// `simdnet bench` end to end on a small subset (quick budget): every GEMM
 /// shape gets a row with a positive GFLOP/s, a share of the measured peak
 /// and its lane ceiling, and every batch size a positive samples/s.
