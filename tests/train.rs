@@ -167,20 +167,33 @@ fn impossible_flags_are_refused() {
     }
 }
 
+/// `simdnet bench --seconds 0.01` on a subset of `n_train` training
+/// images; its stdout, once it has succeeded without a panic.
+fn bench_on_subset(n_train: usize) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    subset(dir.path(), n_train, 16);
+    let out = simdnet(&["bench", "--data", dir.path().to_str().unwrap(), "--seconds", "0.01"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("panicked"), "bench failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The samples/s of `bench`'s training row for `batch`.
+fn training_samples(stdout: &str, batch: &str) -> f64 {
+    let row = stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(batch))
+        .unwrap_or_else(|| panic!("no training row for batch {batch}:\n{stdout}"));
+    row.split_whitespace().nth(1).unwrap().parse().unwrap_or_else(|e| panic!("{row}: {e}"))
+}
+
 /// A training set smaller than a batch (here 40 images against batches of
 /// up to 256): `bench` repeats images to fill its batches instead of
 /// panicking.
 #[test]
 fn bench_fills_batches_from_a_small_training_set() {
-    let dir = tempfile::tempdir().unwrap();
-    subset(dir.path(), 40, 16);
-    let out = simdnet(&["bench", "--data", dir.path().to_str().unwrap(), "--seconds", "0.01"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && !stderr.contains("panicked"), "bench failed: {stderr}");
-    let row = stdout.lines().find(|l| l.split_whitespace().next() == Some("256")).unwrap_or_else(|| panic!("{stdout}"));
-    let samples: f64 = row.split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert!(samples > 0.0, "{row}");
+    let stdout = bench_on_subset(40);
+    assert!(training_samples(&stdout, "256") > 0.0, "{stdout}");
 }
 
 /// `simdnet bench` end to end on a small subset (quick budget): every GEMM
@@ -188,11 +201,7 @@ fn bench_fills_batches_from_a_small_training_set() {
 /// and its lane ceiling, and every batch size a positive samples/s.
 #[test]
 fn bench_reports_every_shape_and_batch_size() {
-    let dir = tempfile::tempdir().unwrap();
-    subset(dir.path(), 1024, 16);
-    let out = simdnet(&["bench", "--data", dir.path().to_str().unwrap(), "--seconds", "0.01"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = bench_on_subset(1024);
     assert!(stdout.contains("FP32 FMA peak, one core"), "{stdout}");
     for &(m, n, k, _, what) in simdnet::bench::SHAPES {
         let row = stdout
@@ -204,11 +213,6 @@ fn bench_reports_every_shape_and_batch_size() {
         assert!(gflops > 0.0 && pct > 0.0 && ceiling > 0.0 && ceiling <= 100.0, "{row}");
     }
     for batch in ["32", "128", "256"] {
-        let row = stdout
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(batch))
-            .unwrap_or_else(|| panic!("no training row for batch {batch}:\n{stdout}"));
-        let samples: f64 = row.split_whitespace().nth(1).unwrap().parse().unwrap();
-        assert!(samples > 0.0, "{row}");
+        assert!(training_samples(&stdout, batch) > 0.0, "{stdout}");
     }
 }
