@@ -73,8 +73,9 @@ fn best_rate(duration: Duration, window: Duration, flops: f64, mut f: impl FnMut
     flops / best / 1e9
 }
 
-/// One batch (`ROUNDS` rounds, ~0.2 ms at AVX-512 on Zen 4): windows this
-/// short mostly miss the host's interrupts.
+/// Windows of one batch each (`best_rate` rounds a window to whole
+/// batches, at least one): `ROUNDS` rounds, ~0.2 ms at AVX-512 on Zen 4,
+/// short enough to miss most of the host's interrupts.
 const SHORT_WINDOW: Duration = Duration::ZERO;
 
 /// This core's FP32 FMA peak in GFLOP/s (one thread), measured for about
