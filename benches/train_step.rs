@@ -22,8 +22,7 @@ fn train_step(c: &mut Criterion) {
         .start_handler(|_| simdnet::fpu::flush_denormals_to_zero())
         .build()
         .unwrap();
-    let spec =
-        ModelSpec { input_shape: (28, 28), hidden: vec![100], activation: Activation::Relu, classes: 10, dropout: 0.0 };
+    let spec = ModelSpec::mlp((28, 28), &[100], Activation::Relu, 10, 0.0).unwrap();
     let optimizers = [
         ("adam", OptimizerKind::adam()),
         ("sgd", OptimizerKind::sgd()),
@@ -52,8 +51,7 @@ fn train_step(c: &mut Criterion) {
 
 fn optimizer_step(c: &mut Criterion) {
     simdnet::fpu::flush_denormals_to_zero();
-    let spec =
-        ModelSpec { input_shape: (28, 28), hidden: vec![100], activation: Activation::Relu, classes: 10, dropout: 0.0 };
+    let spec = ModelSpec::mlp((28, 28), &[100], Activation::Relu, 10, 0.0).unwrap();
     let n = spec.param_count();
     let mut rng = fastrand::Rng::with_seed(7);
     let grads: Vec<f32> = (0..n).map(|_| (rng.f32() - 0.5) * 0.02).collect();

@@ -1,6 +1,7 @@
 //! A training session assembled from the command line, independent of the
 //! front end: the headless printer and the dashboard both drive [`Session::run`].
 
+use crate::arch::Arch;
 use crate::batch::{holdout, Batch};
 use crate::callbacks;
 use crate::checkpoint;
@@ -13,15 +14,25 @@ use crate::optim::Optimizer;
 use crate::train::{self, Evaluation, FitConfig, History, Monitor};
 use std::path::{Path, PathBuf};
 
-/// The architecture the flags describe, sized to the data.
-pub fn model_spec(args: &ModelArgs, data: &Dataset) -> ModelSpec {
-    ModelSpec {
-        input_shape: (data.train.rows, data.train.cols),
-        hidden: args.hidden.0.clone(),
-        activation: args.activation.into(),
-        classes: data.classes,
-        dropout: args.dropout,
+/// The architecture the flags describe, fitted to the data; errors say which
+/// layer does not fit and why.
+pub fn model_spec(args: &ModelArgs, data: &Dataset) -> Result<ModelSpec> {
+    let layers = args.layers(data.classes).map_err(Error::new)?;
+    let flags = match (&args.arch, &args.hidden) {
+        (Arch::Mlp, Some(h)) => format!("--hidden {}", h.0.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(",")),
+        _ => "--arch".to_string(),
+    };
+    let spec =
+        ModelSpec::new((data.train.rows, data.train.cols), &layers).map_err(|e| Error::new(format!("{flags}: {e}")))?;
+    if spec.classes() != data.classes {
+        return Err(Error::new(format!(
+            "{flags}: the last layer has {} units, the data in {} has {} classes",
+            spec.classes(),
+            data.dir.display(),
+            data.classes
+        )));
     }
+    Ok(spec)
 }
 
 /// Opens the data set the flags name.
@@ -72,15 +83,10 @@ pub fn check_output_path(flag: &str, path: &Path) -> Result<()> {
 
 /// Bytes of memory a training run of `spec` needs, roughly: the parameters,
 /// two gradient buffers and up to two optimizer slots (5 × params), plus the
-/// activations, their gradients (and dropout buffers) and the f32 inputs of a
-/// training and an evaluation batch.
+/// workspaces of a training and an evaluation batch and their f32 inputs.
 pub fn training_bytes(spec: &ModelSpec, batch_size: usize) -> f64 {
-    let layers = spec.layers();
-    let params = layers.last().map_or(0, |l| l.bias.end) as f64;
-    let outs: f64 = layers.iter().map(|l| l.out_dim as f64).sum();
-    let hidden: f64 = layers.iter().rev().skip(1).map(|l| l.out_dim as f64).sum();
-    let per_sample = spec.input_dim() as f64 + 2.0 * outs + if spec.dropout > 0.0 { 2.0 * hidden } else { 0.0 };
-    4.0 * (5.0 * params + (batch_size + train::EVAL_BATCH) as f64 * per_sample)
+    let per_sample = spec.workspace_bytes_per_sample() as f64 + 4.0 * spec.input_dim() as f64;
+    4.0 * 5.0 * spec.param_count() as f64 + (batch_size + spec.eval_batch()) as f64 * per_sample
 }
 
 /// This machine's physical memory in bytes (Linux), if known.
@@ -97,12 +103,10 @@ pub fn check_memory(args: &TrainArgs, spec: &ModelSpec) -> Result<()> {
     let need = training_bytes(spec, args.fit.batch_size as usize);
     match physical_memory() {
         Some(have) if need > have => Err(Error::new(format!(
-            "--hidden {} with --batch-size {} on {}x{} images needs about {:.1} GB of memory, \
-             this machine has {:.1} GB (use smaller --hidden or --batch-size)",
-            spec.hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(","),
+            "the model {} with --batch-size {} needs about {:.1} GB of memory, \
+             this machine has {:.1} GB (use a smaller model or --batch-size)",
+            spec.describe(),
             args.fit.batch_size,
-            spec.input_shape.0,
-            spec.input_shape.1,
             need / 1e9,
             have / 1e9
         ))),
@@ -146,7 +150,7 @@ impl Session {
         let mut data = open_data(&args.data)?;
         data.train.prefer_huge_pages();
         let threads = init_threads(args.fit.threads)?;
-        let spec = model_spec(&args.model, &data);
+        let spec = model_spec(&args.model, &data)?;
         check_memory(args, &spec)?;
         let seed = args.fit.seed;
         let (train_idx, val_idx) = holdout(data.train.count, args.fit.validation_split, seed);
@@ -217,8 +221,9 @@ impl Session {
         if history.finish == FinishReason::NonFiniteLoss {
             return Ok(Outcome { history, test: None });
         }
-        let mut ws = Workspace::new(&self.model.spec, train::EVAL_BATCH, self.cfg.seed);
-        let mut batch = Batch::new(train::EVAL_BATCH, self.data.test.image_len());
+        let eval_batch = self.model.spec.eval_batch();
+        let mut ws = Workspace::new(&self.model.spec, eval_batch, self.cfg.seed);
+        let mut batch = Batch::new(eval_batch, self.data.test.image_len());
         let test = train::evaluate(&self.model, &self.data.test, None, &mut ws, &mut batch);
         monitor.event(Event::Test { loss: test.loss, accuracy: test.accuracy });
         if let Some(path) = &self.save {

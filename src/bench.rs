@@ -135,13 +135,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let printed = pool.install(|| -> std::io::Result<()> {
         crate::fpu::flush_denormals_to_zero();
         let isa = gemm::selected_isa();
-        let spec = ModelSpec {
-            input_shape: (data.train.rows, data.train.cols),
-            hidden: vec![100],
-            activation: Activation::Relu,
-            classes: data.classes,
-            dropout: 0.0,
-        };
+        let spec = ModelSpec::mlp((data.train.rows, data.train.cols), &[100], Activation::Relu, data.classes, 0.0)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", args.data.data_dir().display())))?;
         let batches = [32, 128, 256];
         let secs = budget.as_secs_f64();
         // What the wait is for (the report is printed when all is timed);

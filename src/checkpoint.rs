@@ -1,7 +1,11 @@
-//! Models saved as safetensors: tensors named by layer as Keras does
-//! (`dense.kernel` `[in, out]`, `dense.bias` `[out]`, `dense_1.kernel`, …),
-//! the architecture in the header's metadata. Loading validates everything.
+//! Models saved as safetensors: tensors named by layer and laid out as Keras
+//! does, so `set_weights` takes them unchanged (`conv2d.kernel` `[k, k, cin,
+//! cout]` HWIO, `conv2d.bias` `[cout]`, `dense.kernel` `[in, out]` whose rows
+//! follow Flatten's (row, column, channel) order, `dense.bias`, …); the layer
+//! list in the header's metadata (`arch`), so a file alone rebuilds its
+//! model. Loading validates everything before allocating by the model's size.
 
+use crate::arch::{self, LayerSpec};
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::gemm::Activation;
@@ -11,8 +15,11 @@ use safetensors::SafeTensorError;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Format tag stored in the metadata, checked on load.
-pub const FORMAT: &str = "simdnet-mlp-v1";
+/// Format tag stored in the metadata, checked on load: v2 stores the layer
+/// list (`arch`); v1 files (the MLP before layers) keep loading.
+pub const FORMAT: &str = "simdnet-v2";
+/// The MLP-only format of earlier releases.
+pub const FORMAT_V1: &str = "simdnet-mlp-v1";
 
 /// The largest model file we agree to read (1 GiB): a bigger one is not ours.
 const MAX_FILE_BYTES: u64 = 1 << 30;
@@ -22,26 +29,30 @@ pub fn to_bytes(model: &Model, class_names: &[String]) -> Result<Vec<u8>> {
     let spec = &model.spec;
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
-    meta.insert("input_shape".to_string(), format!("{},{}", spec.input_shape.0, spec.input_shape.1));
-    meta.insert("hidden".to_string(), spec.hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join(","));
-    meta.insert("activation".to_string(), spec.activation.name().to_string());
-    meta.insert("classes".to_string(), spec.classes.to_string());
-    meta.insert("dropout".to_string(), spec.dropout.to_string());
+    meta.insert("input_shape".to_string(), format!("{},{}", spec.input_shape().0, spec.input_shape().1));
+    meta.insert("arch".to_string(), spec.arch());
+    meta.insert("classes".to_string(), spec.classes().to_string());
     meta.insert("class_names".to_string(), serde_json::to_string(class_names).expect("strings serialize"));
-    let bytes: Vec<Vec<u8>> = model
-        .layers
-        .iter()
-        .flat_map(|l| [l.kernel.clone(), l.bias.clone()])
-        .map(|r| model.params[r].iter().flat_map(|v| v.to_le_bytes()).collect())
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = spec
+        .param_layers()
+        .flat_map(|l| {
+            let kernel_shape = l.kernel_shape().expect("a layer with parameters has a kernel");
+            [("kernel", kernel_shape, l.kernel.clone()), ("bias", vec![l.bias.len()], l.bias.clone())].map(
+                |(suffix, shape, r)| {
+                    (
+                        format!("{}.{suffix}", l.name),
+                        shape,
+                        model.params[r].iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    )
+                },
+            )
+        })
         .collect();
     let mut tensors = Vec::new();
-    for (i, l) in model.layers.iter().enumerate() {
-        let kernel = TensorView::new(Dtype::F32, vec![l.in_dim, l.out_dim], &bytes[2 * i])
-            .map_err(|e| Error::new(format!("cannot serialize {}: {e}", l.name)))?;
-        let bias = TensorView::new(Dtype::F32, vec![l.out_dim], &bytes[2 * i + 1])
-            .map_err(|e| Error::new(format!("cannot serialize {}: {e}", l.name)))?;
-        tensors.push((format!("{}.kernel", l.name), kernel));
-        tensors.push((format!("{}.bias", l.name), bias));
+    for (name, shape, data) in &bytes {
+        let view = TensorView::new(Dtype::F32, shape.clone(), data)
+            .map_err(|e| Error::new(format!("cannot serialize {name}: {e}")))?;
+        tensors.push((name.clone(), view));
     }
     safetensors::serialize(tensors, Some(meta)).map_err(|e| Error::new(format!("cannot serialize model: {e}")))
 }
@@ -78,6 +89,30 @@ fn check_length(bytes: &[u8]) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The architecture a v1 (MLP) header describes.
+fn v1_layers(get: &dyn Fn(&str) -> std::result::Result<String, String>) -> std::result::Result<Vec<LayerSpec>, String> {
+    let hidden_s = get("hidden")?;
+    let hidden = if hidden_s.is_empty() {
+        Vec::new()
+    } else {
+        hidden_s.split(',').map(|h| parse_usize("hidden", h)).collect::<std::result::Result<Vec<_>, _>>()?
+    };
+    if hidden.contains(&0) {
+        return Err("metadata describes an empty layer (0 units)".into());
+    }
+    let activation = match get("activation")?.as_str() {
+        "relu" => Activation::Relu,
+        "sigmoid" => Activation::Sigmoid,
+        other => return Err(format!("metadata activation {other:?} is not relu or sigmoid")),
+    };
+    let classes = parse_usize("classes", &get("classes")?)?;
+    let dropout: f32 = get("dropout")?.parse().map_err(|_| "metadata dropout is not a number".to_string())?;
+    if !(0.0..1.0).contains(&dropout) {
+        return Err(format!("metadata dropout {dropout} is outside [0, 1)"));
+    }
+    Ok(arch::mlp(&hidden, activation, dropout, classes))
+}
+
 /// Parses and validates safetensors bytes (pure: fuzzed).
 pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Loaded, String> {
     check_length(bytes)?;
@@ -88,67 +123,46 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Loaded, String> {
         e => format!("not a safetensors file: {e}"),
     })?;
     let meta = metadata.metadata().clone().ok_or("no simdnet metadata in the header")?;
-    let get = |k: &str| meta.get(k).map(String::as_str).ok_or_else(|| format!("metadata lacks {k:?}"));
-    if get("format")? != FORMAT {
-        return Err(format!("unknown format {:?} (expected {FORMAT:?})", get("format")?));
-    }
-    let shape: Vec<&str> = get("input_shape")?.split(',').collect();
+    let get = |k: &str| meta.get(k).cloned().ok_or_else(|| format!("metadata lacks {k:?}"));
+    let layers = match get("format")?.as_str() {
+        FORMAT => arch::parse(&get("arch")?).map_err(|e| format!("metadata arch: {e}"))?,
+        FORMAT_V1 => v1_layers(&get)?,
+        other => return Err(format!("unknown format {other:?} (expected {FORMAT:?} or {FORMAT_V1:?})")),
+    };
+    let shape_s = get("input_shape")?;
+    let shape: Vec<&str> = shape_s.split(',').collect();
     if shape.len() != 2 {
-        return Err(format!("metadata input_shape = {:?} needs two numbers", get("input_shape")?));
+        return Err(format!("metadata input_shape = {shape_s:?} needs two numbers"));
     }
     let input_shape = (parse_usize("input_shape", shape[0])?, parse_usize("input_shape", shape[1])?);
-    let hidden_s = get("hidden")?;
-    let hidden = if hidden_s.is_empty() {
-        Vec::new()
-    } else {
-        hidden_s.split(',').map(|h| parse_usize("hidden", h)).collect::<std::result::Result<Vec<_>, _>>()?
-    };
-    let activation = match get("activation")? {
-        "relu" => Activation::Relu,
-        "sigmoid" => Activation::Sigmoid,
-        other => return Err(format!("metadata activation {other:?} is not relu or sigmoid")),
-    };
-    let classes = parse_usize("classes", get("classes")?)?;
-    let dropout: f32 = get("dropout")?.parse().map_err(|_| "metadata dropout is not a number".to_string())?;
-    if !(0.0..1.0).contains(&dropout) {
-        return Err(format!("metadata dropout {dropout} is outside [0, 1)"));
+    if input_shape.0 > 1 << 16 || input_shape.1 > 1 << 16 {
+        return Err(format!("metadata input_shape {shape_s:?} is larger than 65536x65536"));
+    }
+    // Sizes every layer with checked arithmetic and no allocation by the
+    // model's size: a lying header must not make us allocate anything.
+    let spec = ModelSpec::new(input_shape, &layers).map_err(|e| format!("metadata arch: {e}"))?;
+    let classes = parse_usize("classes", &get("classes")?)?;
+    if classes != spec.classes() {
+        return Err(format!("metadata classes = {classes}, the last layer has {} units", spec.classes()));
     }
     let class_names: Vec<String> =
-        serde_json::from_str(get("class_names")?).map_err(|e| format!("metadata class_names: {e}"))?;
-    let input_dim = input_shape.0.checked_mul(input_shape.1).ok_or("input_shape overflows")?;
-    if input_dim == 0 || classes < 2 || hidden.contains(&0) {
-        return Err("metadata describes an empty layer (0 inputs, 0 units or fewer than 2 classes)".into());
-    }
+        serde_json::from_str(&get("class_names")?).map_err(|e| format!("metadata class_names: {e}"))?;
     if class_names.len() != classes {
         return Err(format!("{} class names for {classes} classes", class_names.len()));
     }
-    // Size the model from the metadata only after checking it fits the file:
-    // a lying header must not make us allocate more than the file holds.
-    let mut dims = vec![input_dim];
-    dims.extend(&hidden);
-    dims.push(classes);
-    let mut count = 0usize;
-    for w in dims.windows(2) {
-        count = w[0]
-            .checked_mul(w[1])
-            .and_then(|k| k.checked_add(w[1]))
-            .and_then(|n| n.checked_add(count))
-            .ok_or("layer sizes overflow")?;
+    if spec.param_count().saturating_mul(4) > bytes.len() {
+        return Err(format!("metadata describes {} parameters, the file holds fewer", spec.param_count()));
     }
-    if count.saturating_mul(4) > bytes.len() {
-        return Err(format!("metadata describes {count} parameters, the file holds fewer"));
-    }
-    let spec = ModelSpec { input_shape, hidden, activation, classes, dropout };
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| format!("corrupt safetensors data: {e}"))?;
-    let layers = spec.layers();
-    let expected_names = 2 * layers.len();
+    let expected_names = 2 * spec.param_layers().count();
     if tensors.len() != expected_names {
         return Err(format!("{} tensors, the architecture has {expected_names}", tensors.len()));
     }
     let mut params = vec![0.0f32; spec.param_count()];
-    for l in &layers {
+    for l in spec.param_layers() {
+        let kernel_shape = l.kernel_shape().expect("a layer with parameters has a kernel");
         for (suffix, range, shape) in
-            [("kernel", l.kernel.clone(), vec![l.in_dim, l.out_dim]), ("bias", l.bias.clone(), vec![l.out_dim])]
+            [("kernel", l.kernel.clone(), kernel_shape), ("bias", l.bias.clone(), vec![l.bias.len()])]
         {
             let name = format!("{}.{suffix}", l.name);
             let t = tensors.tensor(&name).map_err(|_| format!("missing tensor {name}"))?;
@@ -163,7 +177,8 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Loaded, String> {
             }
         }
     }
-    Ok(Loaded { model: Model::from_params(spec, params), class_names })
+    let model = Model::from_params(spec, params)?;
+    Ok(Loaded { model, class_names })
 }
 
 /// Loads and validates a model file.

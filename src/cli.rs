@@ -1,6 +1,7 @@
 //! Command-line flags. Every value is validated here, so an impossible flag is
 //! refused with clap's one-line message before anything runs.
 
+use crate::arch::{self, Arch, LayerSpec};
 use crate::gemm::Activation;
 use crate::optim::OptimizerKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -76,15 +77,52 @@ impl DataArgs {
 /// The architecture.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Units of the hidden Dense layers, comma-separated (e.g. 300,100)
-    #[arg(long, value_name = "UNITS", default_value = "100", value_parser = parse_hidden)]
-    pub hidden: Hidden,
-    /// Activation of the hidden layers
-    #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
-    pub activation: ActivationArg,
-    /// Dropout rate after each hidden layer, in [0, 1) (0 = no dropout)
-    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_dropout, allow_negative_numbers = true)]
-    pub dropout: f32,
+    /// The model: `mlp` (the Keras tutorial's, shaped by --hidden, --activation and --dropout), `cnn` (the
+    /// book's chapter-8 CNN: conv2d(32,3,relu,same),maxpool(2),conv2d(64,3,relu,same),maxpool(2),flatten,
+    /// dense(100,relu),dropout(0.4),dense(10)) or such a layer list. Layers: conv2d(FILTERS,KERNEL[,ACT][,PADDING])
+    /// with odd KERNEL 1-7, ACT relu|sigmoid|linear (default linear), PADDING same|valid (default valid);
+    /// maxpool(POOL); flatten; dense(UNITS[,ACT]); dropout(RATE). The last layer is dense(CLASSES), its
+    /// softmax part of the loss
+    #[arg(long, value_name = "ARCH", default_value = "mlp", value_parser = parse_arch)]
+    pub arch: Arch,
+    /// Units of the hidden Dense layers of --arch mlp, comma-separated (e.g. 300,100) [default: 100]
+    #[arg(long, value_name = "UNITS", value_parser = parse_hidden)]
+    pub hidden: Option<Hidden>,
+    /// Activation of the hidden layers of --arch mlp [default: relu]
+    #[arg(long, value_enum)]
+    pub activation: Option<ActivationArg>,
+    /// Dropout rate after each hidden layer of --arch mlp, in [0, 1) [default: 0, no dropout]
+    #[arg(long, value_name = "RATE", value_parser = parse_dropout, allow_negative_numbers = true)]
+    pub dropout: Option<f32>,
+}
+
+impl ModelArgs {
+    /// The layers these flags describe for `classes` classes, or why they
+    /// don't fit together.
+    pub fn layers(&self, classes: usize) -> Result<Vec<LayerSpec>, String> {
+        let mlp_flags = self.hidden.is_some() || self.activation.is_some() || self.dropout.is_some();
+        match &self.arch {
+            Arch::Mlp => Ok(arch::mlp(
+                self.hidden.as_ref().map_or(&[100][..], |h| &h.0),
+                self.activation.unwrap_or(ActivationArg::Relu).into(),
+                self.dropout.unwrap_or(0.0),
+                classes,
+            )),
+            other if mlp_flags => Err(format!(
+                "--hidden, --activation and --dropout shape --arch mlp only; with --arch {} write them into the layer list",
+                match other {
+                    Arch::Cnn => "cnn".to_string(),
+                    _ => "LAYERS".to_string(),
+                }
+            )),
+            Arch::Cnn => Ok(arch::cnn(classes)),
+            Arch::Layers(layers) => Ok(layers.clone()),
+        }
+    }
+}
+
+pub fn parse_arch(s: &str) -> Result<Arch, String> {
+    Arch::parse(s)
 }
 
 /// Hidden layer sizes (a newtype so clap takes the whole comma list as one value).
@@ -241,7 +279,11 @@ pub struct PredictArgs {
 pub struct CompareArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// Hidden layer sizes; alternatives separated by '/' (e.g. 100/300,100)
+    /// Models to compare: mlp, cnn or layer lists (see `train --help`), e.g. mlp,cnn; separate layer
+    /// lists with '/' (e.g. mlp/flatten,dense(300,relu),dense(10))
+    #[arg(long, value_name = "LIST", default_value = "mlp")]
+    pub arch: String,
+    /// Hidden layer sizes of the mlp; alternatives separated by '/' (e.g. 100/300,100)
     #[arg(long, value_name = "UNITS", default_value = "100")]
     pub hidden: String,
     /// Activations to compare (e.g. relu,sigmoid)

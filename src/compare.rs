@@ -7,6 +7,7 @@
 //! printer here, the dashboard's curve overlay in `tui::compare`).
 
 use crate::app::Session;
+use crate::arch::Arch;
 use crate::cli::{
     parse_dropout, parse_hidden, parse_learning_rate, parse_momentum, ActivationArg, CallbackArgs, CompareArgs, Hidden,
     ModelArgs, OptimArgs, OptimizerArg, TrainArgs,
@@ -17,6 +18,17 @@ use crate::headless::{epoch_line, StopSignals};
 use crate::train::{History, Monitor};
 use clap::ValueEnum;
 use std::io::Write;
+
+/// `--arch` alternatives are separated by '/' where a list has one, else by
+/// commas when every comma-separated item is a preset (`mlp,cnn`); otherwise
+/// the whole value is one layer list.
+fn arch_separator(list: &str) -> char {
+    if list.contains('/') || !list.split(',').all(|a| matches!(a.trim().to_ascii_lowercase().as_str(), "mlp" | "cnn")) {
+        '/'
+    } else {
+        ','
+    }
+}
 
 /// Splits `list` at `sep` and parses each value; errors name the flag.
 fn values<T>(
@@ -56,6 +68,7 @@ fn value_enum<T: ValueEnum>(s: &str) -> std::result::Result<T, String> {
 /// that vary (e.g. `optimizer=sgd lr=0.1`). Momentum and Nesterov apply to
 /// the sgd configurations only.
 pub fn configurations(args: &CompareArgs) -> Result<Vec<(String, TrainArgs)>> {
+    let archs: Vec<(String, Arch)> = values("--arch", &args.arch, arch_separator(&args.arch), Arch::parse)?;
     let hidden: Vec<(String, Hidden)> = values("--hidden", &args.hidden, '/', parse_hidden)?;
     let activations: Vec<(String, ActivationArg)> = values("--activation", &args.activation, ',', value_enum)?;
     let dropouts = values("--dropout", &args.dropout, ',', parse_dropout)?;
@@ -74,53 +87,72 @@ pub fn configurations(args: &CompareArgs) -> Result<Vec<(String, TrainArgs)>> {
     }
     let no_momentum = [None];
     let mut out = Vec::new();
-    for (h_name, h) in &hidden {
-        for (a_name, a) in &activations {
-            for (d_name, d) in &dropouts {
-                for (o_name, o) in &optimizers {
-                    let sgd = *o == OptimizerArg::Sgd;
-                    for lr in &lrs {
-                        // Momentum is an sgd flag: other optimizers run once.
-                        let momenta: &[Option<(String, f32)>] = if sgd { &momenta } else { &no_momentum };
-                        for m in momenta {
-                            let mut name = Vec::new();
-                            let mut part = |varies: bool, flag: &str, v: &str| {
-                                if varies {
-                                    name.push(format!("{flag}={v}"));
-                                }
-                            };
-                            part(hidden.len() > 1, "hidden", h_name);
-                            part(activations.len() > 1, "activation", a_name);
-                            part(dropouts.len() > 1, "dropout", d_name);
-                            let o_label =
-                                if sgd && args.nesterov { format!("{o_name}+nesterov") } else { o_name.clone() };
-                            part(optimizers.len() > 1, "optimizer", &o_label);
-                            if let Some((l_name, _)) = lr {
-                                part(lrs.len() > 1, "lr", l_name);
-                            }
-                            if let Some((m_name, _)) = m {
-                                part(momenta.len() > 1, "momentum", m_name);
-                            }
-                            if name.is_empty() {
-                                name.push(format!("optimizer={o_label}"));
-                            }
-                            let train = TrainArgs {
-                                data: args.data.clone(),
-                                model: ModelArgs { hidden: h.clone(), activation: *a, dropout: *d },
-                                optim: OptimArgs {
-                                    optimizer: *o,
-                                    lr: lr.as_ref().map(|l| l.1),
-                                    momentum: m.as_ref().map(|m| m.1),
-                                    nesterov: sgd && args.nesterov,
-                                },
-                                fit: args.fit.clone(),
-                                callbacks: CallbackArgs::default(),
-                                save: None,
-                            };
-                            train.optim.resolve().map_err(Error::new)?;
-                            out.push((name.join(" "), train));
+    // --hidden, --activation and --dropout shape the mlp only: other
+    // architectures run once per optimizer setting, with those flags unset.
+    let mut models: Vec<(&str, &Arch, Option<(&str, &Hidden, &str, ActivationArg, &str, f32)>)> = Vec::new();
+    for (arch_name, arch) in &archs {
+        if *arch != Arch::Mlp {
+            models.push((arch_name, arch, None));
+            continue;
+        }
+        for (h_name, h) in &hidden {
+            for (a_name, a) in &activations {
+                for (d_name, d) in &dropouts {
+                    models.push((arch_name, arch, Some((h_name, h, a_name, *a, d_name, *d))));
+                }
+            }
+        }
+    }
+    for &(arch_name, arch, mlp) in &models {
+        for (o_name, o) in &optimizers {
+            let sgd = *o == OptimizerArg::Sgd;
+            for lr in &lrs {
+                // Momentum is an sgd flag: other optimizers run once.
+                let momenta: &[Option<(String, f32)>] = if sgd { &momenta } else { &no_momentum };
+                for m in momenta {
+                    let mut name = Vec::new();
+                    let mut part = |varies: bool, flag: &str, v: &str| {
+                        if varies {
+                            name.push(format!("{flag}={v}"));
                         }
+                    };
+                    part(archs.len() > 1, "arch", arch_name);
+                    if let Some((h_name, _, a_name, _, d_name, _)) = mlp {
+                        part(hidden.len() > 1, "hidden", h_name);
+                        part(activations.len() > 1, "activation", a_name);
+                        part(dropouts.len() > 1, "dropout", d_name);
                     }
+                    let o_label = if sgd && args.nesterov { format!("{o_name}+nesterov") } else { o_name.clone() };
+                    part(optimizers.len() > 1, "optimizer", &o_label);
+                    if let Some((l_name, _)) = lr {
+                        part(lrs.len() > 1, "lr", l_name);
+                    }
+                    if let Some((m_name, _)) = m {
+                        part(momenta.len() > 1, "momentum", m_name);
+                    }
+                    if name.is_empty() {
+                        name.push(format!("optimizer={o_label}"));
+                    }
+                    let train = TrainArgs {
+                        data: args.data.clone(),
+                        model: ModelArgs {
+                            arch: arch.clone(),
+                            hidden: mlp.map(|m| m.1.clone()),
+                            activation: mlp.map(|m| m.3),
+                            dropout: mlp.map(|m| m.5),
+                        },
+                        optim: OptimArgs {
+                            optimizer: *o,
+                            lr: lr.as_ref().map(|l| l.1),
+                            momentum: m.as_ref().map(|m| m.1),
+                            nesterov: sgd && args.nesterov,
+                        },
+                        fit: args.fit.clone(),
+                        callbacks: CallbackArgs::default(),
+                        save: None,
+                    };
+                    train.optim.resolve().map_err(Error::new)?;
+                    out.push((name.join(" "), train));
                 }
             }
         }

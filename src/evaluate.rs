@@ -28,21 +28,26 @@ pub fn open(path: &Path, data: &DataArgs) -> Result<(Loaded, Dataset)> {
 pub fn check_fits(path: &Path, loaded: &Loaded, data: &Dataset) -> Result<()> {
     let spec = &loaded.model.spec;
     let (rows, cols) = (data.test.rows, data.test.cols);
-    if spec.input_shape != (rows, cols) {
+    if spec.input_shape() != (rows, cols) {
         return Err(Error::file(
             path,
             format!(
                 "the model takes {}x{} images, the data in {} has {rows}x{cols}",
-                spec.input_shape.0,
-                spec.input_shape.1,
+                spec.input_shape().0,
+                spec.input_shape().1,
                 data.dir.display()
             ),
         ));
     }
-    if spec.classes != data.classes {
+    if spec.classes() != data.classes {
         return Err(Error::file(
             path,
-            format!("the model has {} classes, the data in {} has {}", spec.classes, data.dir.display(), data.classes),
+            format!(
+                "the model has {} classes, the data in {} has {}",
+                spec.classes(),
+                data.dir.display(),
+                data.classes
+            ),
         ));
     }
     Ok(())
@@ -51,8 +56,8 @@ pub fn check_fits(path: &Path, loaded: &Loaded, data: &Dataset) -> Result<()> {
 /// Evaluates the model on the whole test split.
 pub fn evaluate_test(loaded: &Loaded, data: &Dataset) -> Evaluation {
     let spec = &loaded.model.spec;
-    let mut ws = Workspace::new(spec, train::EVAL_BATCH, 0);
-    let mut batch = Batch::new(train::EVAL_BATCH, data.test.image_len());
+    let mut ws = Workspace::new(spec, spec.eval_batch(), 0);
+    let mut batch = Batch::new(spec.eval_batch(), data.test.image_len());
     train::evaluate(&loaded.model, &data.test, None, &mut ws, &mut batch)
 }
 
@@ -143,7 +148,7 @@ pub fn predict_probs(loaded: &Loaded, data: &Dataset, index: usize) -> Result<Ve
     let mut batch = Batch::new(1, test.image_len());
     batch.gather(test, &[index as u32]);
     let logits = loaded.model.forward(&mut ws, batch.inputs(test.image_len()), 1);
-    let mut probs = vec![0.0; spec.classes];
+    let mut probs = vec![0.0; spec.classes()];
     loss::softmax(logits, &mut probs);
     Ok(probs)
 }

@@ -2,10 +2,11 @@
 //! kernels. Data flows as the modules read:
 //!
 //! idx (mmap'd IDX files) → dataset → batch (shuffle, u8 → f32) → model
-//! (dense → gemm) → loss → model backward → optim → train (metrics,
+//! (nn: dense, conv2d, maxpool → gemm) → loss → model backward → optim → train (metrics,
 //! callbacks) → events → headless / tui.
 
 pub mod app;
+pub mod arch;
 pub mod atomic;
 pub mod batch;
 pub mod bench;
@@ -14,7 +15,6 @@ pub mod checkpoint;
 pub mod cli;
 pub mod compare;
 pub mod dataset;
-pub mod dense;
 pub mod error;
 pub mod evaluate;
 pub mod events;
@@ -25,6 +25,7 @@ pub mod idx;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod nn;
 pub mod optim;
 pub mod summary;
 pub mod train;

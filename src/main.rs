@@ -40,7 +40,7 @@ fn main() -> ExitCode {
 fn run_summary(args: SummaryArgs) -> Result<ExitCode> {
     let data = app::open_data(&args.data)?;
     // A closed stdout (`| head`) must not turn into a panic.
-    let _ = write!(std::io::stdout(), "{}", summary(&app::model_spec(&args.model, &data)));
+    let _ = write!(std::io::stdout(), "{}", summary(&app::model_spec(&args.model, &data)?));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -55,7 +55,7 @@ fn run_train(args: TrainArgs) -> Result<ExitCode> {
     let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
     let mut session = Session::from_args(&args)?;
     let _ = writeln!(std::io::stdout(), "{}", session.header());
-    let mut monitor = Headless { signals: signals.clone(), quiet: false };
+    let mut monitor = Headless::new(signals.clone(), false);
     let outcome = app::run_in_pool(|| session.run(&mut monitor))?;
     finish(outcome, signals.exit_code())
 }

@@ -1,106 +1,398 @@
-//! The Sequential MLP: Flatten → Dense(hidden…, act) [→ Dropout] → Dense(classes)
-//! with softmax fused into the loss.
+//! The Sequential model: a list of layers fitted to an input shape, its
+//! parameters, and the forward / backward passes through a preallocated
+//! [`Workspace`].
 //!
-//! All parameters live in one flat buffer, layer after layer as
-//! `[kernel (in × out, row-major), bias (out)]`; gradients use the same layout,
-//! so `zero_grad` is a fill and an optimizer step is one loop.
+//! [`ModelSpec`] is the one source of the architecture: the training loop,
+//! the summary, the model files, `compare`, `bench` and the dashboard all
+//! iterate its [`Layer`]s. All parameters live in one flat buffer, layer
+//! after layer as `[kernel, bias]` (Dense kernel `[in, out]`, Conv2D kernel
+//! `[k, k, cin, cout]`, Keras' layouts); gradients use the same layout, so
+//! `zero_grad` is a fill and an optimizer step is one loop.
+//!
+//! Data between layers is channels-last: an image layer's output
+//! `[batch, h, w, c]`, a flat one's `[batch, n]`. Flatten is therefore free
+//! (the same buffer read as `[batch, h·w·c]`, Keras' Flatten order), and so
+//! is a Dropout right after a Dense layer: the Dense GEMM's epilogue
+//! multiplies the mask in.
 
-use crate::dense;
+use crate::arch::{self, LayerSpec};
 use crate::gemm::Activation;
 use crate::loss;
+use crate::nn::conv2d::{self, ConvGeometry};
+use crate::nn::dense;
+use crate::nn::dropout;
+use crate::nn::maxpool::{self, PoolGeometry};
 use crate::optim::Optimizer;
 use std::ops::Range;
 
-/// The architecture: everything needed to rebuild the model.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ModelSpec {
-    /// Image rows and columns (flattened to rows·cols inputs).
-    pub input_shape: (usize, usize),
-    /// Units of each hidden Dense layer.
-    pub hidden: Vec<usize>,
-    /// Activation of the hidden layers.
-    pub activation: Activation,
-    /// Units of the output layer (softmax).
-    pub classes: usize,
-    /// Inverted-dropout rate after each hidden layer (0 = none).
-    pub dropout: f32,
+pub use crate::nn::dropout::fill_dropout_mask;
+
+/// A tensor's shape per sample, as Keras prints it after `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Rows, columns, channels.
+    Image(usize, usize, usize),
+    Flat(usize),
 }
 
-/// One Dense layer's place in the flat buffers.
+impl Shape {
+    /// Values per sample.
+    pub fn len(&self) -> usize {
+        match *self {
+            Shape::Image(h, w, c) => h * w * c,
+            Shape::Flat(n) => n,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// `(None, 28, 28, 32)` / `(None, 100)`.
+    pub fn keras(&self) -> String {
+        match *self {
+            Shape::Image(h, w, c) => format!("(None, {h}, {w}, {c})"),
+            Shape::Flat(n) => format!("(None, {n})"),
+        }
+    }
+}
+
+/// A layer fitted to its input: what it computes, with every size resolved.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Op {
+    Conv2D {
+        geometry: ConvGeometry,
+        act: Activation,
+    },
+    MaxPool(PoolGeometry),
+    Flatten,
+    Dense {
+        in_dim: usize,
+        out_dim: usize,
+        act: Activation,
+    },
+    /// `fused`: right after a Dense layer, whose epilogue applies the mask.
+    Dropout {
+        rate: f32,
+        fused: bool,
+    },
+}
+
+/// One layer of a built model.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LayerView {
-    /// Keras' name: `dense`, `dense_1`, ….
+pub struct Layer {
+    /// Keras' name: `conv2d`, `max_pooling2d_1`, `dense_1`, ….
     pub name: String,
-    pub in_dim: usize,
-    pub out_dim: usize,
-    pub act: Activation,
-    /// The kernel `[in_dim, out_dim]` in the flat buffer.
+    /// Keras' class name: `Conv2D`, `MaxPooling2D`, `Flatten`, `Dense`, `Dropout`.
+    pub class: &'static str,
+    pub spec: LayerSpec,
+    pub op: Op,
+    pub input: Shape,
+    pub output: Shape,
+    /// The kernel and the bias in the flat parameter buffer (empty for
+    /// layers without parameters).
     pub kernel: Range<usize>,
-    /// The bias `[out_dim]` in the flat buffer (right after the kernel).
     pub bias: Range<usize>,
 }
 
+impl Layer {
+    pub fn param_count(&self) -> usize {
+        self.bias.end - self.kernel.start
+    }
+    /// The kernel's shape as Keras stores it, for layers with parameters.
+    pub fn kernel_shape(&self) -> Option<Vec<usize>> {
+        match self.op {
+            Op::Dense { in_dim, out_dim, .. } => Some(vec![in_dim, out_dim]),
+            Op::Conv2D { geometry: g, .. } => Some(vec![g.k, g.k, g.cin, g.cout]),
+            _ => None,
+        }
+    }
+    /// Glorot's fan-in + fan-out (Keras counts a kernel's receptive field in both).
+    fn fans(&self) -> usize {
+        match self.op {
+            Op::Dense { in_dim, out_dim, .. } => in_dim + out_dim,
+            Op::Conv2D { geometry: g, .. } => g.k * g.k * (g.cin + g.cout),
+            _ => 0,
+        }
+    }
+    /// Multiply-adds ×2 of the forward pass per sample (the backward's dW
+    /// and dX cost the same each).
+    fn forward_flops(&self) -> u64 {
+        match self.op {
+            Op::Dense { in_dim, out_dim, .. } => 2 * (in_dim * out_dim) as u64,
+            Op::Conv2D { geometry: g, .. } => 2 * (g.positions() * g.patch_len() * g.cout) as u64,
+            _ => 0,
+        }
+    }
+}
+
+/// The most parameters a model may have (4 GiB of f32 with its training state
+/// would not fit most machines; it also keeps every offset far from overflow).
+pub const MAX_PARAMS: usize = 1 << 28;
+/// The most values one layer may output per sample.
+pub const MAX_ACTIVATIONS: usize = 1 << 26;
+
+/// The architecture: everything needed to rebuild the model, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    input_shape: (usize, usize),
+    layers: Vec<Layer>,
+}
+
 impl ModelSpec {
+    /// Fits `layers` to images of `input_shape` (rows, columns; one channel),
+    /// or says which layer does not fit and why. The last layer must be a
+    /// linear Dense layer (its logits go to the softmax fused with the loss).
+    /// Nothing is allocated by the size of the model.
+    pub fn new(input_shape: (usize, usize), specs: &[LayerSpec]) -> Result<ModelSpec, String> {
+        let (rows, cols) = input_shape;
+        if rows == 0 || cols == 0 {
+            return Err(format!("an empty input shape {rows}x{cols}"));
+        }
+        match specs.last() {
+            Some(LayerSpec::Dense { act: Activation::Linear, units }) if *units >= 2 => {}
+            Some(last) => {
+                return Err(format!(
+                    "the last layer is {last}: it must be dense(CLASSES) with at least 2 classes \
+                     (its softmax is part of the loss)"
+                ))
+            }
+            None => return Err("no layers".into()),
+        }
+        if specs.len() > arch::MAX_LAYERS {
+            return Err(format!("{} layers: at most {}", specs.len(), arch::MAX_LAYERS));
+        }
+        let mut shape = Shape::Image(rows, cols, 1);
+        let mut layers: Vec<Layer> = Vec::with_capacity(specs.len());
+        let mut offset = 0usize;
+        let mut counts = [0usize; 5];
+        for (i, spec) in specs.iter().enumerate() {
+            let fail = |why: String| format!("layer {} {spec}: {why}", i + 1);
+            let image = |what: &str| match shape {
+                Shape::Image(h, w, c) => Ok((h, w, c)),
+                Shape::Flat(n) => {
+                    Err(fail(format!("{what} needs an image input (rows, columns, channels), got {n} flat values")))
+                }
+            };
+            let (op, output, params, kind, class) = match *spec {
+                LayerSpec::Conv2D { filters, kernel, act, padding } => {
+                    let geometry = ConvGeometry::new(image("conv2d")?, kernel, filters, padding).map_err(fail)?;
+                    let params = geometry.patch_len().checked_mul(filters).and_then(|k| k.checked_add(filters));
+                    (Op::Conv2D { geometry, act }, Shape::Image(geometry.oh, geometry.ow, filters), params, 0, "Conv2D")
+                }
+                LayerSpec::MaxPool { pool } => {
+                    let g = PoolGeometry::new(image("maxpool")?, pool).map_err(fail)?;
+                    (Op::MaxPool(g), Shape::Image(g.oh, g.ow, g.c), Some(0), 1, "MaxPooling2D")
+                }
+                LayerSpec::Flatten => (Op::Flatten, Shape::Flat(shape.len()), Some(0), 2, "Flatten"),
+                LayerSpec::Dense { units, act } => {
+                    let in_dim = match shape {
+                        Shape::Flat(n) => n,
+                        Shape::Image(h, w, c) => {
+                            return Err(fail(format!(
+                                "dense needs a flat input: add flatten before it (its input is {h}x{w}x{c})"
+                            )))
+                        }
+                    };
+                    let params = in_dim.checked_mul(units).and_then(|k| k.checked_add(units));
+                    (Op::Dense { in_dim, out_dim: units, act }, Shape::Flat(units), params, 3, "Dense")
+                }
+                LayerSpec::Dropout { rate } => {
+                    if !(rate > 0.0 && rate < 1.0) {
+                        return Err(fail(format!("rate {rate} is outside (0, 1)")));
+                    }
+                    let fused = matches!(layers.last(), Some(Layer { op: Op::Dense { .. }, .. }));
+                    (Op::Dropout { rate, fused }, shape, Some(0), 4, "Dropout")
+                }
+            };
+            if output.is_empty() {
+                return Err(fail("its output is empty".into()));
+            }
+            if let Op::Conv2D { geometry, .. } = op {
+                if geometry.col_len() > MAX_ACTIVATIONS {
+                    return Err(fail(format!(
+                        "its im2col needs {} values per sample: at most {MAX_ACTIVATIONS}",
+                        geometry.col_len()
+                    )));
+                }
+            }
+            if output.len() > MAX_ACTIVATIONS {
+                return Err(fail(format!("{} outputs per sample: at most {MAX_ACTIVATIONS}", output.len())));
+            }
+            let end = params.and_then(|p| p.checked_add(offset)).filter(|&e| e <= MAX_PARAMS);
+            let Some(end) = end else {
+                return Err(fail(format!(
+                    "the model would exceed {MAX_PARAMS} parameters (1 GiB of weights; training needs 5 times that in memory)"
+                )));
+            };
+            let bias_len = match op {
+                Op::Dense { out_dim, .. } => out_dim,
+                Op::Conv2D { geometry, .. } => geometry.cout,
+                _ => 0,
+            };
+            let kernel = offset..end - bias_len;
+            let bias = end - bias_len..end;
+            offset = end;
+            let base = ["conv2d", "max_pooling2d", "flatten", "dense", "dropout"][kind];
+            let name = if counts[kind] == 0 { base.to_string() } else { format!("{base}_{}", counts[kind]) };
+            counts[kind] += 1;
+            layers.push(Layer { name, class, spec: spec.clone(), op, input: shape, output, kernel, bias });
+            shape = output;
+        }
+        Ok(ModelSpec { input_shape, layers })
+    }
+
+    /// The Keras tutorial MLP: Flatten → Dense(hidden…, act) [→ Dropout] → Dense(classes).
+    pub fn mlp(
+        input_shape: (usize, usize),
+        hidden: &[usize],
+        act: Activation,
+        classes: usize,
+        dropout: f32,
+    ) -> Result<ModelSpec, String> {
+        ModelSpec::new(input_shape, &arch::mlp(hidden, act, dropout, classes))
+    }
+
+    /// Image rows and columns.
+    pub fn input_shape(&self) -> (usize, usize) {
+        self.input_shape
+    }
     pub fn input_dim(&self) -> usize {
         self.input_shape.0 * self.input_shape.1
     }
-
-    /// The Dense layers in order, with their ranges in the flat buffer.
-    pub fn layers(&self) -> Vec<LayerView> {
-        let mut dims = vec![self.input_dim()];
-        dims.extend(&self.hidden);
-        dims.push(self.classes);
-        let mut offset = 0;
-        (0..dims.len() - 1)
-            .map(|l| {
-                let (in_dim, out_dim) = (dims[l], dims[l + 1]);
-                let kernel = offset..offset + in_dim * out_dim;
-                let bias = kernel.end..kernel.end + out_dim;
-                offset = bias.end;
-                LayerView {
-                    name: if l == 0 { "dense".into() } else { format!("dense_{l}") },
-                    in_dim,
-                    out_dim,
-                    act: if l + 1 < dims.len() - 1 { self.activation } else { Activation::Linear },
-                    kernel,
-                    bias,
-                }
-            })
-            .collect()
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+    /// The layers that hold parameters, in order.
+    pub fn param_layers(&self) -> impl Iterator<Item = &Layer> {
+        self.layers.iter().filter(|l| l.param_count() > 0)
+    }
+    /// Units of the output layer (softmax).
+    pub fn classes(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.output.len())
+    }
+    pub fn param_count(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.bias.end)
+    }
+    /// The layer list as `--arch` and the model files spell it.
+    pub fn arch(&self) -> String {
+        arch::to_string(&self.layer_specs())
+    }
+    pub fn layer_specs(&self) -> Vec<LayerSpec> {
+        self.layers.iter().map(|l| l.spec.clone()).collect()
     }
 
-    pub fn param_count(&self) -> usize {
-        self.layers().last().map_or(0, |l| l.bias.end)
+    /// Whether the backward pass computes layer `l`'s input gradient: not for
+    /// the model's input, nor for a layer whose input is the model's input
+    /// through parameter-free reshapes only.
+    fn needs_input_grad(&self, l: usize) -> bool {
+        self.layers[..l].iter().any(|p| !matches!(p.op, Op::Flatten))
     }
 
     /// Floating-point operations of one training step per sample: the forward
-    /// GEMM (2·in·out) and the two backward GEMMs (dW always, dX except for the
-    /// first layer).
+    /// GEMMs and the two backward ones (dW always, dX where the input
+    /// gradient is needed).
     pub fn train_flops_per_sample(&self) -> u64 {
-        self.layers()
-            .iter()
-            .enumerate()
-            .map(|(l, v)| {
-                let mm = 2 * (v.in_dim * v.out_dim) as u64;
-                if l == 0 {
-                    2 * mm
-                } else {
-                    3 * mm
-                }
-            })
+        (0..self.layers.len())
+            .map(|l| self.layers[l].forward_flops() * if self.needs_input_grad(l) { 3 } else { 2 })
             .sum()
     }
 
-    /// e.g. `784-100-10 relu`.
+    /// The MLP's hidden sizes, activation and dropout, if the model is one
+    /// (Flatten, Dense(act) [Dropout(rate)] …, Dense(classes)).
+    pub fn as_mlp(&self) -> Option<(Vec<usize>, Activation, f32)> {
+        let specs = self.layer_specs();
+        let (hidden, act, dropout) = match specs.get(1) {
+            Some(LayerSpec::Dense { act, .. }) if specs.len() > 2 => {
+                let dropout = match specs.get(2) {
+                    Some(LayerSpec::Dropout { rate }) => *rate,
+                    _ => 0.0,
+                };
+                (specs.iter().filter(|s| matches!(s, LayerSpec::Dense { .. })).count() - 1, *act, dropout)
+            }
+            _ => (0, Activation::Relu, 0.0),
+        };
+        let units: Vec<usize> = self.layers[..self.layers.len() - 1]
+            .iter()
+            .filter_map(|l| if let Op::Dense { out_dim, .. } = l.op { Some(out_dim) } else { None })
+            .collect();
+        let classes = self.classes();
+        (units.len() == hidden && arch::mlp(&units, act, dropout, classes) == specs).then_some((units, act, dropout))
+    }
+
+    /// e.g. `784-100-10 relu` for an MLP, else the layer list.
     pub fn describe(&self) -> String {
-        let mut dims = vec![self.input_dim().to_string()];
-        dims.extend(self.hidden.iter().map(|h| h.to_string()));
-        dims.push(self.classes.to_string());
-        let mut s = format!("{} {}", dims.join("-"), self.activation.name());
-        if self.dropout > 0.0 {
-            s += &format!(" dropout {}", self.dropout);
+        match self.as_mlp() {
+            Some((hidden, act, dropout)) => {
+                let mut dims = vec![self.input_dim().to_string()];
+                dims.extend(hidden.iter().map(|h| h.to_string()));
+                dims.push(self.classes().to_string());
+                let mut s = format!("{} {}", dims.join("-"), act.name());
+                if dropout > 0.0 {
+                    s += &format!(" dropout {dropout}");
+                }
+                s
+            }
+            None => format!("{}x{} {}", self.input_shape.0, self.input_shape.1, self.arch()),
         }
-        s
+    }
+
+    /// Bytes of a [`Workspace`] per sample of its capacity (training buffers
+    /// included): activations and their gradients, masks, im2col, argmax.
+    pub fn workspace_bytes_per_sample(&self) -> usize {
+        let plan = Plan::new(self);
+        let bufs: usize = plan.buffer_lens.iter().sum();
+        let per_layer: usize = self
+            .layers
+            .iter()
+            .map(|l| match l.op {
+                Op::Dropout { .. } => l.output.len(),
+                Op::Conv2D { geometry, .. } => geometry.col_len(),
+                Op::MaxPool(_) => l.output.len(),
+                _ => 0,
+            })
+            .sum();
+        4 * (2 * bufs + per_layer)
+    }
+
+    /// Images per evaluation batch: up to 1000, fewer where a workspace that
+    /// large would pass 256 MiB (a CNN's activations are large).
+    pub fn eval_batch(&self) -> usize {
+        const BUDGET: usize = 256 << 20;
+        (BUDGET / self.workspace_bytes_per_sample().max(1)).clamp(16, 1000)
+    }
+}
+
+/// Which buffer holds each layer's output: parameter-free reshapes (Flatten)
+/// and fused dropout write nothing of their own and share their input's.
+#[derive(Clone, Debug)]
+struct Plan {
+    /// Per layer: the buffer of its output; `None` is the model's input.
+    out_buf: Vec<Option<usize>>,
+    /// Per buffer: values per sample.
+    buffer_lens: Vec<usize>,
+}
+
+impl Plan {
+    fn new(spec: &ModelSpec) -> Plan {
+        let mut out_buf = Vec::with_capacity(spec.layers.len());
+        let mut buffer_lens = Vec::new();
+        for (l, layer) in spec.layers.iter().enumerate() {
+            let prev = if l == 0 { None } else { out_buf[l - 1] };
+            let aliased = matches!(layer.op, Op::Flatten | Op::Dropout { fused: true, .. });
+            if aliased {
+                out_buf.push(prev);
+            } else {
+                out_buf.push(Some(buffer_lens.len()));
+                buffer_lens.push(layer.output.len());
+            }
+        }
+        Plan { out_buf, buffer_lens }
+    }
+    fn in_buf(&self, l: usize) -> Option<usize> {
+        if l == 0 {
+            None
+        } else {
+            self.out_buf[l - 1]
+        }
     }
 }
 
@@ -108,69 +400,110 @@ impl ModelSpec {
 #[derive(Clone, Debug)]
 pub struct Model {
     pub spec: ModelSpec,
-    pub layers: Vec<LayerView>,
     /// All parameters, layout as in [`ModelSpec::layers`].
     pub params: Vec<f32>,
+    plan: Plan,
 }
 
 impl Model {
     /// Keras' initialisation: glorot_uniform kernels, U(−l, l) with
     /// l = √(6 / (fan_in + fan_out)); zero biases. Seeded.
     pub fn new(spec: ModelSpec, seed: u64) -> Model {
-        let layers = spec.layers();
         let mut params = vec![0.0f32; spec.param_count()];
         let mut rng = fastrand::Rng::with_seed(seed);
-        for l in &layers {
-            let limit = (6.0 / (l.in_dim + l.out_dim) as f64).sqrt() as f32;
+        for l in spec.param_layers() {
+            let limit = (6.0 / l.fans() as f64).sqrt() as f32;
             for w in &mut params[l.kernel.clone()] {
                 *w = (rng.f32() * 2.0 - 1.0) * limit;
             }
         }
-        Model { spec, layers, params }
+        Model::from_params(spec, params).expect("sized from the spec")
     }
 
-    /// A model from existing parameters (e.g. loaded from a file).
-    pub fn from_params(spec: ModelSpec, params: Vec<f32>) -> Model {
-        assert_eq!(params.len(), spec.param_count(), "parameter count does not match the architecture");
-        Model { layers: spec.layers(), spec, params }
+    /// A model from existing parameters (e.g. loaded from a file), or a
+    /// message when their count does not match the architecture.
+    pub fn from_params(spec: ModelSpec, params: Vec<f32>) -> Result<Model, String> {
+        if params.len() != spec.param_count() {
+            return Err(format!("{} parameters, the architecture has {}", params.len(), spec.param_count()));
+        }
+        Ok(Model { plan: Plan::new(&spec), spec, params })
+    }
+
+    /// Layer `l`'s input: the model's input or a workspace buffer.
+    fn input<'a>(&self, acts: &'a [Vec<f32>], x: &'a [f32], l: usize) -> &'a [f32] {
+        self.plan.in_buf(l).map_or(x, |b| &acts[b][..])
     }
 
     /// Forward pass in inference mode (no dropout): fills `ws` and returns the
     /// logits `[batch, classes]`.
     pub fn forward<'w>(&self, ws: &'w mut Workspace, x: &[f32], batch: usize) -> &'w [f32] {
         self.forward_impl(ws, x, batch, false);
-        let last = self.layers.len() - 1;
-        &ws.outs[last][..batch * self.spec.classes]
+        let last = self.plan.out_buf.last().copied().flatten().expect("the last layer is Dense");
+        &ws.acts[last][..batch * self.spec.classes()]
     }
 
     fn forward_impl(&self, ws: &mut Workspace, x: &[f32], batch: usize, training: bool) {
         assert!(batch <= ws.capacity, "batch {batch} exceeds workspace capacity {}", ws.capacity);
-        let dropout = training && self.spec.dropout > 0.0;
-        let hidden = self.layers.len() - 1;
-        for (l, layer) in self.layers.iter().enumerate() {
-            let (before, rest) = ws.outs.split_at_mut(l);
-            let inp: &[f32] = if l == 0 { x } else { &before[l - 1] };
-            // Dropout after a hidden layer: its mask is drawn first, then
-            // multiplied in by the GEMM's epilogue, so `outs[l]` holds the
+        assert!(x.len() >= batch * self.spec.input_dim(), "input holds fewer than {batch} images");
+        let layers = self.spec.layers();
+        for (l, layer) in layers.iter().enumerate() {
+            // Dropout after this layer, fused into its epilogue: the mask is
+            // drawn first, then multiplied in, so the output buffer holds the
             // dropped activations, the next layer's input.
-            let mask = if dropout && l < hidden {
-                let mask = &mut ws.masks[l][..batch * layer.out_dim];
-                fill_dropout_mask(mask, self.spec.dropout, &mut ws.rng);
-                Some(&*mask)
-            } else {
-                None
-            };
-            dense::dense_forward(
-                &mut rest[0],
-                inp,
-                &self.params[layer.kernel.clone()],
-                &self.params[layer.bias.clone()],
-                mask,
-                batch,
-                layer.in_dim,
-                layer.out_dim,
-                layer.act,
-            );
+            if let (true, Some(Layer { op: Op::Dropout { rate, fused: true }, .. })) = (training, layers.get(l + 1)) {
+                let n = batch * layer.output.len();
+                fill_dropout_mask(&mut ws.masks[l + 1][..n], *rate, &mut ws.rng);
+            }
+            let Some(out_b) = self.plan.out_buf[l] else { continue };
+            if self.plan.in_buf(l) == Some(out_b) {
+                continue; // aliased: Flatten, fused dropout
+            }
+            let (before, rest) = ws.acts.split_at_mut(out_b);
+            let out = &mut rest[0][..batch * layer.output.len()];
+            let inp = self.input(before, x, l);
+            let params = &self.params;
+            match layer.op {
+                Op::Dense { in_dim, out_dim, act } => {
+                    let fused_mask = match layers.get(l + 1) {
+                        Some(Layer { op: Op::Dropout { fused: true, .. }, .. }) if training => {
+                            Some(&ws.masks[l + 1][..batch * out_dim])
+                        }
+                        _ => None,
+                    };
+                    dense::dense_forward(
+                        out,
+                        inp,
+                        &params[layer.kernel.clone()],
+                        &params[layer.bias.clone()],
+                        fused_mask,
+                        batch,
+                        in_dim,
+                        out_dim,
+                        act,
+                    );
+                }
+                Op::Conv2D { geometry, act } => conv2d::conv2d_forward(
+                    out,
+                    &mut ws.cols[l],
+                    inp,
+                    &params[layer.kernel.clone()],
+                    &params[layer.bias.clone()],
+                    &geometry,
+                    batch,
+                    act,
+                ),
+                Op::MaxPool(g) => maxpool::maxpool_forward(out, &mut ws.argmax[l], inp, &g, batch),
+                Op::Dropout { rate, .. } => {
+                    let n = batch * layer.output.len();
+                    if training {
+                        fill_dropout_mask(&mut ws.masks[l][..n], rate, &mut ws.rng);
+                        dropout::apply_mask(out, &inp[..n], &ws.masks[l][..n]);
+                    } else {
+                        out.copy_from_slice(&inp[..n]);
+                    }
+                }
+                Op::Flatten => unreachable!("aliased"),
+            }
         }
     }
 
@@ -179,38 +512,83 @@ impl Model {
     pub fn forward_backward(&self, ws: &mut Workspace, x: &[f32], labels: &[u32]) -> (f64, usize) {
         let batch = labels.len();
         self.forward_impl(ws, x, batch, true);
-        let dropout = self.spec.dropout > 0.0;
-        let last = self.layers.len() - 1;
-        let classes = self.spec.classes;
+        let layers = self.spec.layers();
+        let classes = self.spec.classes();
+        let last = self.plan.out_buf.last().copied().flatten().expect("the last layer is Dense");
         let (loss_sum, correct) = loss::softmax_cross_entropy(
-            &ws.outs[last][..batch * classes],
+            &ws.acts[last][..batch * classes],
             labels,
             classes,
-            Some(&mut ws.douts[last][..batch * classes]),
+            Some(&mut ws.dacts[last][..batch * classes]),
         );
-        for l in (0..self.layers.len()).rev() {
-            let layer = &self.layers[l];
-            let (dbefore, drest) = ws.douts.split_at_mut(l);
-            let inp: &[f32] = if l == 0 { x } else { &ws.outs[l - 1] };
-            // The mask this layer's output was multiplied by (hidden layers
-            // with dropout); its derivative is folded into the activation's.
-            let mask = if dropout && l < last { Some(&ws.masks[l][..]) } else { None };
-            let grads = &mut ws.grads[layer.kernel.start..layer.bias.end];
-            let (dweight, dbias) = grads.split_at_mut(layer.in_dim * layer.out_dim);
-            dense::dense_backward(
-                if l == 0 { None } else { Some(&mut dbefore[l - 1]) },
-                dweight,
-                dbias,
-                &mut drest[0],
-                &ws.outs[l],
-                mask,
-                inp,
-                &self.params[layer.kernel.clone()],
-                batch,
-                layer.in_dim,
-                layer.out_dim,
-                layer.act,
-            );
+        for l in (0..layers.len()).rev() {
+            let layer = &layers[l];
+            let Some(out_b) = self.plan.out_buf[l] else { continue };
+            let in_b = self.plan.in_buf(l);
+            if in_b == Some(out_b) {
+                continue; // aliased: the gradient is already the input's
+            }
+            let needs_dx = self.spec.needs_input_grad(l);
+            let (dbefore, drest) = ws.dacts.split_at_mut(out_b);
+            let dout = &mut drest[0][..batch * layer.output.len()];
+            let dinp = match (needs_dx, in_b) {
+                (true, Some(b)) => Some(&mut dbefore[b][..batch * layer.input.len()]),
+                _ => None,
+            };
+            let out = &ws.acts[out_b][..batch * layer.output.len()];
+            let params = &self.params;
+            match layer.op {
+                Op::Dense { in_dim, out_dim, act } => {
+                    let mask = match layers.get(l + 1) {
+                        Some(Layer { op: Op::Dropout { fused: true, .. }, .. }) => Some(&ws.masks[l + 1][..]),
+                        _ => None,
+                    };
+                    let grads = &mut ws.grads[layer.kernel.start..layer.bias.end];
+                    let (dweight, dbias) = grads.split_at_mut(in_dim * out_dim);
+                    dense::dense_backward(
+                        dinp,
+                        dweight,
+                        dbias,
+                        dout,
+                        out,
+                        mask,
+                        self.input(&ws.acts, x, l),
+                        &params[layer.kernel.clone()],
+                        batch,
+                        in_dim,
+                        out_dim,
+                        act,
+                    );
+                }
+                Op::Conv2D { geometry, act } => {
+                    let grads = &mut ws.grads[layer.kernel.start..layer.bias.end];
+                    let (dkernel, dbias) = grads.split_at_mut(layer.kernel.len());
+                    conv2d::conv2d_backward(
+                        dinp,
+                        dkernel,
+                        dbias,
+                        dout,
+                        out,
+                        &mut ws.cols[l],
+                        &params[layer.kernel.clone()],
+                        &geometry,
+                        batch,
+                        act,
+                    );
+                }
+                Op::MaxPool(g) => {
+                    if let Some(dinp) = dinp {
+                        maxpool::maxpool_backward(dinp, dout, &ws.argmax[l], &g, batch);
+                    }
+                }
+                Op::Dropout { .. } => {
+                    if let Some(dinp) = dinp {
+                        let n = dout.len();
+                        dropout::apply_mask(dinp, dout, &ws.masks[l][..n]);
+                    }
+                }
+                Op::Flatten => unreachable!("aliased"),
+            }
         }
         (loss_sum, correct)
     }
@@ -221,36 +599,28 @@ impl Model {
         opt.step(&mut self.params, &ws.grads);
         result
     }
-}
 
-/// Inverted dropout's mask: each factor is 1/(1 − rate) with probability
-/// 1 − rate, else 0. Two draws per 64-bit random number, each kept when its
-/// 32 bits are at least rate·2³².
-pub fn fill_dropout_mask(mask: &mut [f32], rate: f32, rng: &mut fastrand::Rng) {
-    let keep_scale = 1.0 / (1.0 - rate);
-    let threshold = (rate as f64 * 4_294_967_296.0) as u64;
-    let factor = |bits: u64| if bits & 0xffff_ffff >= threshold { keep_scale } else { 0.0 };
-    let mut pairs = mask.chunks_exact_mut(2);
-    for pair in &mut pairs {
-        let r = rng.u64(..);
-        pair[0] = factor(r);
-        pair[1] = factor(r >> 32);
-    }
-    if let [last] = pairs.into_remainder() {
-        *last = factor(rng.u64(..));
+    /// Layer `l`'s output for the last forward pass through `ws`, `[batch, output]`
+    /// (the model's input for a Flatten first layer).
+    pub fn layer_output<'w>(&self, ws: &'w Workspace, l: usize, batch: usize) -> Option<&'w [f32]> {
+        let b = self.plan.out_buf.get(l).copied().flatten()?;
+        Some(&ws.acts[b][..batch * self.spec.layers()[l].output.len()])
     }
 }
 
 /// Buffers for one batch through the model, allocated once for a capacity.
 pub struct Workspace {
     pub capacity: usize,
-    /// Per layer: activations `[capacity, out_dim]` (logits for the last).
-    pub outs: Vec<Vec<f32>>,
-    /// Per layer: gradient w.r.t. its output, `[capacity, out_dim]`.
-    pub douts: Vec<Vec<f32>>,
-    /// Per hidden layer, with dropout: the mask its output was multiplied by
-    /// (`outs` then holds the dropped activations).
+    /// Per buffer (see the model's plan): activations `[capacity, len]`.
+    pub acts: Vec<Vec<f32>>,
+    /// Per buffer: the gradient w.r.t. those activations.
+    pub dacts: Vec<Vec<f32>>,
+    /// Per Dropout layer: the mask of its last training pass (else empty).
     pub masks: Vec<Vec<f32>>,
+    /// Per Conv2D layer: its input's im2col `[capacity·oh·ow, k·k·cin]` (else empty).
+    pub cols: Vec<Vec<f32>>,
+    /// Per MaxPooling2D layer: each output's maximum, as an index in its image (else empty).
+    pub argmax: Vec<Vec<u32>>,
     /// Gradients, same layout as the parameters.
     pub grads: Vec<f32>,
     /// Dropout's random stream.
@@ -259,19 +629,93 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new(spec: &ModelSpec, capacity: usize, seed: u64) -> Workspace {
-        let layers = spec.layers();
-        let per_layer = |only_hidden: bool| -> Vec<Vec<f32>> {
-            let n = if only_hidden { layers.len() - 1 } else { layers.len() };
-            layers[..n].iter().map(|l| vec![0.0; capacity * l.out_dim]).collect()
+        let plan = Plan::new(spec);
+        let bufs = || plan.buffer_lens.iter().map(|n| vec![0.0; capacity * n]).collect();
+        let per_layer = |f: &dyn Fn(&Layer) -> usize| -> Vec<Vec<f32>> {
+            spec.layers().iter().map(|l| vec![0.0; capacity * f(l)]).collect()
         };
-        let with_dropout = spec.dropout > 0.0;
         Workspace {
             capacity,
-            outs: per_layer(false),
-            douts: per_layer(false),
-            masks: if with_dropout { per_layer(true) } else { Vec::new() },
+            acts: bufs(),
+            dacts: bufs(),
+            masks: per_layer(&|l| if matches!(l.op, Op::Dropout { .. }) { l.output.len() } else { 0 }),
+            cols: per_layer(&|l| if let Op::Conv2D { geometry, .. } = l.op { geometry.col_len() } else { 0 }),
+            argmax: spec
+                .layers()
+                .iter()
+                .map(|l| vec![0u32; if matches!(l.op, Op::MaxPool(_)) { capacity * l.output.len() } else { 0 }])
+                .collect(),
             grads: vec![0.0; spec.param_count()],
             rng: fastrand::Rng::with_seed(seed ^ 0x5eed_d20f),
         }
+    }
+
+    /// Bytes held by the buffers.
+    pub fn bytes(&self) -> usize {
+        let f = |v: &[Vec<f32>]| v.iter().map(Vec::len).sum::<usize>();
+        4 * (f(&self.acts) + f(&self.dacts) + f(&self.masks) + f(&self.cols) + self.grads.len())
+            + 4 * self.argmax.iter().map(Vec::len).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_book_cnn_has_kerass_shapes_names_and_counts() {
+        let spec = ModelSpec::new((28, 28), &arch::cnn(10)).unwrap();
+        let rows: Vec<(String, Shape, usize)> =
+            spec.layers().iter().map(|l| (l.name.clone(), l.output, l.param_count())).collect();
+        let expect = [
+            ("conv2d", Shape::Image(28, 28, 32), 320),
+            ("max_pooling2d", Shape::Image(14, 14, 32), 0),
+            ("conv2d_1", Shape::Image(14, 14, 64), 18_496),
+            ("max_pooling2d_1", Shape::Image(7, 7, 64), 0),
+            ("flatten", Shape::Flat(3136), 0),
+            ("dense", Shape::Flat(100), 313_700),
+            ("dropout", Shape::Flat(100), 0),
+            ("dense_1", Shape::Flat(10), 1010),
+        ];
+        let expect: Vec<(String, Shape, usize)> = expect.iter().map(|(n, s, p)| (n.to_string(), *s, *p)).collect();
+        assert_eq!(rows, expect);
+        assert_eq!(spec.param_count(), 333_526);
+        // The issue's figure: 24.47 MFLOP per training sample.
+        assert_eq!(spec.train_flops_per_sample(), 24_466_800);
+        assert_eq!(spec.as_mlp(), None);
+    }
+
+    #[test]
+    fn the_mlp_is_recognised_and_described_as_before() {
+        let spec = ModelSpec::mlp((28, 28), &[300, 100], Activation::Relu, 10, 0.2).unwrap();
+        assert_eq!(spec.describe(), "784-300-100-10 relu dropout 0.2");
+        assert_eq!(spec.as_mlp(), Some((vec![300, 100], Activation::Relu, 0.2)));
+        let plain = ModelSpec::mlp((28, 28), &[100], Activation::Sigmoid, 10, 0.0).unwrap();
+        assert_eq!(plain.describe(), "784-100-10 sigmoid");
+        assert_eq!(plain.train_flops_per_sample(), 2 * 2 * 78_400 + 3 * 2 * 1000);
+        let other = ModelSpec::new(
+            (28, 28),
+            &arch::parse("flatten,dense(100,relu),dropout(0.3),dense(50,sigmoid),dense(10)").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(other.as_mlp(), None);
+    }
+
+    #[test]
+    fn layers_that_do_not_fit_say_which_and_why() {
+        let err = |s: &str| ModelSpec::new((28, 28), &arch::parse(s).unwrap()).unwrap_err();
+        assert_eq!(
+            err("conv2d(8,3),dense(10)"),
+            "layer 2 dense(10): dense needs a flat input: add flatten before it (its input is 26x26x8)"
+        );
+        assert!(err("conv2d(8,7,valid),maxpool(2),conv2d(8,7,valid),conv2d(8,7,valid),flatten,dense(10)")
+            .contains("layer 4 conv2d(8,7,linear,valid): a 7x7 kernel does not fit a 5x5 input"));
+        assert!(err("maxpool(29),flatten,dense(10)").contains("a 29x29 pool is larger than its 28x28 input"));
+        assert!(err("flatten,conv2d(8,3),flatten,dense(10)").contains("needs an image input"));
+        assert!(err("flatten,dense(10,relu)").contains("must be dense(CLASSES)"));
+        assert!(err("flatten,dense(1)").contains("at least 2 classes"));
+        assert!(err("conv2d(4096,7,same),conv2d(4096,7,same),flatten,dense(10)")
+            .contains("layer 2 conv2d(4096,7,linear,same): its im2col needs 157351936 values"));
+        assert!(err("flatten,dense(1000000),dense(1000)").contains("would exceed 268435456 parameters"));
     }
 }

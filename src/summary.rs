@@ -30,21 +30,11 @@ fn human_bytes(bytes: usize) -> String {
 /// The summary table of a Sequential model with this architecture.
 pub fn summary(spec: &ModelSpec) -> String {
     // (name (type), output shape, params)
-    let mut rows = vec![("flatten (Flatten)".to_string(), format!("(None, {})", spec.input_dim()), 0usize)];
-    let layers = spec.layers();
-    let mut dropout_index = 0;
-    for (l, layer) in layers.iter().enumerate() {
-        rows.push((
-            format!("{} (Dense)", layer.name),
-            format!("(None, {})", layer.out_dim),
-            layer.bias.end - layer.kernel.start,
-        ));
-        if spec.dropout > 0.0 && l + 1 < layers.len() {
-            let name = if dropout_index == 0 { "dropout".to_string() } else { format!("dropout_{dropout_index}") };
-            dropout_index += 1;
-            rows.push((format!("{name} (Dropout)"), format!("(None, {})", layer.out_dim), 0));
-        }
-    }
+    let rows: Vec<(String, String, usize)> = spec
+        .layers()
+        .iter()
+        .map(|l| (format!("{} ({})", l.name, l.class), l.output.keras(), l.param_count()))
+        .collect();
     let widths = [33usize, 24, 15];
     let line = |l: &str, m: &str, r: &str, fill: &str| {
         format!("{l}{}{m}{}{m}{}{r}\n", fill.repeat(widths[0]), fill.repeat(widths[1]), fill.repeat(widths[2]))

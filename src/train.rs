@@ -88,7 +88,7 @@ pub fn evaluate(
     ws: &mut Workspace,
     batch: &mut Batch,
 ) -> Evaluation {
-    let classes = model.spec.classes;
+    let classes = model.spec.classes();
     let d = split.image_len();
     let mut confusion = Confusion::new(classes);
     let mut loss_sum = 0.0;
@@ -125,7 +125,7 @@ pub fn sample_predictions(
     let n = n.min(split.count).min(ws.capacity).min(batch.y.len());
     let indices: Vec<u32> = (0..n as u32).collect();
     batch.gather(split, &indices);
-    let classes = model.spec.classes;
+    let classes = model.spec.classes();
     let logits = model.forward(ws, batch.inputs(split.image_len()), n);
     let mut probs = vec![0.0; classes];
     let mut out: Vec<SamplePrediction> = logits
@@ -156,9 +156,6 @@ pub struct History {
     pub finish: FinishReason,
 }
 
-/// Size of the batches used for validation and test passes (inference only).
-pub const EVAL_BATCH: usize = 1000;
-
 /// Trains `model` on `train_idx` of `split`, validating on `val_idx` after
 /// each epoch (skipped when empty), and reports through `monitor`.
 #[allow(clippy::too_many_arguments)]
@@ -179,8 +176,9 @@ pub fn fit(
     let batch_size = cfg.batch_size.max(1);
     let mut ws = Workspace::new(&model.spec, batch_size, cfg.seed);
     let mut batch = Batch::new(batch_size, d);
-    let mut eval_ws = Workspace::new(&model.spec, EVAL_BATCH, cfg.seed);
-    let mut eval_batch = Batch::new(EVAL_BATCH, d);
+    let eval_capacity = model.spec.eval_batch();
+    let mut eval_ws = Workspace::new(&model.spec, eval_capacity, cfg.seed);
+    let mut eval_batch = Batch::new(eval_capacity, d);
     let mut order = train_idx.to_vec();
     let mut rng = fastrand::Rng::with_seed(cfg.seed.wrapping_add(1));
     let steps = train_idx.len().div_ceil(batch_size);

@@ -1,10 +1,10 @@
 //! Finite-difference checks of every backward pass: Dense (relu, sigmoid,
 //! linear), softmax cross-entropy, dropout, and the whole model.
 
-use simdnet::dense::{self, reference};
 use simdnet::gemm::Activation;
 use simdnet::loss::softmax_cross_entropy;
 use simdnet::model::{Model, ModelSpec, Workspace};
+use simdnet::nn::dense::{self, reference};
 
 fn rand_vec(rng: &mut fastrand::Rng, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| (rng.f32() * 2.0 - 1.0) * scale).collect()
@@ -194,13 +194,13 @@ fn softmax_cross_entropy_is_stable_and_counts_correct() {
 /// Mean loss of the whole model with dropout off (inference forward).
 fn model_loss(model: &Model, ws: &mut Workspace, x: &[f32], labels: &[u32]) -> f64 {
     let logits = model.forward(ws, x, labels.len()).to_vec();
-    softmax_cross_entropy(&logits, labels, model.spec.classes, None).0 / labels.len() as f64
+    softmax_cross_entropy(&logits, labels, model.spec.classes(), None).0 / labels.len() as f64
 }
 
 #[test]
 fn whole_model_gradient_matches_finite_differences() {
     for act in [Activation::Relu, Activation::Sigmoid] {
-        let spec = ModelSpec { input_shape: (3, 4), hidden: vec![8, 6], activation: act, classes: 5, dropout: 0.0 };
+        let spec = ModelSpec::mlp((3, 4), &[8, 6], act, 5, 0.0).unwrap();
         let mut model = Model::new(spec.clone(), 5);
         let mut rng = fastrand::Rng::with_seed(9);
         let batch = 6;

@@ -148,7 +148,7 @@ fn valid_fixture_trains() {
     let out = f.train(&["--save", save.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let loaded = checkpoint::load(&save).unwrap();
-    assert_eq!(loaded.model.spec.classes, 3);
+    assert_eq!(loaded.model.spec.classes(), 3);
     assert_eq!(f.top_files(), ["model.safetensors"]);
 }
 
@@ -574,13 +574,7 @@ fn abort_mid_save_leaves_the_previous_file_intact() {
 // ---- model files (library level) ----
 
 fn tiny_model() -> (Model, Vec<String>) {
-    let spec = ModelSpec {
-        input_shape: (4, 4),
-        hidden: vec![5],
-        activation: simdnet::gemm::Activation::Relu,
-        classes: 3,
-        dropout: 0.0,
-    };
+    let spec = ModelSpec::mlp((4, 4), &[5], simdnet::gemm::Activation::Relu, 3, 0.0).unwrap();
     (Model::new(spec, 1), vec!["a".into(), "b".into(), "c".into()])
 }
 
@@ -662,10 +656,16 @@ fn model_file_header_lies() {
     bytes.extend(b"{}");
     assert!(load_error(&bytes).contains("not a safetensors file"));
     // Metadata claims 1000 hidden units the tensors do not hold.
-    let e = load_error(&crafted(|m| drop(m.insert("hidden".into(), "1000".into())), &tiny_tensors()));
+    let e = load_error(&crafted(
+        |m| drop(m.insert("arch".into(), "flatten,dense(1000,relu),dense(3)".into())),
+        &tiny_tensors(),
+    ));
     assert!(e.contains("parameters") || e.contains("shape"), "{e}");
     // Metadata claims a huge model: refused without allocating it.
-    let e = load_error(&crafted(|m| drop(m.insert("hidden".into(), "4000000000,4000000000".into())), &tiny_tensors()));
+    let e = load_error(&crafted(
+        |m| drop(m.insert("arch".into(), "flatten,dense(1000000,relu),dense(1000000,relu),dense(3)".into())),
+        &tiny_tensors(),
+    ));
     assert!(e.contains("parameters") || e.contains("overflow"), "{e}");
     // Tensor offsets past the end of the data.
     let mut t = tiny_tensors();
@@ -679,7 +679,10 @@ fn model_file_header_lies() {
     // Not our metadata.
     let e = load_error(&crafted(|m| drop(m.insert("format".into(), "pytorch".into())), &tiny_tensors()));
     assert!(e.contains("unknown format"), "{e}");
-    let e = load_error(&crafted(|m| drop(m.insert("dropout".into(), "NaN".into())), &tiny_tensors()));
+    let e = load_error(&crafted(
+        |m| drop(m.insert("arch".into(), "flatten,dense(5,relu),dropout(NaN),dense(3)".into())),
+        &tiny_tensors(),
+    ));
     assert!(e.contains("dropout"), "{e}");
     let e = load_error(&crafted(|m| drop(m.remove("classes")), &tiny_tensors()));
     assert!(e.contains("lacks \"classes\""), "{e}");

@@ -6,8 +6,8 @@ gives the accuracy (and loss) that `simdnet eval` prints.
     pip install safetensors numpy
     python3 tests/interop.py [--simdnet BIN] [--model PATH] [--data DIR] [--accuracy A]
 
-Without --model, the script trains a small model with BIN (`--save`, dropout
-on, 1 epoch); without --data, it writes a small learnable synthetic data set
+Without --model, the script trains two small models with BIN (`--save`): an
+MLP with dropout and a CNN (convolutions written out in numpy, NHWC, HWIO); without --data, it writes a small learnable synthetic data set
 to a temporary directory; without --accuracy, it runs `BIN eval` and reads
 its `test_accuracy`. BIN defaults to $CARGO_TARGET_DIR/release/simdnet, else
 target/release/simdnet beside this script's repository.
@@ -75,32 +75,107 @@ def write_synthetic(directory, train=2000, test=500, classes=10, rows=28, cols=2
             f.write(struct.pack(">II", LABEL_MAGIC, n) + labels.tobytes())
 
 
+def parse_arch(text):
+    """The layer list of a v2 file: [(kind, [args])], e.g. ("conv2d", ["32", "3", "relu", "same"])."""
+    layers, depth, start = [], 0, 0
+    items = []
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    for item in items:
+        name, _, rest = item.strip().partition("(")
+        args = [a.strip() for a in rest.rstrip(")").split(",") if a.strip()]
+        layers.append((name, args))
+    return layers
+
+
 def load_model(path):
-    """The Dense layers [(kernel [in, out], bias [out])] and the metadata."""
+    """The layers [(kind, args, tensors)] in order, and the metadata."""
     with safe_open(path, framework="np") as f:
         meta = f.metadata() or {}
     tensors = load_file(path)
-    if meta.get("format") != "simdnet-mlp-v1":
-        fail(f"{path}: metadata format {meta.get('format')!r} is not simdnet-mlp-v1")
-    hidden = [int(h) for h in meta["hidden"].split(",") if h]
-    layers = []
-    for i in range(len(hidden) + 1):
-        name = "dense" if i == 0 else f"dense_{i}"
-        kernel, bias = tensors[f"{name}.kernel"], tensors[f"{name}.bias"]
-        if kernel.dtype != np.float32 or bias.dtype != np.float32:
-            fail(f"{path}: {name} is {kernel.dtype}/{bias.dtype}, expected float32")
-        layers.append((kernel, bias))
-    if len(tensors) != 2 * len(layers):
-        fail(f"{path}: {len(tensors)} tensors for {len(layers)} layers")
+    fmt = meta.get("format")
+    if fmt == "simdnet-v2":
+        arch = parse_arch(meta["arch"])
+    elif fmt == "simdnet-mlp-v1":
+        hidden = [int(h) for h in meta["hidden"].split(",") if h]
+        arch = [("flatten", [])]
+        for h in hidden:
+            arch.append(("dense", [str(h), meta["activation"]]))
+        arch.append(("dense", [meta["classes"]]))
+    else:
+        fail(f"{path}: metadata format {fmt!r} is not simdnet-v2 or simdnet-mlp-v1")
+    counts, layers, used = {}, [], 0
+    keras_names = {"conv2d": "conv2d", "dense": "dense"}
+    for kind, args in arch:
+        weights = None
+        if kind in keras_names:
+            n = counts.get(kind, 0)
+            counts[kind] = n + 1
+            name = kind if n == 0 else f"{kind}_{n}"
+            kernel, bias = tensors[f"{name}.kernel"], tensors[f"{name}.bias"]
+            if kernel.dtype != np.float32 or bias.dtype != np.float32:
+                fail(f"{path}: {name} is {kernel.dtype}/{bias.dtype}, expected float32")
+            weights = (kernel, bias)
+            used += 2
+        layers.append((kind, args, weights))
+    if len(tensors) != used:
+        fail(f"{path}: {len(tensors)} tensors for {used // 2} layers with weights")
     return layers, meta
 
 
-def forward(layers, activation, x):
-    """Logits of Flatten -> Dense(act) ... -> Dense (softmax in the loss); float32."""
-    for i, (kernel, bias) in enumerate(layers):
-        x = x @ kernel + bias
-        if i + 1 < len(layers):
-            x = np.maximum(x, 0) if activation == "relu" else 1 / (1 + np.exp(-x))
+def activate(x, name):
+    if name == "relu":
+        return np.maximum(x, 0)
+    if name == "sigmoid":
+        return 1 / (1 + np.exp(-x))
+    return x
+
+
+def conv2d(x, kernel, bias, padding):
+    """NHWC x [n, h, w, cin], HWIO kernel [k, k, cin, cout], stride 1: written out tap by tap."""
+    k = kernel.shape[0]
+    n, h, w, _ = x.shape
+    if padding == "same":
+        p = k // 2
+        x = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+        oh, ow = h, w
+    else:
+        oh, ow = h - k + 1, w - k + 1
+    out = np.zeros((n, oh, ow, kernel.shape[3]), dtype=np.float32)
+    for ky in range(k):
+        for kx in range(k):
+            out += x[:, ky : ky + oh, kx : kx + ow, :] @ kernel[ky, kx]
+    return out + bias
+
+
+def maxpool(x, pool):
+    n, h, w, c = x.shape
+    oh, ow = h // pool, w // pool
+    x = x[:, : oh * pool, : ow * pool, :].reshape(n, oh, pool, ow, pool, c)
+    return x.max(axis=(2, 4))
+
+
+def forward(layers, x):
+    """Logits of the layer stack (dropout off, softmax in the loss); float32, NHWC."""
+    for kind, args, weights in layers:
+        if kind == "conv2d":
+            words = args[2:]
+            padding = "same" if "same" in words else "valid"
+            act = next((a for a in words if a in ("relu", "sigmoid", "linear")), "linear")
+            x = activate(conv2d(x, weights[0], weights[1], padding), act)
+        elif kind == "maxpool":
+            x = maxpool(x, int(args[0]) if args else 2)
+        elif kind == "flatten":
+            x = x.reshape(len(x), -1)  # Keras' order: row, column, channel
+        elif kind == "dense":
+            x = activate(x @ weights[0] + weights[1], args[1] if len(args) > 1 else "linear")
+        elif kind != "dropout":
+            fail(f"unknown layer {kind!r}")
     return x
 
 
@@ -130,49 +205,62 @@ def main():
             data = os.path.join(tmp, "data")
             os.mkdir(data)
             write_synthetic(data)
-        model = args.model
-        if model is None:
-            model = os.path.join(tmp, "model.safetensors")
-            run([args.simdnet, "train", "--data", data, "--no-tui", "--epochs", "3", "--hidden", "128,64",
-                 "--dropout", "0.2", "--save", model])
-        loss = None
-        if args.accuracy is None:
-            out = run([args.simdnet, "eval", "--model", model, "--data", data])
-            m = re.search(r"test_loss: ([0-9.]+) - test_accuracy: ([0-9.]+)", out)
-            if not m:
-                fail(f"no test_loss / test_accuracy in the output of simdnet eval:\n{out}")
-            loss, accuracy = float(m.group(1)), float(m.group(2))
-        else:
-            accuracy = args.accuracy
+        if args.model is not None:
+            return check(args, data, args.model)
+        # Without --model: the tutorial MLP (dropout on) and a small CNN.
+        trainings = [
+            ("mlp.safetensors", ["--hidden", "128,64", "--dropout", "0.2", "--epochs", "3"]),
+            ("cnn.safetensors", ["--arch", "conv2d(8,3,relu,same),maxpool(2),conv2d(6,3,sigmoid,valid),"
+                                 "maxpool(3),flatten,dense(32,relu),dropout(0.2),dense(10)", "--epochs", "1"]),
+        ]
+        status = 0
+        for name, flags in trainings:
+            model = os.path.join(tmp, name)
+            run([args.simdnet, "train", "--data", data, "--no-tui", *flags, "--save", model])
+            status = max(status, check(args, data, model))
+        return status
 
-        layers, meta = load_model(model)
-        images = read_idx(data, "t10k-images-idx3-ubyte", IMAGE_MAGIC)
-        labels = read_idx(data, "t10k-labels-idx1-ubyte", LABEL_MAGIC).astype(np.int64)
-        rows, cols = (int(v) for v in meta["input_shape"].split(","))
-        if images.shape[1:] != (rows, cols):
-            fail(f"{model}: the model takes {rows}x{cols} images, {data} has {images.shape[1]}x{images.shape[2]}")
-        classes = int(meta["classes"])
-        if labels.max(initial=0) >= classes:
-            fail(f"{model}: the model has {classes} classes, {data} has label {labels.max()}")
-        names = json.loads(meta["class_names"])
-        x = images.reshape(len(images), rows * cols).astype(np.float32) / np.float32(255)
-        logits = forward(layers, meta["activation"], x)
-        predicted = logits.argmax(axis=1)
-        np_accuracy = float((predicted == labels).mean())
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        np_loss = float(-log_probs[np.arange(len(labels)), labels].astype(np.float64).mean())
 
-        print(f"model {model}: {rows}x{cols} -> {meta['hidden']} {meta['activation']} -> {classes} "
-              f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}), dropout {meta['dropout']}")
-        print(f"numpy:   test_accuracy {np_accuracy:.4f}, test_loss {np_loss:.4f} on {len(labels)} images")
-        print(f"simdnet: test_accuracy {accuracy:.4f}" + ("" if loss is None else f", test_loss {loss:.4f}"))
-        # Equal to 4 decimals: simdnet printed its value rounded to 4 places.
-        ok = abs(np_accuracy - accuracy) <= 0.5e-4 + 1e-9
-        if loss is not None:
-            ok = ok and abs(np_loss - loss) <= 1.5e-4
-        print("interop: OK" if ok else "interop: MISMATCH")
-        return 0 if ok else 1
+def check(args, data, model):
+    """numpy's accuracy and loss of `model` on data's test set against simdnet's; 0 when equal."""
+    loss = None
+    if args.accuracy is None:
+        out = run([args.simdnet, "eval", "--model", model, "--data", data])
+        m = re.search(r"test_loss: ([0-9.]+) - test_accuracy: ([0-9.]+)", out)
+        if not m:
+            fail(f"no test_loss / test_accuracy in the output of simdnet eval:\n{out}")
+        loss, accuracy = float(m.group(1)), float(m.group(2))
+    else:
+        accuracy = args.accuracy
+
+    layers, meta = load_model(model)
+    images = read_idx(data, "t10k-images-idx3-ubyte", IMAGE_MAGIC)
+    labels = read_idx(data, "t10k-labels-idx1-ubyte", LABEL_MAGIC).astype(np.int64)
+    rows, cols = (int(v) for v in meta["input_shape"].split(","))
+    if images.shape[1:] != (rows, cols):
+        fail(f"{model}: the model takes {rows}x{cols} images, {data} has {images.shape[1]}x{images.shape[2]}")
+    classes = int(meta["classes"])
+    if labels.max(initial=0) >= classes:
+        fail(f"{model}: the model has {classes} classes, {data} has label {labels.max()}")
+    names = json.loads(meta["class_names"])
+    x = images.reshape(len(images), rows, cols, 1).astype(np.float32) / np.float32(255)
+    logits = forward(layers, x)
+    predicted = logits.argmax(axis=1)
+    np_accuracy = float((predicted == labels).mean())
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    np_loss = float(-log_probs[np.arange(len(labels)), labels].astype(np.float64).mean())
+
+    print(f"model {model}: {rows}x{cols} -> {meta.get('arch') or meta.get('hidden')} -> {classes} "
+          f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
+    print(f"numpy:   test_accuracy {np_accuracy:.4f}, test_loss {np_loss:.4f} on {len(labels)} images")
+    print(f"simdnet: test_accuracy {accuracy:.4f}" + ("" if loss is None else f", test_loss {loss:.4f}"))
+    # Equal to 4 decimals: simdnet printed its value rounded to 4 places.
+    ok = abs(np_accuracy - accuracy) <= 0.5e-4 + 1e-9
+    if loss is not None:
+        ok = ok and abs(np_loss - loss) <= 1.5e-4
+    print("interop: OK" if ok else "interop: MISMATCH")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

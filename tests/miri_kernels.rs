@@ -91,8 +91,7 @@ fn scale_pixels_all_lengths() {
 
 #[test]
 fn train_step_tiny() {
-    let spec =
-        ModelSpec { input_shape: (3, 3), hidden: vec![4], activation: Activation::Relu, classes: 3, dropout: 0.25 };
+    let spec = ModelSpec::mlp((3, 3), &[4], Activation::Relu, 3, 0.25).unwrap();
     let mut model = Model::new(spec.clone(), 1);
     let mut opt = Optimizer::new(OptimizerKind::adam(), 0.01, spec.param_count());
     let mut ws = Workspace::new(&spec, 5, 1);

@@ -42,12 +42,15 @@ fn training_steps_allocate_nothing_after_the_first() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     // Every worker has started (thread start-up allocates) before counting.
     pool.broadcast(|_| ());
-    for (batch, hidden, dropout, kind) in [
-        (32, vec![100], 0.0, OptimizerKind::adam()),
-        (256, vec![300, 100], 0.3, OptimizerKind::Sgd { momentum: 0.9, nesterov: true }),
-        (7, vec![33], 0.0, OptimizerKind::rmsprop()),
+    let mlp = |hidden: &[usize], dropout| ModelSpec::mlp((28, 28), hidden, Activation::Relu, 10, dropout).unwrap();
+    let layers = |list: &str| ModelSpec::new((28, 28), &simdnet::arch::parse(list).unwrap()).unwrap();
+    for (batch, spec, kind) in [
+        (32, mlp(&[100], 0.0), OptimizerKind::adam()),
+        (256, mlp(&[300, 100], 0.3), OptimizerKind::Sgd { momentum: 0.9, nesterov: true }),
+        (7, mlp(&[33], 0.0), OptimizerKind::rmsprop()),
+        (32, ModelSpec::new((28, 28), &simdnet::arch::cnn(10)).unwrap(), OptimizerKind::adam()),
+        (5, layers("conv2d(3,5,sigmoid,valid),dropout(0.2),maxpool(3),flatten,dense(10)"), OptimizerKind::adagrad()),
     ] {
-        let spec = ModelSpec { input_shape: (28, 28), hidden, activation: Activation::Relu, classes: 10, dropout };
         let mut model = Model::new(spec.clone(), 1);
         let mut opt = Optimizer::new(kind, 0.01, spec.param_count());
         let mut ws = Workspace::new(&spec, batch, 1);

@@ -135,8 +135,8 @@ fn stop_with(signal: &str, expected_code: i32, ready: impl Fn(&str) -> bool) {
     assert!(lines.iter().any(|l| l.starts_with("test_accuracy: ")), "{lines:?}");
     assert!(lines.last().is_some_and(|l| l.starts_with("saved model to")), "{lines:?}");
     let loaded = checkpoint::load(&save).unwrap();
-    assert_eq!(loaded.model.spec.classes, 4);
-    assert_eq!(loaded.model.spec.input_shape, (8, 8));
+    assert_eq!(loaded.model.spec.classes(), 4);
+    assert_eq!(loaded.model.spec.input_shape(), (8, 8));
     // The metrics file holds one whole record per finished epoch (header + rows).
     let metrics = fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), epochs + 1, "{metrics}");

@@ -8,13 +8,7 @@ use simdnet::optim::{Optimizer, OptimizerKind};
 fn train(threads: usize, batch: usize) -> Vec<f32> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
-        let spec = ModelSpec {
-            input_shape: (28, 28),
-            hidden: vec![300, 100],
-            activation: Activation::Relu,
-            classes: 10,
-            dropout: 0.2,
-        };
+        let spec = ModelSpec::mlp((28, 28), &[300, 100], Activation::Relu, 10, 0.2).unwrap();
         let mut model = Model::new(spec.clone(), 3);
         let mut opt = Optimizer::new(OptimizerKind::adam(), 1e-3, spec.param_count());
         let mut ws = Workspace::new(&spec, batch, 3);

@@ -59,7 +59,7 @@ fn stderr(o: &Output) -> String {
 }
 
 fn spec(hidden: &[usize], activation: Activation, dropout: f32) -> ModelSpec {
-    ModelSpec { input_shape: (4, 4), hidden: hidden.to_vec(), activation, classes: 3, dropout }
+    ModelSpec::mlp((4, 4), &hidden.to_vec(), activation, 3, dropout).unwrap()
 }
 
 fn names(n: usize) -> Vec<String> {
@@ -137,7 +137,7 @@ fn dropout_drops_the_rate_and_scales_survivors() {
 #[test]
 fn dropout_is_off_at_inference() {
     let with = Model::new(spec(&[8, 6], Activation::Relu, 0.5), 1);
-    let without = Model::from_params(spec(&[8, 6], Activation::Relu, 0.0), with.params.clone());
+    let without = Model::from_params(spec(&[8, 6], Activation::Relu, 0.0), with.params.clone()).unwrap();
     let x = inputs(5 * 16, 2);
     let mut ws_a = Workspace::new(&with.spec, 5, 3);
     let mut ws_b = Workspace::new(&without.spec, 5, 3);
@@ -146,8 +146,8 @@ fn dropout_is_off_at_inference() {
     assert_eq!(a, without.forward(&mut ws_b, &x, 5), "inference ignores dropout");
     // Training does drop: some hidden units are zeroed by the mask.
     with.forward_backward(&mut ws_a, &x, &[0, 1, 2, 0, 1]);
-    assert!(ws_a.masks[0][..5 * 8].contains(&0.0));
-    assert!(ws_a.masks[0][..5 * 8].contains(&2.0));
+    assert!(ws_a.masks[2][..5 * 8].contains(&0.0));
+    assert!(ws_a.masks[2][..5 * 8].contains(&2.0));
 }
 
 #[test]
@@ -168,7 +168,7 @@ fn dropout_gradient_matches_finite_differences_through_a_fixed_mask() {
     };
     loss(&model, &mut ws);
     let analytic = ws.grads.clone();
-    assert!(ws.masks[0][..batch * 8].contains(&0.0), "the mask drops something");
+    assert!(ws.masks[2][..batch * 8].contains(&0.0), "the mask drops something");
     let eps = 1e-2f32;
     let mut worst = 0.0f64;
     for (i, &a) in analytic.iter().enumerate() {
@@ -320,12 +320,12 @@ fn metrics_file_needs_csv_or_jsonl() {
 
 fn raw_tensors(model: &Model) -> Vec<(String, Vec<usize>, Vec<u8>)> {
     model
-        .layers
-        .iter()
+        .spec
+        .param_layers()
         .flat_map(|l| {
             [
-                (format!("{}.kernel", l.name), vec![l.in_dim, l.out_dim], l.kernel.clone()),
-                (format!("{}.bias", l.name), vec![l.out_dim], l.bias.clone()),
+                (format!("{}.kernel", l.name), l.kernel_shape().unwrap(), l.kernel.clone()),
+                (format!("{}.bias", l.name), vec![l.bias.len()], l.bias.clone()),
             ]
         })
         .map(|(n, s, r)| (n, s, model.params[r].iter().flat_map(|v| v.to_le_bytes()).collect()))
@@ -378,13 +378,12 @@ fn save_load_roundtrip_gives_identical_predictions() {
     let k = st.tensor("dense_1.kernel").unwrap();
     assert_eq!(k.dtype(), Dtype::F32);
     let first = f32::from_le_bytes(k.data()[..4].try_into().unwrap());
-    assert_eq!(first, model.params[model.layers[1].kernel.start], "row-major [in, out]");
+    assert_eq!(first, model.params[model.spec.param_layers().nth(1).unwrap().kernel.start], "row-major [in, out]");
     let meta = metadata_of(&bytes);
     assert_eq!(meta["input_shape"], "4,4");
-    assert_eq!(meta["hidden"], "12,7");
-    assert_eq!(meta["activation"], "sigmoid");
+    assert_eq!(meta["format"], "simdnet-v2");
+    assert_eq!(meta["arch"], "flatten,dense(12,sigmoid),dropout(0.25),dense(7,sigmoid),dropout(0.25),dense(3)");
     assert_eq!(meta["classes"], "3");
-    assert_eq!(meta["dropout"], "0.25");
     assert_eq!(meta["class_names"], r#"["class 0","class 1","class 2"]"#);
 }
 
@@ -442,19 +441,20 @@ fn load_refuses_wrong_shapes_dtypes_and_lying_metadata() {
         m.insert(k.into(), v.into());
         craft(&tensors, &m)
     };
-    expect_err(lie("hidden", "7"), "shape");
-    expect_err(lie("hidden", "6,6"), "tensors");
-    expect_err(lie("hidden", "100000"), "the file holds fewer");
-    expect_err(lie("hidden", "99999999999,99999999999"), "overflow");
-    expect_err(lie("hidden", "six"), "hidden");
+    expect_err(lie("arch", "flatten,dense(7,relu),dense(3)"), "shape");
+    expect_err(lie("arch", "flatten,dense(6,relu),dense(6,relu),dense(3)"), "tensors");
+    expect_err(lie("arch", "flatten,dense(100000,relu),dense(3)"), "the file holds fewer");
+    expect_err(lie("arch", "flatten,dense(999999,relu),dense(999999),dense(3)"), "parameters");
+    expect_err(lie("arch", "flatten,dense(six),dense(3)"), "units \"six\"");
+    expect_err(lie("arch", "flatten,dense(6,relu),dense(3,relu)"), "the last layer");
     expect_err(lie("input_shape", "4,5"), "shape");
     expect_err(lie("input_shape", "0,16"), "empty");
-    expect_err(lie("classes", "4"), "class names");
+    expect_err(lie("classes", "4"), "metadata classes = 4, the last layer has 3 units");
     expect_err(lie("class_names", r#"["a","b"]"#), "class names");
     expect_err(lie("class_names", "not json"), "class_names");
-    expect_err(lie("activation", "tanh"), "activation");
-    expect_err(lie("dropout", "1.5"), "dropout");
-    expect_err(lie("dropout", "NaN"), "dropout");
+    expect_err(lie("arch", "flatten,dense(6,tanh),dense(3)"), "\"tanh\" is not relu");
+    expect_err(lie("arch", "flatten,dense(6,relu),dropout(1.5),dense(3)"), "rate \"1.5\"");
+    expect_err(lie("arch", "flatten,dense(6,relu),dropout(NaN),dense(3)"), "rate \"NaN\"");
     expect_err(lie("format", "keras"), "format");
     let mut m = meta.clone();
     m.remove("classes");
@@ -528,7 +528,7 @@ fn compare_expands_the_cartesian_product() {
     assert_eq!(configs.len(), 1);
     assert_eq!(configs[0].0, "optimizer=adam");
     let configs = compare::configurations(&compare_args(&["--hidden", "100/300,100"])).unwrap();
-    assert_eq!(configs[1].1.model.hidden.0, [300, 100]);
+    assert_eq!(configs[1].1.model.hidden.as_ref().unwrap().0, [300, 100]);
 }
 
 #[test]
@@ -654,7 +654,7 @@ fn train_save_eval_predict_through_the_binary() {
     assert_eq!(ev.lines().filter(|l| l.ends_with(')') && l.contains("  (")).count(), 4, "per-class lines:\n{ev}");
     let rows = ev.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.contains(':'));
     assert_eq!(rows.count(), 4, "confusion rows:\n{ev}");
-    assert!(checkpoint::load(Path::new(&best)).unwrap().model.spec.dropout == 0.2);
+    assert!(checkpoint::load(Path::new(&best)).unwrap().model.spec.as_mlp().unwrap().2 == 0.2);
 
     // predict: the image (not a terminal: density characters), truth, top 3.
     let o = simdnet(&["predict", "--model", &model, "--data", d, "--index", "79"]);

@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let model = &loaded.model;
     assert_eq!(model.params.len(), model.spec.param_count());
-    assert_eq!(loaded.class_names.len(), model.spec.classes);
+    assert_eq!(loaded.class_names.len(), model.spec.classes());
     // The parameters alone take 4 bytes each: a header cannot make us hold
     // more than the file does.
     assert!(model.params.len() * 4 <= data.len());
@@ -28,5 +28,5 @@ fuzz_target!(|data: &[u8]| {
     let mut ws = Workspace::new(&model.spec, 1, 0);
     let x = vec![0.0f32; model.spec.input_dim()];
     let logits = model.forward(&mut ws, &x, 1);
-    assert_eq!(logits.len(), model.spec.classes);
+    assert_eq!(logits.len(), model.spec.classes());
 });

@@ -1,0 +1,353 @@
+//! Conv2D, channels-last (NHWC, as Keras stores images), stride 1, `same` or
+//! `valid` padding: `out = act(conv(x, kernel) + bias)` and its backward pass.
+//!
+//! Shapes: x `[batch, h, w, cin]`, kernel `[k, k, cin, cout]` (Keras' HWIO),
+//! bias `[cout]`, out `[batch, oh, ow, cout]`.
+//!
+//! The fast path lowers the convolution to the SGEMM through im2col: `col`
+//! `[batch·oh·ow, k·k·cin]` holds, for each output position, the input patch
+//! under the kernel in (ky, kx, c) order, which is the row order of the HWIO
+//! kernel read as a `[k·k·cin, cout]` matrix. Then
+//! - forward: out = act(col · kernel + bias), the GEMM's fused epilogue;
+//! - dkernel = colᵀ · dz, with dz = dout ⊙ act'(out) (the forward's `col` is kept);
+//! - dx: dcol = dz · kernelᵀ, scattered back by col2im.
+//!
+//! `reference` keeps direct loops as the test oracle.
+
+use super::dense::activation_backward_and_bias_grad;
+use crate::arch::Padding;
+use crate::gemm::{self, Activation, Epilogue, Isa, MatMut, MatRef};
+use rayon::prelude::*;
+
+/// Sizes of one Conv2D layer, checked once when the model is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Input rows, columns, channels.
+    pub h: usize,
+    pub w: usize,
+    pub cin: usize,
+    /// Kernel size (odd) and output channels.
+    pub k: usize,
+    pub cout: usize,
+    /// Zero rows/columns added before the first input pixel (k/2 for `same`).
+    pub pad: usize,
+    /// Output rows and columns.
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl ConvGeometry {
+    /// The geometry, or why the kernel does not fit the input.
+    pub fn new(
+        (h, w, cin): (usize, usize, usize),
+        k: usize,
+        cout: usize,
+        padding: Padding,
+    ) -> Result<ConvGeometry, String> {
+        if h == 0 || w == 0 || cin == 0 || cout == 0 || k == 0 {
+            return Err(format!("an empty convolution: input {h}x{w}x{cin}, kernel {k}, {cout} filters"));
+        }
+        if k % 2 == 0 {
+            return Err(format!("kernel size {k} is even"));
+        }
+        let (pad, oh, ow) = match padding {
+            Padding::Same => (k / 2, h, w),
+            Padding::Valid if k > h || k > w => {
+                return Err(format!("a {k}x{k} kernel does not fit a {h}x{w} input with padding valid"))
+            }
+            Padding::Valid => (0, h - k + 1, w - k + 1),
+        };
+        Ok(ConvGeometry { h, w, cin, k, cout, pad, oh, ow })
+    }
+
+    /// Output positions per image.
+    pub fn positions(&self) -> usize {
+        self.oh * self.ow
+    }
+    /// Length of one im2col row: k·k·cin.
+    pub fn patch_len(&self) -> usize {
+        self.k * self.k * self.cin
+    }
+    pub fn in_len(&self) -> usize {
+        self.h * self.w * self.cin
+    }
+    pub fn out_len(&self) -> usize {
+        self.positions() * self.cout
+    }
+    /// Floats of `col` per image.
+    pub fn col_len(&self) -> usize {
+        self.positions() * self.patch_len()
+    }
+    /// The valid kernel offsets [lo, hi) along an axis of `size` for output `o`.
+    #[inline]
+    fn taps(&self, o: usize, size: usize) -> (usize, usize) {
+        let lo = self.pad.saturating_sub(o);
+        let hi = (size + self.pad - o).min(self.k);
+        (lo, hi)
+    }
+}
+
+/// col `[batch·oh·ow, k·k·cin]` from x `[batch, h, w, cin]`; padding reads as zeros.
+pub fn im2col(col: &mut [f32], x: &[f32], g: &ConvGeometry, batch: usize) {
+    let (col, x) = (&mut col[..batch * g.col_len()], &x[..batch * g.in_len()]);
+    col.par_chunks_mut(g.col_len()).zip(x.par_chunks(g.in_len())).for_each(|(col, x)| im2col_image(col, x, g));
+}
+
+fn im2col_image(col: &mut [f32], x: &[f32], g: &ConvGeometry) {
+    let (kc, rowlen) = (g.k * g.cin, g.patch_len());
+    for oy in 0..g.oh {
+        let (ky0, ky1) = g.taps(oy, g.h);
+        for ox in 0..g.ow {
+            let (kx0, kx1) = g.taps(ox, g.w);
+            let row = &mut col[(oy * g.ow + ox) * rowlen..][..rowlen];
+            for ky in 0..g.k {
+                let seg = &mut row[ky * kc..][..kc];
+                if ky < ky0 || ky >= ky1 {
+                    seg.fill(0.0);
+                    continue;
+                }
+                // Input row iy, columns ix0.. for the taps kx0..kx1: one contiguous run.
+                let iy = oy + ky - g.pad;
+                let ix0 = ox + kx0 - g.pad;
+                seg[..kx0 * g.cin].fill(0.0);
+                seg[kx0 * g.cin..kx1 * g.cin].copy_from_slice(&x[(iy * g.w + ix0) * g.cin..][..(kx1 - kx0) * g.cin]);
+                seg[kx1 * g.cin..].fill(0.0);
+            }
+        }
+    }
+}
+
+/// dx `[batch, h, w, cin]` (overwritten) = the sum, over the patches that
+/// read each input pixel, of dcol `[batch·oh·ow, k·k·cin]`.
+pub fn col2im(dx: &mut [f32], dcol: &[f32], g: &ConvGeometry, batch: usize) {
+    let (dx, dcol) = (&mut dx[..batch * g.in_len()], &dcol[..batch * g.col_len()]);
+    dx.par_chunks_mut(g.in_len()).zip(dcol.par_chunks(g.col_len())).for_each(|(dx, dcol)| col2im_image(dx, dcol, g));
+}
+
+fn col2im_image(dx: &mut [f32], dcol: &[f32], g: &ConvGeometry) {
+    dx.fill(0.0);
+    let (kc, rowlen) = (g.k * g.cin, g.patch_len());
+    for oy in 0..g.oh {
+        let (ky0, ky1) = g.taps(oy, g.h);
+        for ox in 0..g.ow {
+            let (kx0, kx1) = g.taps(ox, g.w);
+            let row = &dcol[(oy * g.ow + ox) * rowlen..][..rowlen];
+            for ky in ky0..ky1 {
+                let iy = oy + ky - g.pad;
+                let ix0 = ox + kx0 - g.pad;
+                let src = &row[ky * kc + kx0 * g.cin..ky * kc + kx1 * g.cin];
+                let dst = &mut dx[(iy * g.w + ix0) * g.cin..][..src.len()];
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d += s;
+                }
+            }
+        }
+    }
+}
+
+/// out `[batch, oh, ow, cout]` = act(conv(x, kernel) + bias). `col` (at
+/// least batch·col_len) receives x's im2col, which the backward pass reads.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward(
+    out: &mut [f32],
+    col: &mut [f32],
+    x: &[f32],
+    kernel: &[f32],
+    bias: &[f32],
+    g: &ConvGeometry,
+    batch: usize,
+    act: Activation,
+) {
+    conv2d_forward_with(gemm::selected_isa(), out, col, x, kernel, bias, g, batch, act)
+}
+
+/// [`conv2d_forward`] on an explicit GEMM path (tests run every one).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_forward_with(
+    isa: Isa,
+    out: &mut [f32],
+    col: &mut [f32],
+    x: &[f32],
+    kernel: &[f32],
+    bias: &[f32],
+    g: &ConvGeometry,
+    batch: usize,
+    act: Activation,
+) {
+    let (m, kk) = (batch * g.positions(), g.patch_len());
+    im2col(col, x, g, batch);
+    gemm::sgemm_with(
+        isa,
+        1.0,
+        MatRef::row_major(&col[..m * kk], m, kk),
+        MatRef::row_major(kernel, kk, g.cout),
+        0.0,
+        MatMut::row_major(&mut out[..m * g.cout], m, g.cout),
+        Epilogue { bias: Some(bias), act, mask: None },
+    );
+}
+
+/// Backward through `out = act(conv(x, kernel) + bias)`.
+///
+/// `dout` `[batch, oh, ow, cout]` holds dLoss/dout on entry and becomes dz
+/// in place. `col` holds the forward pass's im2col of x; where `dx` is given
+/// it is overwritten with dcol on the way. Writes dkernel `[k, k, cin, cout]`,
+/// dbias `[cout]` (overwritten) and dx `[batch, h, w, cin]`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward(
+    dx: Option<&mut [f32]>,
+    dkernel: &mut [f32],
+    dbias: &mut [f32],
+    dout: &mut [f32],
+    out: &[f32],
+    col: &mut [f32],
+    kernel: &[f32],
+    g: &ConvGeometry,
+    batch: usize,
+    act: Activation,
+) {
+    conv2d_backward_with(gemm::selected_isa(), dx, dkernel, dbias, dout, out, col, kernel, g, batch, act)
+}
+
+/// [`conv2d_backward`] on an explicit GEMM path.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_with(
+    isa: Isa,
+    dx: Option<&mut [f32]>,
+    dkernel: &mut [f32],
+    dbias: &mut [f32],
+    dout: &mut [f32],
+    out: &[f32],
+    col: &mut [f32],
+    kernel: &[f32],
+    g: &ConvGeometry,
+    batch: usize,
+    act: Activation,
+) {
+    let (m, kk, n) = (batch * g.positions(), g.patch_len(), g.cout);
+    let dz = &mut dout[..m * n];
+    activation_backward_and_bias_grad(dbias, dz, &out[..m * n], None, n, act);
+    // dkernel = colᵀ · dz : [kk, m] x [m, cout]
+    gemm::sgemm_with(
+        isa,
+        1.0,
+        MatRef::row_major(&col[..m * kk], m, kk).t(),
+        MatRef::row_major(dz, m, n),
+        0.0,
+        MatMut::row_major(dkernel, kk, n),
+        Epilogue::default(),
+    );
+    if let Some(dx) = dx {
+        // dcol = dz · kernelᵀ : [m, cout] x [cout, kk], into col (read above, no longer needed).
+        gemm::sgemm_with(
+            isa,
+            1.0,
+            MatRef::row_major(dz, m, n),
+            MatRef::row_major(kernel, kk, n).t(),
+            0.0,
+            MatMut::row_major(&mut col[..m * kk], m, kk),
+            Epilogue::default(),
+        );
+        col2im(dx, col, g, batch);
+    }
+}
+
+/// Direct loops in f64: the oracle for the im2col path.
+pub mod reference {
+    use super::ConvGeometry;
+    use crate::gemm::Activation;
+
+    /// Calls `f(oy, ox, ky, kx, iy, ix)` for every kernel tap that lands inside the input.
+    fn for_each_tap(g: &ConvGeometry, mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                for ky in 0..g.k {
+                    for kx in 0..g.k {
+                        let (iy, ix) = ((oy + ky) as isize - g.pad as isize, (ox + kx) as isize - g.pad as isize);
+                        if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w {
+                            f(oy, ox, ky, kx, iy as usize, ix as usize);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Same contract as [`super::conv2d_forward`] (no `col`).
+    pub fn conv2d_forward(
+        out: &mut [f32],
+        x: &[f32],
+        kernel: &[f32],
+        bias: &[f32],
+        g: &ConvGeometry,
+        batch: usize,
+        act: Activation,
+    ) {
+        for b in 0..batch {
+            let mut z: Vec<f64> = (0..g.out_len()).map(|i| bias[i % g.cout] as f64).collect();
+            for_each_tap(g, |oy, ox, ky, kx, iy, ix| {
+                for ci in 0..g.cin {
+                    let xv = x[b * g.in_len() + (iy * g.w + ix) * g.cin + ci] as f64;
+                    for co in 0..g.cout {
+                        z[(oy * g.ow + ox) * g.cout + co] +=
+                            xv * kernel[((ky * g.k + kx) * g.cin + ci) * g.cout + co] as f64;
+                    }
+                }
+            });
+            for (o, z) in out[b * g.out_len()..][..g.out_len()].iter_mut().zip(z) {
+                *o = act.apply(z as f32);
+            }
+        }
+    }
+
+    /// Same contract as [`super::conv2d_backward`] (no `col`; `dout` becomes dz).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_backward(
+        dx: Option<&mut [f32]>,
+        dkernel: &mut [f32],
+        dbias: &mut [f32],
+        dout: &mut [f32],
+        out: &[f32],
+        x: &[f32],
+        kernel: &[f32],
+        g: &ConvGeometry,
+        batch: usize,
+        act: Activation,
+    ) {
+        let n = batch * g.out_len();
+        for i in 0..n {
+            dout[i] *= act.derivative_from_output(out[i]);
+        }
+        let mut dk = vec![0.0f64; dkernel.len()];
+        let mut db = vec![0.0f64; g.cout];
+        let mut dxs = vec![0.0f64; batch * g.in_len()];
+        for b in 0..batch {
+            let dz = &dout[b * g.out_len()..][..g.out_len()];
+            for (i, &d) in dz.iter().enumerate() {
+                db[i % g.cout] += d as f64;
+            }
+            for_each_tap(g, |oy, ox, ky, kx, iy, ix| {
+                for ci in 0..g.cin {
+                    let xi = b * g.in_len() + (iy * g.w + ix) * g.cin + ci;
+                    for co in 0..g.cout {
+                        let ki = ((ky * g.k + kx) * g.cin + ci) * g.cout + co;
+                        let d = dz[(oy * g.ow + ox) * g.cout + co] as f64;
+                        dk[ki] += x[xi] as f64 * d;
+                        dxs[xi] += kernel[ki] as f64 * d;
+                    }
+                }
+            });
+        }
+        for (o, v) in dkernel.iter_mut().zip(dk) {
+            *o = v as f32;
+        }
+        for (o, v) in dbias.iter_mut().zip(db) {
+            *o = v as f32;
+        }
+        if let Some(dx) = dx {
+            for (o, v) in dx.iter_mut().zip(dxs) {
+                *o = v as f32;
+            }
+        }
+    }
+}
