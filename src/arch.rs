@@ -148,7 +148,7 @@ fn parse_layer(item: &str) -> Result<LayerSpec, String> {
             count(2, 4, "(filters, kernel[, activation][, padding])")?;
             let filters = whole("filters", args[0], MAX_FILTERS)?;
             let kernel = whole("kernel size", args[1], MAX_KERNEL)?;
-            if kernel % 2 == 0 {
+            if kernel.is_multiple_of(2) {
                 return Err(format!("kernel size {kernel} is even: simdnet takes odd kernels, 1 to {MAX_KERNEL}"));
             }
             // Keras' defaults: activation=None (linear), padding='valid'.

@@ -89,7 +89,7 @@ pub fn configurations(args: &CompareArgs) -> Result<Vec<(String, TrainArgs)>> {
     let mut out = Vec::new();
     // --hidden, --activation and --dropout shape the mlp only: other
     // architectures run once per optimizer setting, with those flags unset.
-    let mut models: Vec<(&str, &Arch, Option<(&str, &Hidden, &str, ActivationArg, &str, f32)>)> = Vec::new();
+    let mut models: Vec<(&str, &Arch, Option<MlpValues>)> = Vec::new();
     for (arch_name, arch) in &archs {
         if *arch != Arch::Mlp {
             models.push((arch_name, arch, None));
@@ -159,6 +159,9 @@ pub fn configurations(args: &CompareArgs) -> Result<Vec<(String, TrainArgs)>> {
     }
     Ok(out)
 }
+
+/// One mlp configuration's (name, value) of --hidden, --activation, --dropout.
+type MlpValues<'a> = (&'a str, &'a Hidden, &'a str, ActivationArg, &'a str, f32);
 
 /// A front end for several runs: every event carries its configuration's index.
 pub trait CompareMonitor {

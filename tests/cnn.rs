@@ -203,7 +203,7 @@ fn with_meta(key: &str, value: &str) -> Vec<u8> {
     let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     header["__metadata__"][key] = serde_json::Value::String(value.into());
     let mut h = serde_json::to_vec(&header).unwrap();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
@@ -259,7 +259,7 @@ fn old_mlp_files_keep_loading() {
         meta.insert(k.into(), serde_json::Value::String(v.into()));
     }
     let mut h = serde_json::to_vec(&header).unwrap();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut v1 = (h.len() as u64).to_le_bytes().to_vec();

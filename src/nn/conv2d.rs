@@ -47,7 +47,7 @@ impl ConvGeometry {
         if h == 0 || w == 0 || cin == 0 || cout == 0 || k == 0 {
             return Err(format!("an empty convolution: input {h}x{w}x{cin}, kernel {k}, {cout} filters"));
         }
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             return Err(format!("kernel size {k} is even"));
         }
         let (pad, oh, ow) = match padding {
