@@ -14,6 +14,12 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any file is read: a signal while a `.gz` decompresses stops it
+    // cleanly (no temporary file left); elsewhere signals act as before.
+    if let Err(e) = simdnet::interrupt::install() {
+        let _ = writeln!(std::io::stderr(), "error: cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
     // `simdnet` alone trains with every default.
     // `simdnet [train flags]` without a subcommand trains.
     let command = cli.command.unwrap_or(Command::Train(cli.train));
@@ -32,7 +38,8 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e}");
-            ExitCode::FAILURE
+            // An error caused by SIGINT / SIGTERM exits as the shell expects.
+            simdnet::interrupt::exit_code().map_or(ExitCode::FAILURE, ExitCode::from)
         }
     }
 }
@@ -47,12 +54,15 @@ fn run_summary(args: SummaryArgs) -> Result<ExitCode> {
 fn run_train(args: TrainArgs) -> Result<ExitCode> {
     if !args.fit.no_tui && std::io::stdout().is_terminal() {
         let mut session = Session::from_args(&args)?;
+        // The dashboard installs its own handlers.
+        simdnet::interrupt::handled_elsewhere();
         let (outcome, signal) = simdnet::tui::run(&mut session)?;
         return finish(outcome, signal);
     }
     // Handlers first: a signal while the data loads stops the run cleanly at
     // its first step instead of killing it.
     let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
+    simdnet::interrupt::handled_elsewhere();
     let mut session = Session::from_args(&args)?;
     let _ = writeln!(std::io::stdout(), "{}", session.header());
     let mut monitor = Headless { signals: signals.clone(), quiet: false };
@@ -72,12 +82,15 @@ fn finish(outcome: app::Outcome, signal: Option<u8>) -> Result<ExitCode> {
 fn run_compare(args: CompareArgs) -> Result<ExitCode> {
     let configs = compare::configurations(&args)?;
     if !args.fit.no_tui && std::io::stdout().is_terminal() {
+        // The dashboard installs its own handlers (the data loads after it).
+        simdnet::interrupt::handled_elsewhere();
         let (results, signal) = simdnet::tui::compare::run(&configs)?;
         // Printed after the dashboard has gone, so that it stays in the scrollback.
         let _ = write!(std::io::stdout(), "{}", compare::table(&results));
         return Ok(signal.map_or(ExitCode::SUCCESS, ExitCode::from));
     }
     let signals = StopSignals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
+    simdnet::interrupt::handled_elsewhere();
     let names = configs.iter().map(|(n, _)| n.clone()).collect();
     let mut monitor = HeadlessCompare { names, signals: signals.clone() };
     let results = app::run_in_pool(|| compare::run(&configs, &mut monitor))?;
