@@ -69,7 +69,7 @@ pub fn open_regular(path: &Path, what: &str) -> Result<(File, u64), String> {
 pub fn check_replaceable(path: &Path) -> Result<(), String> {
     match fs::metadata(path) {
         Ok(meta) => match not_regular(&meta) {
-            Some(kind) => Err(format!("{kind}: only a regular file can be replaced")),
+            Some(kind) => Err(format!("{kind} (only a regular file can be replaced)")),
             None => Ok(()),
         },
         Err(_) => Ok(()),
