@@ -295,18 +295,12 @@ pub fn decompress_idx(
     }
     // The end of the stream (which checks the last member's CRC), or the
     // first byte past what the header describes: refused without reading on.
-    loop {
-        if let Some(signal) = stop() {
-            return Err(GzError::Interrupted(signal));
-        }
-        match decoder.read(&mut buf[..1]).map_err(corrupt)? {
-            0 => return Ok(total),
-            _ => {
-                return Err(GzError::Input(format!(
-                    "trailing data after the {data_len} bytes that dimensions {dims:?} describe"
-                )))
-            }
-        }
+    if let Some(signal) = stop() {
+        return Err(GzError::Interrupted(signal));
+    }
+    match decoder.read(&mut buf[..1]).map_err(corrupt)? {
+        0 => Ok(total),
+        _ => Err(GzError::Input(format!("trailing data after the {data_len} bytes that dimensions {dims:?} describe"))),
     }
 }
 
@@ -363,4 +357,79 @@ pub fn decompress_to_cache(gz: &Path, cache_dir: &Path, expected_magic: u32) -> 
         let _ = fs::remove_file(&tmp);
     }
     result.map(|()| cached)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn labels_file(n: u8) -> Vec<u8> {
+        let mut v = vec![0, 0, 8, 1, 0, 0, 0, n];
+        v.extend(0..n);
+        v
+    }
+
+    fn run(stream: &[u8], stop: Option<&'static str>) -> (std::result::Result<u64, GzError>, Vec<u8>) {
+        let mut out = Vec::new();
+        let r = decompress_idx(stream, stream.len() as u64, MAGIC_LABELS, &mut out, &|| stop);
+        (r, out)
+    }
+
+    #[test]
+    fn every_member_counts_empty_ones_included() {
+        let file = labels_file(20);
+        let mut stream = gz(&[]);
+        stream.extend(gz(&file[..2]));
+        stream.extend(gz(&[]));
+        stream.extend(gz(&file[2..9]));
+        stream.extend(gz(&file[9..]));
+        stream.extend(gz(&[]));
+        let (r, out) = run(&stream, None);
+        assert_eq!(r.unwrap(), file.len() as u64);
+        assert_eq!(out, file);
+    }
+
+    #[test]
+    fn stops_at_the_first_byte_past_the_header() {
+        let mut file = labels_file(20);
+        file.push(0);
+        let (r, out) = run(&gz(&file), None);
+        match r {
+            Err(GzError::Input(p)) => assert_eq!(p, "trailing data after the 20 bytes that dimensions [20] describe"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(out.len(), 28, "nothing past the header's bytes is written");
+        // In a member of its own, too.
+        let mut stream = gz(&labels_file(20));
+        stream.extend(gz(&[0; 1000]));
+        assert!(matches!(run(&stream, None).0, Err(GzError::Input(p)) if p.starts_with("trailing data")));
+    }
+
+    #[test]
+    fn refuses_a_header_the_gz_cannot_hold_before_writing() {
+        let stream = gz(&[0, 0, 8, 1, 0x7f, 0xff, 0xff, 0xff]);
+        let (r, out) = run(&stream, None);
+        assert!(matches!(r, Err(GzError::Input(p)) if p.contains("more than a") && p.contains("1032 times")));
+        assert!(out.is_empty());
+        let (r, out) = run(&gz(&labels_file(20)[..15]), None);
+        assert!(
+            matches!(r, Err(GzError::Input(p)) if p == "truncated data: dimensions [20] need 20 bytes, the file has 7")
+        );
+        assert_eq!(out.len(), 15);
+    }
+
+    #[test]
+    fn a_signal_stops_it() {
+        let (r, _) = run(&gz(&labels_file(20)), Some("SIGTERM"));
+        assert!(matches!(r, Err(GzError::Interrupted("SIGTERM"))));
+        // Even an empty data set is never reported complete.
+        let (r, _) = run(&gz(&labels_file(0)), Some("SIGINT"));
+        assert!(matches!(r, Err(GzError::Interrupted("SIGINT"))));
+    }
 }
