@@ -89,22 +89,57 @@ pub fn training_bytes(spec: &ModelSpec, batch_size: usize) -> f64 {
     4.0 * 5.0 * spec.param_count() as f64 + (batch_size + spec.eval_batch()) as f64 * per_sample
 }
 
-/// This machine's physical memory in bytes (Linux), if known.
-fn physical_memory() -> Option<f64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: f64 =
-        info.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().strip_suffix("kB")?.trim().parse().ok()?;
+/// Bytes of memory this process can still allocate (Linux), if known: the
+/// least of the kernel's estimate of memory available without swapping
+/// (`MemAvailable`, not `MemTotal`: other processes hold the rest), what the
+/// cgroup (a container's limit) leaves, and what the address-space limit
+/// (`ulimit -v`) leaves.
+pub fn available_memory() -> Option<f64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| meminfo_available(&s));
+    let read_u64 = |p: &str| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<f64>().ok());
+    // cgroup v2; "max" (no limit) does not parse and counts as none.
+    let cgroup = read_u64("/sys/fs/cgroup/memory.max")
+        .zip(read_u64("/sys/fs/cgroup/memory.current"))
+        .map(|(max, used)| (max - used).max(0.0));
+    let address_space = address_space_left();
+    [meminfo, cgroup, address_space].into_iter().flatten().reduce(f64::min)
+}
+
+/// `MemAvailable` of /proc/meminfo's text, in bytes.
+pub fn meminfo_available(meminfo: &str) -> Option<f64> {
+    let kb: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
     Some(kb * 1024.0)
 }
 
-/// Refuses a model or batch that cannot fit in this machine's memory, before
-/// allocating it (an allocation that fails aborts the process).
+/// RLIMIT_AS less this process's current address space (VmSize), if limited.
+fn address_space_left() -> Option<f64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct it is given, which lives here.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmSize:"))?.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some((limit.rlim_cur as f64 - kb * 1024.0).max(0.0))
+}
+
+/// Refuses a model or batch that cannot fit in the memory this process can
+/// still use, before allocating it (an allocation that fails aborts the
+/// process).
 pub fn check_memory(args: &TrainArgs, spec: &ModelSpec) -> Result<()> {
     let need = training_bytes(spec, args.fit.batch_size as usize);
-    match physical_memory() {
+    match available_memory() {
         Some(have) if need > have => Err(Error::new(format!(
             "the model {} with --batch-size {} needs about {:.1} GB of memory, \
-             this machine has {:.1} GB (use a smaller model or --batch-size)",
+             only {:.1} GB is available (use a smaller model or --batch-size)",
             spec.describe(),
             args.fit.batch_size,
             need / 1e9,
@@ -231,5 +266,31 @@ impl Session {
             monitor.event(Event::Log(format!("saved model to {}", path.display())));
         }
         Ok(Outcome { history, test: Some(test) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_available_not_total_memory() {
+        let info = "MemTotal:       24683772 kB\nMemFree:         1000000 kB\nMemAvailable:    2000000 kB\n";
+        assert_eq!(meminfo_available(info), Some(2000000.0 * 1024.0));
+        assert_eq!(meminfo_available("MemTotal:       24683772 kB\n"), None);
+        // On this machine: known, and no more than the total.
+        if let Ok(info) = std::fs::read_to_string("/proc/meminfo") {
+            let total: f64 = info
+                .lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .unwrap()
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .unwrap();
+            let have = available_memory().unwrap();
+            assert!(have > 0.0 && have <= total * 1024.0, "{have} of {total} kB");
+        }
     }
 }

@@ -62,8 +62,11 @@ pub fn remove_stale_temps(path: &Path) {
     }
 }
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically. An existing `path` that is not a
+/// regular file (a device node, a FIFO) is refused: the rename would replace
+/// it with a regular file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::files::check_replaceable(path).map_err(|p| Error::file(path, format!("cannot write: {p}")))?;
     remove_stale_temps(path);
     let tmp = temp_path(path);
     let result = (|| -> std::io::Result<()> {
@@ -86,6 +89,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileTypeExt;
 
     #[test]
     fn writes_and_replaces() {
@@ -114,9 +118,17 @@ mod tests {
     }
 
     #[test]
+    fn never_replaces_a_special_file() {
+        // /dev/null as anyone: as root the rename would have succeeded.
+        let e = write_atomic(Path::new("/dev/null"), b"model").unwrap_err().to_string();
+        assert_eq!(e, "/dev/null: cannot write: is a character device (only a regular file can be replaced)");
+        assert!(fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+    }
+
+    #[test]
     fn a_failed_write_leaves_no_temp() {
         let dir = tempfile::tempdir().unwrap();
-        // The target is a non-empty directory: the rename fails.
+        // The target is a non-empty directory: refused (the rename would fail).
         let p = dir.path().join("d");
         fs::create_dir(&p).unwrap();
         fs::write(p.join("x"), b"x").unwrap();

@@ -123,7 +123,10 @@ pub fn train_samples_per_second(
 
 /// Runs the whole report.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let budget = Duration::from_secs_f32(args.seconds);
+    // The flag is bounded (cli::parse_bench_seconds); a library caller's
+    // value is checked too, as `from_secs_f32` panics on overflow.
+    let budget = Duration::try_from_secs_f32(args.seconds)
+        .map_err(|e| crate::Error::new(format!("--seconds {}: {e}", args.seconds)))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads as usize)
         .start_handler(|_| crate::fpu::flush_denormals_to_zero())

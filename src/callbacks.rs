@@ -4,12 +4,12 @@
 
 use crate::checkpoint;
 use crate::cli::CallbackArgs;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::EpochResult;
 use crate::metrics::MetricsWriter;
 use crate::model::Model;
-use crate::train::{Callback, Flow};
-use std::path::PathBuf;
+use crate::train::{Callback, Flow, History};
+use std::path::{Path, PathBuf};
 
 /// The callbacks the flags ask for: the metrics file first (so an epoch's
 /// record is written whatever follows), then the checkpoint, then early
@@ -27,6 +27,51 @@ pub fn build(args: &CallbackArgs, class_names: &[String]) -> Result<Vec<Box<dyn 
         out.push(Box::new(EarlyStopping::new(args.early_stopping, args.min_delta as f64, args.restore_best)));
     }
     Ok(out)
+}
+
+/// `--save` and `--checkpoint` replace their file when they write: refused
+/// before training when the path is not a regular file (a device node, a
+/// FIFO), and, without `--overwrite`, when a file is already there (a run
+/// that diverges, even to a finite loss, would replace a good model with a
+/// worse one).
+pub fn check_outputs(save: Option<&Path>, args: &CallbackArgs) -> Result<()> {
+    for (flag, path) in [("--save", save), ("--checkpoint", args.checkpoint.as_deref())] {
+        let Some(path) = path else { continue };
+        crate::files::check_replaceable(path).map_err(|p| Error::new(format!("{flag} {}: {p}", path.display())))?;
+        if !args.overwrite && path.exists() {
+            return Err(Error::new(format!(
+                "{flag} {}: already exists; pass --overwrite to let this run replace it",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The accuracy of always answering the most common label among `idx` of
+/// `labels`: the chance level a model has to beat.
+pub fn chance_accuracy(labels: &[u8], idx: &[u32]) -> f64 {
+    let mut counts = [0usize; 256];
+    for &i in idx {
+        counts[labels[i as usize] as usize] += 1;
+    }
+    counts.iter().max().map_or(0.0, |&c| c as f64 / idx.len().max(1) as f64)
+}
+
+/// A warning for a model about to be saved that never did clearly better
+/// than `chance` (see [`chance_accuracy`]): no epoch's validation accuracy
+/// (training accuracy without validation) covered a tenth of the way from
+/// chance to perfect. `None` when one did.
+pub fn never_beat_chance(history: &History, chance: f64) -> Option<String> {
+    let best = history.epochs.iter().map(|e| e.val_accuracy.unwrap_or(e.accuracy)).fold(f64::NAN, f64::max);
+    let bar = chance + 0.1 * (1.0 - chance);
+    if best.is_nan() || best >= bar {
+        return None;
+    }
+    Some(format!(
+        "the model never beat chance: best accuracy {best:.4}, always answering the most common class scores \
+         {chance:.4} (did training diverge? try a lower --lr)"
+    ))
 }
 
 const NO_VAL_LOSS: &str = "val_loss is not available (no validation data): callbacks monitoring it do nothing";

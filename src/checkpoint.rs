@@ -172,25 +172,62 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Loaded, String> {
             if t.shape() != shape.as_slice() {
                 return Err(format!("tensor {name} has shape {:?}, expected {shape:?}", t.shape()));
             }
-            for (p, b) in params[range].iter_mut().zip(t.data().chunks_exact(4)) {
+            for (p, b) in params[range.clone()].iter_mut().zip(t.data().chunks_exact(4)) {
                 *p = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             }
+            check_finite(&name, &params[range])?;
         }
     }
     let model = Model::from_params(spec, params)?;
     Ok(Loaded { model, class_names })
 }
 
-/// Loads and validates a model file.
+/// Loads and validates a model file. Anything but a regular file (a FIFO,
+/// `/dev/zero`) is refused before it is opened, and no more than the length
+/// the file had when opened (at most `MAX_FILE_BYTES`) is ever read.
 pub fn load(path: &Path) -> Result<Loaded> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::file(path, e))?;
-    if meta.is_dir() {
-        return Err(Error::file(path, "is a directory, not a model file"));
-    }
-    let len = meta.len();
+    use std::io::Read;
+    // The OS's own words for a missing or unreadable path ("No such file or
+    // directory (os error 2)").
+    std::fs::metadata(path).map_err(|e| Error::file(path, e))?;
+    let (file, len) = crate::files::open_regular(path, "a model file").map_err(|p| Error::file(path, p))?;
     if len > MAX_FILE_BYTES {
         return Err(Error::file(path, format!("{len} bytes is too large for a simdnet model")));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::file(path, e))?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut bytes).map_err(|e| Error::file(path, crate::files::io_problem(&e)))?;
     from_bytes(&bytes).map_err(|p| Error::file(path, p))
+}
+
+/// Refuses a tensor holding NaN or an infinity: a model that diverged would
+/// otherwise evaluate to `test_loss: NaN` and predict `NaN%`. `name` is the
+/// tensor's (`dense.kernel`), `values` its data.
+pub fn check_finite(name: &str, values: &[f32]) -> std::result::Result<(), String> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(format!("tensor {name} holds a non-finite value ({}) at index {i}", values[i])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_finite_names_the_tensor_and_the_index() {
+        assert_eq!(check_finite("dense.kernel", &[0.0, -1.5, f32::MAX, f32::MIN_POSITIVE]), Ok(()));
+        assert_eq!(check_finite("dense.bias", &[]), Ok(()));
+        assert_eq!(
+            check_finite("dense.kernel", &[1.0, f32::NAN, f32::INFINITY]).unwrap_err(),
+            "tensor dense.kernel holds a non-finite value (NaN) at index 1"
+        );
+        assert_eq!(
+            check_finite("dense_1.bias", &[1.0, 2.0, f32::NEG_INFINITY]).unwrap_err(),
+            "tensor dense_1.bias holds a non-finite value (-inf) at index 2"
+        );
+        assert_eq!(
+            check_finite("dense_1.kernel", &[f32::INFINITY]).unwrap_err(),
+            "tensor dense_1.kernel holds a non-finite value (inf) at index 0"
+        );
+    }
 }

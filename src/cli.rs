@@ -250,6 +250,11 @@ pub struct CallbackArgs {
     /// Write one record per epoch to PATH (.csv or .jsonl), flushed every epoch
     #[arg(long, value_name = "PATH", value_parser = parse_metrics_path)]
     pub metrics: Option<PathBuf>,
+    /// Let --save and --checkpoint replace an existing file (without it, a
+    /// run refuses to start rather than risk replacing a good model with a
+    /// worse one)
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -312,8 +317,8 @@ pub struct CompareArgs {
 pub struct BenchArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// Seconds to spend on each measurement
-    #[arg(long, value_name = "S", default_value_t = 0.5, value_parser = parse_learning_rate, allow_negative_numbers = true)]
+    /// Seconds to spend on each measurement, from 0.001 to 600
+    #[arg(long, value_name = "S", default_value_t = 0.5, value_parser = parse_bench_seconds, allow_negative_numbers = true)]
     pub seconds: f32,
     /// Worker threads (one by default, so the figures compare with the one-core peak)
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=512), allow_negative_numbers = true)]
@@ -354,6 +359,18 @@ pub fn parse_learning_rate(s: &str) -> Result<f32, String> {
         Ok(v)
     } else {
         Err(format!("{v} must be greater than 0"))
+    }
+}
+
+/// `bench --seconds`: the report takes about 28 times this (the "about N s"
+/// line it prints), so 600 already means hours; more cannot be a real
+/// request (and 1e20 overflows a `Duration`).
+fn parse_bench_seconds(s: &str) -> Result<f32, String> {
+    let v = parse_f32(s)?;
+    if (0.001..=600.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is outside [0.001, 600] seconds"))
     }
 }
 

@@ -63,11 +63,48 @@ fn value_enum<T: ValueEnum>(s: &str) -> std::result::Result<T, String> {
     })
 }
 
+/// The most configurations one `compare` trains: each is a full training
+/// run, and all are built before the first starts.
+pub const MAX_CONFIGURATIONS: usize = 64;
+
+/// Refuses lists whose combinations exceed [`MAX_CONFIGURATIONS`], counted
+/// from the raw lists before any value is parsed or any configuration built
+/// (4000 × 4000 values would otherwise build 16 million of them).
+fn check_configuration_count(args: &CompareArgs) -> Result<()> {
+    let count = |list: &str, sep: char| list.split(sep).count();
+    let opt_count = |list: &Option<String>| list.as_deref().map_or(1, |l| count(l, ','));
+    // Momentum multiplies the sgd configurations only.
+    let momenta = opt_count(&args.momentum);
+    let per_lr: usize = args
+        .optimizer
+        .split(',')
+        .map(|o| if o.trim().eq_ignore_ascii_case("sgd") { momenta } else { 1 })
+        .fold(0, usize::saturating_add);
+    let total = [
+        count(&args.arch, arch_separator(&args.arch)),
+        count(&args.hidden, '/'),
+        count(&args.activation, ','),
+        count(&args.dropout, ','),
+        opt_count(&args.lr),
+        per_lr,
+    ]
+    .into_iter()
+    .fold(1, usize::saturating_mul);
+    if total > MAX_CONFIGURATIONS {
+        return Err(Error::new(format!(
+            "--arch, --hidden, --activation, --dropout, --optimizer, --lr and --momentum list {total} configurations, \
+             at most {MAX_CONFIGURATIONS} can be compared in one run (shorten the lists)"
+        )));
+    }
+    Ok(())
+}
+
 /// Every combination of the listed values (hidden × activation × dropout ×
 /// optimizer × learning rate × momentum), named by the values of the flags
 /// that vary (e.g. `optimizer=sgd lr=0.1`). Momentum and Nesterov apply to
 /// the sgd configurations only.
 pub fn configurations(args: &CompareArgs) -> Result<Vec<(String, TrainArgs)>> {
+    check_configuration_count(args)?;
     let archs: Vec<(String, Arch)> = values("--arch", &args.arch, arch_separator(&args.arch), Arch::parse)?;
     let hidden: Vec<(String, Hidden)> = values("--hidden", &args.hidden, '/', parse_hidden)?;
     let activations: Vec<(String, ActivationArg)> = values("--activation", &args.activation, ',', value_enum)?;

@@ -82,7 +82,8 @@ pub struct Dataset {
     pub dir: PathBuf,
     pub train: Split,
     pub test: Split,
-    /// Class count: one more than the largest training label.
+    /// Class count: one more than the largest training label (labels are
+    /// bytes, so at most 256); see [`Dataset::class_gaps`].
     pub classes: usize,
 }
 
@@ -135,6 +136,39 @@ impl Dataset {
         }
         check_labels(&test, classes)?;
         Ok(Dataset { dir, train, test, classes })
+    }
+
+    /// A warning when some class below [`Dataset::classes`] has no training
+    /// label: the class count is one more than the largest label, so a
+    /// stray 255 in a 10-class set makes a 256-class model.
+    pub fn class_gaps(&self) -> Option<String> {
+        let mut seen = [false; 256];
+        for &l in self.train.labels() {
+            seen[l as usize] = true;
+        }
+        let missing: Vec<usize> = (0..self.classes).filter(|&c| !seen[c]).collect();
+        if missing.is_empty() {
+            return None;
+        }
+        // Runs of missing classes, as "3-254" or "7".
+        let mut runs: Vec<String> = Vec::new();
+        let mut i = 0;
+        while i < missing.len() {
+            let mut j = i;
+            while j + 1 < missing.len() && missing[j + 1] == missing[j] + 1 {
+                j += 1;
+            }
+            runs.push(if i == j { missing[i].to_string() } else { format!("{}-{}", missing[i], missing[j]) });
+            i = j + 1;
+        }
+        Some(format!(
+            "{}: no training image has label {} of the {} classes (one more than the largest label, {}): \
+             is a label wrong?",
+            self.train.label_path().display(),
+            runs.join(", "),
+            self.classes,
+            self.classes - 1
+        ))
     }
 
     /// Class names: Fashion-MNIST's for a 10-class set in a directory whose

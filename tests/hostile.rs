@@ -3,7 +3,7 @@
 //! crash in the middle of a save. Every case must end with a non-zero exit
 //! code and one `error: …` line naming the file or flag and the problem, with
 //! no panic and no partial output file. Model files are checked through
-//! `checkpoint::load` (library level), as `eval` is not in this branch.
+//! `checkpoint::load` (library level) and through `eval`.
 
 use simdnet::checkpoint;
 use simdnet::model::{Model, ModelSpec};
@@ -535,7 +535,7 @@ fn non_finite_loss_stops_and_keeps_the_last_good_model() {
     let before = b"the last good checkpoint".to_vec();
     fs::write(&save, &before).unwrap();
     for optimizer in ["sgd", "adam"] {
-        let out = f.train(&["--optimizer", optimizer, "--lr", "1e30", "--save", save.to_str().unwrap()]);
+        let out = f.train(&["--optimizer", optimizer, "--lr", "1e30", "--overwrite", "--save", save.to_str().unwrap()]);
         assert_error(&out, &["NaN or infinite", "--lr"]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("Invalid loss, terminating training"), "{stdout}");
@@ -554,7 +554,10 @@ fn abort_mid_save_leaves_the_previous_file_intact() {
     let before = fs::read(&save).unwrap();
 
     // The process dies (SIGABRT) with half the new model in the temp file.
-    let out = f.train_env(&["--save", save.to_str().unwrap(), "--seed", "7"], &[("SIMDNET_FAULT", "abort-mid-write")]);
+    let out = f.train_env(
+        &["--save", save.to_str().unwrap(), "--seed", "7", "--overwrite"],
+        &[("SIMDNET_FAULT", "abort-mid-write")],
+    );
     assert!(!out.status.success());
     assert_eq!(fs::read(&save).unwrap(), before, "the previous model changed");
     checkpoint::load(&save).unwrap();
@@ -564,7 +567,7 @@ fn abort_mid_save_leaves_the_previous_file_intact() {
     assert!(stale[0].starts_with(".model.safetensors.") && stale[0].ends_with(".tmp"), "{stale:?}");
 
     // …and the next save of the same file clears it.
-    let out = f.train(&["--save", save.to_str().unwrap(), "--seed", "7"]);
+    let out = f.train(&["--save", save.to_str().unwrap(), "--seed", "7", "--overwrite"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(f.top_files(), ["model.safetensors"]);
     assert_ne!(fs::read(&save).unwrap(), before);
@@ -788,8 +791,427 @@ fn full_disk_while_saving_keeps_the_previous_model() {
     let save = f.path("model.safetensors");
     fs::write(&save, b"previous model").unwrap();
     // The model (16-100-3: ~8 KB) does not fit under the limit.
-    let out = train_size_limited(&f, 2, &["--save", save.to_str().unwrap()]);
+    let out = train_size_limited(&f, 2, &["--overwrite", "--save", save.to_str().unwrap()]);
     assert_error(&out, &["model.safetensors", "cannot write", "File too large"]);
     assert_eq!(fs::read(&save).unwrap(), b"previous model");
     assert_eq!(f.top_files(), ["model.safetensors"]);
+}
+
+// ---- issue #29: the hostile-input sweep ----
+
+/// Kills the child if the test fails before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs `simdnet args`, killing it (and failing) if it has not ended within
+/// `limit`: a hang must fail the test, not block it.
+fn run_within(args: &[&std::ffi::OsStr], limit: std::time::Duration) -> Output {
+    use std::process::Stdio;
+    let child = Command::new(env!("CARGO_BIN_EXE_simdnet"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop(child);
+    let start = std::time::Instant::now();
+    while guard.0.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < limit, "simdnet {args:?} still runs after {limit:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let child = std::mem::replace(&mut guard.0, Command::new("true").spawn().unwrap());
+    child.wait_with_output().unwrap()
+}
+
+fn os(args: &[&str]) -> Vec<std::ffi::OsString> {
+    args.iter().map(|a| a.into()).collect()
+}
+
+fn run_args(args: &[std::ffi::OsString], limit_s: u64) -> Output {
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    run_within(&refs, std::time::Duration::from_secs(limit_s))
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map_or_else(|_| Vec::new(), |d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+}
+
+#[test]
+fn gzip_bombs_are_refused_from_the_header_and_leave_no_cache() {
+    let f = Fixture::new();
+    let cache = f.path("cache");
+    let good = fs::read(f.data().join(TRAIN_IMAGES)).unwrap();
+    fs::remove_file(f.data().join(TRAIN_IMAGES)).unwrap();
+    let gz_name = format!("{TRAIN_IMAGES}.gz");
+    // A valid file followed by 256 MiB of zeros (a 250 KB .gz): refused at
+    // the first byte past what the header describes.
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(&good).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..256 {
+        e.write_all(&zeros).unwrap();
+    }
+    f.write(&gz_name, &e.finish().unwrap());
+    let start = std::time::Instant::now();
+    f.fails(&[], &[TRAIN_IMAGES, "trailing data after the 960 bytes"]);
+    assert!(start.elapsed().as_secs() < 30, "{:?}", start.elapsed());
+    assert!(files_in(&cache).is_empty(), "{:?}", files_in(&cache));
+    // Zeros with no header at all: refused from the first 4 bytes.
+    f.write(&gz_name, &gzip(&vec![0u8; 64 << 20]));
+    f.fails(&[], &[TRAIN_IMAGES, "unsupported IDX data type 0x00"]);
+    assert!(files_in(&cache).is_empty(), "{:?}", files_in(&cache));
+    // A header promising 4 GiB from a tiny .gz: refused before any data.
+    f.write(&gz_name, &gzip(&idx(8, &[1, 65536, 65536], &[0; 4096])));
+    f.fails(&[], &[TRAIN_IMAGES, "truncated data", "more than a", "gzip file can hold"]);
+    assert!(files_in(&cache).is_empty(), "{:?}", files_in(&cache));
+}
+
+#[test]
+fn an_invalid_cache_file_is_removed_and_redone() {
+    // A cache file that does not validate (left by an older version, which
+    // renamed it into place before checking the header) is not reused.
+    let f = Fixture::new();
+    gzip_all(&f);
+    assert!(f.train(&[]).status.success());
+    let cache = f.path("cache");
+    let cached: Vec<String> = files_in(&cache).into_iter().filter(|n| n.starts_with(TRAIN_LABELS)).collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    fs::write(cache.join(&cached[0]), b"junk").unwrap();
+    let out = f.train(&[]);
+    assert_error(&out, &[TRAIN_LABELS, "not an IDX file"]);
+    assert!(!cache.join(&cached[0]).exists());
+    assert!(f.train(&[]).status.success(), "decompressed again");
+}
+
+#[test]
+fn multi_member_gzip_loads() {
+    // `cat a.gz b.gz > c.gz` is valid gzip (gzip -t accepts it, gzip -d
+    // writes both): every member is part of the file.
+    let f = Fixture::new();
+    let raw = fs::read(f.data().join(TRAIN_IMAGES)).unwrap();
+    let mut gz = Vec::new();
+    for part in [&raw[..3], &raw[3..500], &raw[500..], &[][..]] {
+        gz.extend(gzip(part));
+    }
+    fs::remove_file(f.data().join(TRAIN_IMAGES)).unwrap();
+    f.write(&format!("{TRAIN_IMAGES}.gz"), &gz);
+    let out = f.train(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    if Command::new("gzip").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        let t = Command::new("gzip").arg("-t").arg(f.data().join(format!("{TRAIN_IMAGES}.gz"))).status().unwrap();
+        assert!(t.success(), "gzip -t refuses the test's own file");
+    }
+}
+
+/// A 1 GiB training-image file as a 64-member .gz (~13 MB; each member
+/// compresses 16 MiB of mostly zeros with a few random bytes per KiB, so the
+/// header stays within what the .gz can hold).
+fn big_gz() -> Vec<u8> {
+    let mut rng = 1u64;
+    let mut chunk = vec![0u8; 16 << 20];
+    for k in chunk.chunks_mut(1024) {
+        for b in &mut k[..8] {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *b = (rng >> 56) as u8;
+        }
+    }
+    let member = gzip(&chunk);
+    let mut gz = gzip(&idx(8, &[1024, 1024, 1024], &[]));
+    for _ in 0..64 {
+        gz.extend(&member);
+    }
+    gz
+}
+
+/// Starts `args` on a data set whose training images are [`big_gz`], sends
+/// `signal` once the cache's temporary file passes 32 MB, and checks that the
+/// run ends within 2 s, with `code`, one error line and no cache file.
+fn signal_during_decompression(args: &[&str], signal: &str, code: i32) {
+    use std::process::Stdio;
+    let f = Fixture::new();
+    fs::remove_file(f.data().join(TRAIN_IMAGES)).unwrap();
+    f.write(&format!("{TRAIN_IMAGES}.gz"), &big_gz());
+    let cache = f.path("cache");
+    let child = Command::new(env!("CARGO_BIN_EXE_simdnet"))
+        .args(args)
+        .arg("--data")
+        .arg(f.data())
+        .arg("--cache-dir")
+        .arg(&cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop(child);
+    let start = std::time::Instant::now();
+    let written =
+        || -> u64 { fs::read_dir(&cache).map_or(0, |d| d.map(|e| e.unwrap().metadata().unwrap().len()).sum()) };
+    while written() < 32 << 20 {
+        assert!(guard.0.try_wait().unwrap().is_none(), "ended before the signal");
+        assert!(start.elapsed().as_secs() < 120, "decompression never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let sent = std::time::Instant::now();
+    assert!(Command::new("kill").args([signal, &guard.0.id().to_string()]).status().unwrap().success());
+    while guard.0.try_wait().unwrap().is_none() {
+        assert!(sent.elapsed().as_secs() < 10, "no exit 10 s after {signal}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let took = sent.elapsed();
+    let child = std::mem::replace(&mut guard.0, Command::new("true").spawn().unwrap());
+    let out = child.wait_with_output().unwrap();
+    assert!(took.as_millis() < 2000, "{signal} answered after {took:?}");
+    assert_eq!(out.status.code(), Some(code), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = assert_error_code(&out, &[TRAIN_IMAGES, &format!("interrupted by SIG{}", &signal[1..])]);
+    assert!(line.contains("nothing was cached"), "{line}");
+    assert!(files_in(&cache).is_empty(), "left behind: {:?}", files_in(&cache));
+}
+
+/// [`assert_error`] for a run whose exit code was checked already.
+fn assert_error_code(out: &Output, needles: &[&str]) -> String {
+    assert_error(out, needles)
+}
+
+#[test]
+fn sigint_during_decompression_stops_at_once_and_leaves_nothing() {
+    // Headless training: its own stop handlers are installed before the data loads.
+    signal_during_decompression(&["train", "--no-tui", "--epochs", "1"], "-INT", 130);
+}
+
+#[test]
+fn sigterm_during_decompression_of_summary_stops_at_once() {
+    // A command without stop handlers of its own.
+    signal_during_decompression(&["summary"], "-TERM", 143);
+}
+
+/// `mkfifo path`, or false where there is no mkfifo.
+fn mkfifo(path: &Path) -> bool {
+    Command::new("mkfifo").arg(path).status().is_ok_and(|s| s.success())
+}
+
+#[test]
+fn fifos_and_devices_are_refused_without_blocking() {
+    let f = Fixture::new();
+    if !mkfifo(&f.path("fifo")) {
+        eprintln!("skipped: no mkfifo");
+        return;
+    }
+    // A FIFO in place of an IDX file, raw and .gz: before, open() blocked
+    // for ever (and SIGTERM did not end it).
+    fs::remove_file(f.data().join(TRAIN_LABELS)).unwrap();
+    assert!(mkfifo(&f.data().join(TRAIN_LABELS)));
+    let data = f.data();
+    let train = |extra: &[&str]| {
+        let mut a = os(&["train", "--no-tui", "--epochs", "1", "--data"]);
+        a.push(data.clone().into());
+        a.extend(os(extra));
+        run_args(&a, 30)
+    };
+    assert_error(&train(&[]), &[TRAIN_LABELS, "is a FIFO (named pipe), not an IDX file"]);
+    fs::remove_file(f.data().join(TRAIN_LABELS)).unwrap();
+    assert!(mkfifo(&f.data().join(format!("{TRAIN_LABELS}.gz"))));
+    assert_error(&train(&[]), &[TRAIN_LABELS, "is a FIFO (named pipe), not a gzip file"]);
+    // A symlink to a regular file is fine.
+    fs::remove_file(f.data().join(format!("{TRAIN_LABELS}.gz"))).unwrap();
+    fs::write(f.path("labels"), idx(8, &[60], &labels(60, 3))).unwrap();
+    std::os::unix::fs::symlink(f.path("labels"), f.data().join(TRAIN_LABELS)).unwrap();
+    assert!(train(&[]).status.success());
+
+    // Model files: a FIFO, and /dev/zero (which grew memory without limit).
+    for (model, problem) in [
+        (f.path("fifo"), "is a FIFO (named pipe), not a model file"),
+        (PathBuf::from("/dev/zero"), "is a character device, not a model file"),
+    ] {
+        for cmd in ["eval", "predict"] {
+            let mut a = os(&[cmd, "--model"]);
+            a.push(model.clone().into());
+            a.extend([std::ffi::OsString::from("--data"), data.clone().into()]);
+            assert_error(&run_args(&a, 30), &[model.to_str().unwrap(), problem]);
+        }
+    }
+}
+
+#[test]
+fn save_never_replaces_a_device_or_fifo() {
+    let f = Fixture::new();
+    let fifo = f.path("fifo");
+    for target in ["/dev/null", fifo.to_str().unwrap()] {
+        if target == fifo.to_str().unwrap() && !mkfifo(&fifo) {
+            continue;
+        }
+        for flag in ["--save", "--checkpoint"] {
+            let a = ["--overwrite", flag, target];
+            assert_error(&f.train(&a), &[flag, target, "only a regular file can be replaced"]);
+        }
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+    if fifo.exists() {
+        assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    }
+}
+
+#[test]
+fn memory_check_uses_what_is_available() {
+    // Under a 4 GiB address-space limit, 784x1e6 weights (16 GB with
+    // gradients and Adam's slots) cannot fit, however much RAM the machine
+    // has: refused with the flags to change, not `memory allocation failed`.
+    let f = Fixture::new();
+    let script = r#"ulimit -v 4194304 && exec "$0" "$@""#;
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_simdnet"))
+        .args(["train", "--no-tui", "--epochs", "1", "--hidden", "1000000", "--data"])
+        .arg(f.data())
+        .output()
+        .unwrap();
+    assert_error(&out, &["--hidden 1000000", "GB of memory", "is available"]);
+}
+
+#[test]
+fn compare_caps_its_configurations() {
+    let f = Fixture::new();
+    let lrs: Vec<String> = (1..=4000).map(|i| format!("0.{i:04}")).collect();
+    let momenta: Vec<String> = (0..4000).map(|i| format!("0.{i:04}")).collect();
+    let mut a = os(&["compare", "--no-tui", "--optimizer", "sgd", "--lr", &lrs.join(","), "--momentum"]);
+    a.push(momenta.join(",").into());
+    a.extend([std::ffi::OsString::from("--data"), f.data().into()]);
+    let out = run_args(&a, 30);
+    assert_error(&out, &["16000000 configurations", "at most 64"]);
+    // 65 is one too many; 64 is fine (checked without training: a bad
+    // --activation value fails after the count).
+    let hidden: Vec<String> = (1..=65).map(|h| h.to_string()).collect();
+    let mut a = os(&["compare", "--no-tui", "--hidden"]);
+    a.push(hidden.join("/").into());
+    assert_error(&run_args(&a, 30), &["65 configurations", "at most 64"]);
+    let mut a = os(&["compare", "--no-tui", "--activation", "tanh", "--hidden"]);
+    a.push(hidden[..64].join("/").into());
+    assert_error(&run_args(&a, 30), &["--activation", "tanh"]);
+}
+
+#[test]
+fn data_truncated_during_training_does_not_kill_the_run() {
+    // Another process truncates the training files mid-run: the data were
+    // read into memory once, so training carries on (before: SIGBUS).
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let f = Fixture::new();
+    write_dataset(&f.data(), 2000, 20);
+    let child = Command::new(env!("CARGO_BIN_EXE_simdnet"))
+        .args(["train", "--no-tui", "--threads", "1", "--epochs", "100000", "--hidden", "8", "--data"])
+        .arg(f.data())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop(child);
+    let mut lines = BufReader::new(guard.0.stdout.take().unwrap()).lines().map_while(Result::ok);
+    let mut epoch = |n: usize| {
+        let want = format!("Epoch {n}/");
+        assert!(lines.any(|l| l.starts_with(&want)), "no {want}");
+    };
+    epoch(1);
+    for name in [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS] {
+        fs::OpenOptions::new().write(true).open(f.data().join(name)).unwrap().set_len(0).unwrap();
+    }
+    epoch(4);
+    assert!(Command::new("kill").args(["-TERM", &guard.0.id().to_string()]).status().unwrap().success());
+    let status = guard.0.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.code(), Some(143), "{status:?} (signal {:?})", status.signal());
+}
+
+#[test]
+fn an_existing_model_is_replaced_only_with_overwrite() {
+    let f = Fixture::new();
+    let good = b"a good model".to_vec();
+    for flag in ["--save", "--checkpoint"] {
+        let path = f.path(&format!("good{flag}.safetensors"));
+        fs::write(&path, &good).unwrap();
+        // A divergent run (finite loss, chance accuracy) must not replace it.
+        let line = assert_error(
+            &f.train(&["--optimizer", "sgd", "--lr", "1e6", flag, path.to_str().unwrap()]),
+            &[flag, "already exists", "--overwrite"],
+        );
+        assert!(line.contains(path.to_str().unwrap()), "{line}");
+        assert_eq!(fs::read(&path).unwrap(), good);
+        let out = f.train(&["--overwrite", flag, path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        checkpoint::load(&path).unwrap();
+    }
+}
+
+#[test]
+fn saving_a_model_that_never_beat_chance_warns() {
+    // Blank images: nothing to learn, the model can only guess.
+    let f = Fixture::new();
+    f.write(TRAIN_IMAGES, &idx(8, &[60, 4, 4], &[0; 60 * 16]));
+    let save = f.path("m.safetensors");
+    let out = f.train(&["--save", save.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("warning: --save: the model never beat chance"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    checkpoint::load(&save).unwrap();
+    // A model that learns does not warn.
+    let f = Fixture::new();
+    write_dataset(&f.data(), 600, 20);
+    let out = f.train(&["--lr", "0.05", "--save", save.to_str().unwrap(), "--overwrite"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn bench_seconds_is_bounded() {
+    for v in ["1e20", "601", "0", "0.0001", "inf", "-1"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_simdnet")).args(["bench", "--seconds", v]).output().unwrap();
+        assert_flag_error(&out, "--seconds", v.trim_start_matches('-'));
+    }
+}
+
+#[test]
+fn a_stray_training_label_warns_about_the_class_count() {
+    let f = Fixture::new();
+    let mut l = labels(60, 3);
+    l[17] = 255;
+    f.write(TRAIN_LABELS, &idx(8, &[60], &l));
+    let out = f.train(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().next().unwrap_or("");
+    assert!(first.starts_with("warning: ") && first.contains(TRAIN_LABELS), "{stderr}");
+    assert!(first.contains("label 3-254 of the 256 classes"), "{first}");
+    // Contiguous labels: no warning.
+    let f = Fixture::new();
+    let out = f.train(&[]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor() {
+    let f = Fixture::new();
+    let (mut model, names) = tiny_model();
+    model.params[7] = f32::NAN;
+    let path = f.path("nan.safetensors");
+    checkpoint::save(&model, &names, &path).unwrap();
+    for cmd in ["eval", "predict"] {
+        let mut a = os(&[cmd, "--model"]);
+        a.push(path.clone().into());
+        a.extend([std::ffi::OsString::from("--data"), f.data().into()]);
+        assert_error(
+            &run_args(&a, 30),
+            &["nan.safetensors", "tensor dense.kernel holds a non-finite value (NaN) at index 7"],
+        );
+    }
 }
