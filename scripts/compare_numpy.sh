@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Side-by-side speed of simdnet and the numpy reference trainer
-# (../shared/tools/numpy_reference.py: same model, batch 32, Adam, one thread),
+# (scripts/numpy_reference.py: same model, batch 32, Adam, one thread),
 # alternating runs in one sitting; prints each run's best epoch and the ratio
-# of the best figures.
+# of the best figures. Needs python3 with numpy and threadpoolctl
+# (pip install numpy threadpoolctl).
 #   scripts/compare_numpy.sh [ROUNDS] [PATH/TO/numpy_reference.py]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-2}"
-ref="${2:-../shared/tools/numpy_reference.py}"
+ref="${2:-scripts/numpy_reference.py}"
+die() { echo "compare_numpy.sh: $*" >&2; exit 1; }
+[[ -f "$ref" ]] || die "no reference trainer at $ref"
+command -v python3 >/dev/null || die "python3 is not installed (the reference trainer is a Python script)"
+python3 -c 'import numpy, threadpoolctl' 2>/dev/null ||
+    die "python3 lacks numpy or threadpoolctl: pip install numpy threadpoolctl"
 cargo build --release -q
 best_simd=0 best_np=0
 for r in $(seq "$rounds"); do

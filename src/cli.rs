@@ -46,7 +46,8 @@ pub enum Command {
 pub struct DataArgs {
     /// Directory holding train-images-idx3-ubyte, train-labels-idx1-ubyte,
     /// t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each raw or .gz)
-    /// [default: the bundled data/fashion-mnist]
+    /// [default: $SIMDNET_DATA, else the bundled data/fashion-mnist, looked for
+    /// in the current directory, then beside the executable]
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Where .gz files are decompressed once [default: DIR/.cache]
@@ -54,19 +55,43 @@ pub struct DataArgs {
     pub cache_dir: Option<PathBuf>,
 }
 
+/// The environment variable that names the data directory when `--data` is
+/// not given.
+pub const DATA_ENV: &str = "SIMDNET_DATA";
+
+/// The bundled data set's directory, relative to a project checkout.
+const BUNDLED: &str = "data/fashion-mnist";
+
 impl DataArgs {
-    /// The data directory: `--data`, else `data/fashion-mnist` under the
-    /// current directory, else the one beside the crate's sources.
+    /// The data directory: `--data`, else `$SIMDNET_DATA`, else the first of
+    /// [`DataArgs::default_data_dirs`] that is a directory. When none is, the
+    /// first is returned, so that the error names the current directory's
+    /// `data/fashion-mnist` and says where else it looked.
     pub fn data_dir(&self) -> PathBuf {
         if let Some(d) = &self.data {
             return d.clone();
         }
-        let local = PathBuf::from("data/fashion-mnist");
-        if local.is_dir() {
-            local
-        } else {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/fashion-mnist")
+        if let Some(d) = std::env::var_os(DATA_ENV).filter(|d| !d.is_empty()) {
+            return PathBuf::from(d);
         }
+        let candidates = Self::default_data_dirs();
+        candidates.iter().find(|d| d.is_dir()).unwrap_or(&candidates[0]).clone()
+    }
+
+    /// Where the bundled data is looked for without `--data` or
+    /// `$SIMDNET_DATA`, in order: the current directory's
+    /// `data/fashion-mnist` (a checkout); beside the executable, two levels up
+    /// (`target/release/simdnet` in a checkout) and in its own folder (a copied
+    /// or installed binary with `data/` beside it); last, the sources the
+    /// binary was built from, which a copied binary may no longer have.
+    pub fn default_data_dirs() -> Vec<PathBuf> {
+        let mut dirs = vec![PathBuf::from(BUNDLED)];
+        if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(PathBuf::from)) {
+            dirs.push(exe_dir.join("../..").join(BUNDLED));
+            dirs.push(exe_dir.join(BUNDLED));
+        }
+        dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(BUNDLED));
+        dirs
     }
 
     pub fn cache_dir(&self) -> PathBuf {
@@ -173,7 +198,16 @@ impl OptimArgs {
     /// The optimizer kind and learning rate, or a message for flags that don't fit.
     pub fn resolve(&self) -> Result<(OptimizerKind, f32), String> {
         let kind = match self.optimizer {
-            OptimizerArg::Sgd => OptimizerKind::Sgd { momentum: self.momentum.unwrap_or(0.0), nesterov: self.nesterov },
+            OptimizerArg::Sgd => {
+                // Nesterov's look-ahead is along the momentum: without one it
+                // is plain SGD, which the flag would hide.
+                if self.nesterov && self.momentum.is_none() {
+                    return Err(
+                        "--nesterov needs --momentum M (e.g. --momentum 0.9): without momentum it is plain SGD".into(),
+                    );
+                }
+                OptimizerKind::Sgd { momentum: self.momentum.unwrap_or(0.0), nesterov: self.nesterov }
+            }
             other => {
                 if self.momentum.is_some() || self.nesterov {
                     return Err(format!(

@@ -104,6 +104,9 @@ impl Dataset {
     /// Opens the four standard files in `dir`; `.gz` files are decompressed
     /// once into `cache_dir`.
     pub fn open(dir: &Path, cache_dir: &Path) -> Result<Dataset> {
+        if !dir.exists() {
+            return Err(Error::file(dir, "does not exist (--data DIR or SIMDNET_DATA=DIR names a directory holding the four IDX files; without either, simdnet looks for data/fashion-mnist in the current directory, beside its executable and in its sources)"));
+        }
         if !dir.is_dir() {
             return Err(Error::file(dir, "not a directory (--data needs a directory holding the four IDX files)"));
         }

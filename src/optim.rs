@@ -287,10 +287,10 @@ pub mod reference {
 /// tutorial model's GEMMs are below `gemm::driver::PAR_MIN_FLOPS`, so the
 /// optimizer step was the only parallel work and its worker slept between
 /// steps: with parts of 2^15 (its 79,510 parameters split in two), 2 threads
-/// took 194–241 µs per training step against 124–206 µs for 1 thread, and
-/// 130–198 µs once the step stayed whole (`simdnet train --threads N`, five
-/// alternating runs each). At 2^17 (~50 µs of Adam per part) only models of
-/// 262,144 parameters or more split, whose GEMMs keep the pool awake anyway.
+/// made a training step slower than 1 thread did, and a whole step was as
+/// fast as 1 thread again (docs/performance.md, *Kernel design*). At 2^17
+/// (~50 µs of Adam per part) only models of 262,144 parameters or more
+/// split, whose GEMMs keep the pool awake anyway.
 const PAR_MIN_PARAMS: usize = 1 << 17;
 
 /// [`Bufs`] handed to the pool's threads; each takes a disjoint part.

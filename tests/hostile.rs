@@ -362,7 +362,7 @@ fn data_dir_missing_or_a_file() {
         .arg(f.path("nowhere"))
         .output()
         .unwrap();
-    assert_error(&out, &["nowhere", "not a directory"]);
+    assert_error(&out, &["nowhere", "does not exist"]);
 }
 
 /// Whether permission bits stop this process (not as root).

@@ -68,7 +68,7 @@ impl Tmux {
         std::fs::create_dir(dir.path().join("out")).unwrap();
         let socket = dir.path().join("tmux.sock");
         let conf = dir.path().join("tmux.conf");
-        std::fs::write(&conf, "set -g remain-on-exit on\nset -g history-limit 100\n").unwrap();
+        std::fs::write(&conf, "set -g remain-on-exit on\nset -g history-limit 20000\n").unwrap();
         let mut tmux = Tmux { socket, dir, pid: 0 };
         let data = tmux.dir.path().join("data");
         let mut cmd = vec![env!("CARGO_BIN_EXE_simdnet").to_string(), subcommand.into()];
@@ -212,7 +212,11 @@ fn dashboard_trains_pauses_saves_stops_and_restores_the_terminal() {
     t.keys(&["+"]);
     t.wait_for("the new learning rate", |s| s.contains("learning rate set to 2.000e-3") && s.contains("lr=0.002"));
     t.keys(&["s"]);
-    t.wait_for("the save", |s| s.contains("saved model to simdnet-model.safetensors"));
+    // Without --save, `s` writes into the current directory and the log says
+    // so with the full path.
+    let cwd = t.dir.path().canonicalize().unwrap();
+    let announced = format!("saved model to {}", cwd.join("simdnet-model.safetensors").display());
+    t.wait_for("the save", |s| s.contains(&announced));
     let saved = std::fs::metadata(t.dir.path().join("simdnet-model.safetensors")).expect("the saved model");
     assert!(saved.len() > 300_000, "784·100 + 100·10 weights, {} bytes", saved.len());
 
@@ -232,8 +236,19 @@ fn dashboard_trains_pauses_saves_stops_and_restores_the_terminal() {
     t.keys(&["q"]);
     assert_eq!(t.wait_exit(), 0);
     assert_eq!(t.format("#{alternate_on}"), "0", "left the alternate screen");
-    let screen = t.screen();
-    assert!(!screen.contains("samples/s"), "dashboard left on the normal screen:\n{screen}");
+    // The dashboard has gone; the run's lines stay, as the headless mode
+    // prints them: the header, epoch lines, how it ended and the test line
+    // (hundreds of epochs on this small set: the whole history).
+    let out = String::from_utf8_lossy(&t.run(&["capture-pane", "-p", "-J", "-S", "-", "-t", "t"]).stdout).into_owned();
+    assert!(!out.contains("q quit") && !out.contains("Curves"), "dashboard left on the normal screen:\n{out}");
+    let header = out.lines().position(|l| l.starts_with("simdnet: 784-100-10 relu")).expect(&out);
+    // (tmux's own "Pane is dead" line follows the program's.)
+    let after: Vec<&str> =
+        out.lines().skip(header + 1).filter(|l| !l.trim().is_empty() && !l.starts_with("Pane is dead")).collect();
+    assert!(after.first().is_some_and(|l| l.starts_with("Epoch 1/100000 - 50/50")), "{out}");
+    assert!(after.iter().any(|l| l.starts_with(&announced)), "{out}");
+    assert!(after.contains(&"training stopped"), "{out}");
+    assert!(after.last().is_some_and(|l| l.starts_with("test_accuracy: ")), "{out}");
 }
 
 #[test]

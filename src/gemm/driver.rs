@@ -27,9 +27,9 @@ use super::{Activation, Epilogue, MatMut, MatRef};
 /// NC: LOOP 5 splits the n columns into NC-wide parts; a packed B~ block
 /// (KC × NC, 1 MiB) is sized to stay in a 2 MiB L2 cache while the A~ block
 /// and C's rows pass through it (a multiple of `Avx512`'s and `Avx2`'s NR;
-/// `Avx512Shallow`'s 48 leaves a 16-column panel). With NC = 4096 a
-/// 512×2048×512 product, whose 2 MiB B~ then filled the L2, ran at 119
-/// GFLOP/s; at NC = 1024, 153 (`examples/gemm_shape`, alternating builds).
+/// `Avx512Shallow`'s 48 leaves a 16-column panel). A B~ block that fills
+/// the whole L2 (NC = 4096) measured much slower on wide products
+/// (docs/performance.md, *Kernel design*).
 pub const NC: usize = 1024;
 /// KC: LOOP 4 splits the k dimension into KC-deep blocks; a B~ micro-panel
 /// (KC × NR) fits in the L1 cache alongside the A~ sliver. (Wide blocks on
@@ -42,9 +42,9 @@ pub const MC: usize = 192;
 /// KC of a wide block with a packed operand on kernels and CPUs that take
 /// deep blocks (`Kernel::DEEP_KC`): one k block for the 1024 square.
 pub(crate) const DEEP_KC: usize = 1024;
-/// MC with [`DEEP_KC`]: the packed A~ block stays MC × KC floats (192 KiB).
-/// 1024² 108.1 → 109.2 GFLOP/s against MC = 192, 2048² 106.2 → 108.8
-/// (`examples/gemm_shape`, best of six and three, alternating).
+/// MC with [`DEEP_KC`]: the packed A~ block stays MC × KC floats (192 KiB),
+/// which measured faster on the large squares than MC = 192 at the deeper
+/// KC (docs/performance.md, *Kernel design*).
 pub(crate) const DEEP_MC: usize = MC * KC / DEEP_KC;
 
 /// KC when neither operand is packed (B~ and A~ are B and A themselves):
@@ -63,13 +63,9 @@ const DIRECT_B_MAX_M: usize = 32;
 /// allows, when C has at most this many rows: packing B costs the same
 /// whatever m, and with few row panels to share it, it cost more than the
 /// aliasing. Read in place (in column groups of 4 panels, see
-/// `kernel::rows_outer_group`) against packed (groups of 8), AVX-512 on
-/// Zen 4 (`examples/gemm_shape`, 0.5-s rounds, alternating; means): 512²
-/// 110.0 → 113.1 GFLOP/s (ten rounds each; lowest 107.5 → 111.5, best
-/// 112.2 → 114.0), 256×512×512 112.7 → 114.5, 384×512×512 112.9 → 114.2
-/// (four each); 768×512×512 lost in place (median 107.3 → 105.0 with
-/// groups of 4, in-process alternation), 512×1024×512 (rows 4 KiB
-/// apart) lost 5%.
+/// `kernel::rows_outer_group`), products up to 512 rows measured faster
+/// than packed on Zen 4's AVX-512, 768 rows slower (docs/performance.md,
+/// *Kernel design*).
 const ALIASED_B_MAX_M: usize = 512;
 /// A is read in place (not packed) when C has at most this many columns,
 /// whatever A's layout.
@@ -84,14 +80,11 @@ const ALIAS_BYTES: usize = 4096;
 /// A row-major B whose row stride is a multiple of this many bytes is
 /// packed even where `Kernel::B_IN_PLACE` reads B in place: a panel's k
 /// rows, read one after another, then fall into 4 L1 sets (2 at 4 KiB)
-/// and evict the A rows that share them. AVX-512 on Zen 4, packed (at 2
-/// KiB) against in place (`examples/gemm_shape`, alternating): 1536² 98.4
-/// → 110.5 GFLOP/s (three pairs, +11.8–12.8%), 1024×512×1024 106.8 →
-/// 112.4, 2048×512×512 106.1 → 109.8 (best of four); 512² equal over
-/// eight pairs (means 112.4 and 112.5; it is now read in place, see
-/// [`ALIASED_B_MAX_M`]). At 1 KiB, 768² (3 KiB rows)
-/// gained too (107.9 → 111.6), but 256² lost (115.2 → 113.6) and
-/// 256×256×1024 was equal, so 1 KiB multiples stay in place.
+/// and evict the A rows that share them. On Zen 4's AVX-512, packing at
+/// 2 KiB multiples measured faster on the large products and equal on 512²
+/// (now read in place, see [`ALIASED_B_MAX_M`]); packing at 1 KiB
+/// multiples helped some shapes and cost others, so those stay in place
+/// (docs/performance.md, *Kernel design*).
 const B_ALIAS_BYTES: usize = 2048;
 
 /// Below this many flops (2·m·n·k) a call stays on the calling thread. The
@@ -102,8 +95,8 @@ pub const PAR_MIN_FLOPS: usize = 1 << 23;
 
 /// The shortest k block that uses an interleaved tail: a tile pays up to
 /// three shuffles per row after its k loop, and the packing pass is per
-/// block. 32×100×k (`examples/gemm_shape`, alternating): k = 10 slower
-/// with it (72.0 against 77.3 GFLOP/s, B = Wᵀ), k = 16 equal, k ≥ 24 faster.
+/// block: measured on 32×100×k, slower at k = 10, equal at 16, faster from
+/// 24 on (docs/performance.md, *Kernel design*).
 pub(crate) const IL_MIN_KC: usize = 16;
 
 /// Products under this depth run `Avx512Shallow` (8 × 48 tiles) instead
@@ -112,8 +105,8 @@ pub(crate) const IL_MIN_KC: usize = 16;
 /// stores, the call) weigh against few k steps, and n = 100 takes two
 /// panels (48 + 52) instead of three. From [`IL_MIN_KC`] on, because the
 /// joined last panel (48 + up to 4 columns) needs an interleaved tail.
-/// 784×100×k, Aᵀ (`examples/gemm_shape`, best of four, alternating):
-/// k = 16 126.5 → 130.3 GFLOP/s, 32 146.1 → 150.1, 48 152.9 → 156.1.
+/// Measured 2–3% faster on the weight-gradient shape 784×100×k for k = 16
+/// to 48 (docs/performance.md, *Kernel design*).
 pub(crate) const SHALLOW_MAX_K: usize = 64;
 
 /// Whether an AVX-512 product `n` wide and `k` deep runs `Avx512Shallow`:
@@ -122,11 +115,10 @@ pub(crate) const SHALLOW_MAX_K: usize = 64;
 /// (`a_cols`: a transposed A, C at most [`DIRECT_A_MAX_N`] wide; the weight
 /// gradient Xᵀ·dY at any batch up to 256). Each k step of such a tile reads
 /// a new line of A, and two panels read it twice where three read it three
-/// times: 784×100×256 Aᵀ 155.3 → 164.5 and 784×128×256 152.5 → 164.0
-/// GFLOP/s, where a row-major A measured equal (256×100×256 162.3 against
-/// 160.9) and the 256 square slower (167.3 against 162.7). Narrower C
-/// tiles the same either way, and packs B~ 48 floats wide for nothing
-/// (100×10×32 with Aᵀ: 72.4 against 69.7 GFLOP/s).
+/// times: faster for a transposed A, while a row-major A measured equal and
+/// the 256 square slower. Narrower C tiles the same either way, and would
+/// pack B~ 48 floats wide for nothing (docs/performance.md, *Kernel
+/// design*).
 pub(crate) fn runs_shallow(n: usize, k: usize, a_cols: bool) -> bool {
     let max_k = if a_cols && n <= DIRECT_A_MAX_N { KC } else { SHALLOW_MAX_K - 1 };
     n > 32 && (IL_MIN_KC..=max_k).contains(&k)
@@ -254,10 +246,9 @@ impl<T: Copy> SendPtr<T> {
 /// Rows of a row-major B that `pack_b` copies into every panel before the
 /// next rows: each row (4 KiB in the 1024 square) is read front to back
 /// while in cache, where panel by panel each of the kc rows was visited once
-/// per panel, a page apart. AVX-512 on Zen 4 (`examples/gemm_shape`, best
-/// of five, alternating): 1024² 110.2 → 111.9 GFLOP/s (1 row: 111.6, 2–4:
-/// 110.5–111.2, 32: 110.0); `SIMDNET_ISA=avx2` 1024² 103.6 → 105.9, 512²
-/// 109.9 → 111.0.
+/// per panel, a page apart. Eight rows measured best of 1, 2–4, 8 and 32
+/// on both the AVX-512 and the AVX2 path (docs/performance.md, *Kernel
+/// design*).
 const PACK_B_ROWS: usize = 8;
 
 /// Packs B[p0.., j0..][..kc, ..nc] into NR-wide column panels, each `kc × NR`
@@ -518,24 +509,17 @@ unsafe fn pack_a(a: &MatRef, i0: usize, p0: usize, mc: usize, kc: usize, mr: usi
 /// between its loads and stores, and it was ~9% of a 1024 square's time.
 /// Eight rows (a whole MR = 8 panel) write each k's 32 bytes at once, so
 /// every line of the panel is written in one pass; in halves of four rows
-/// a 1024-deep panel (32 KiB) left L1 between its two passes (1024², deep
-/// k blocks: 111.6 → 112.2 GFLOP/s, `examples/gemm_shape`, best of six,
-/// alternating).
+/// a 1024-deep panel (32 KiB) left L1 between its two passes (measured on
+/// 1024² with deep k blocks, docs/performance.md, *Kernel design*).
 /// `next`: four rows whose first `kc` floats to request ahead, one cache
 /// line per step. pack_a passes the next four rows of A to four-row
 /// groups: each row is a short run of lines in its own page, which the
-/// hardware prefetcher barely starts on (a 1024 square's pack_a share fell
-/// from ~4.1% to 3.0–3.4% in four-row halves; on AVX2's 6-row panels,
-/// without it 1024² read 105.0 → 103.3 GFLOP/s and 2048×256×1024 96.4 →
-/// 92.7). An 8-row panel passes none: rows 4 KiB apart share one L1 set,
-/// and 8 rows plus 8 prefetched ones overfill its 8 ways. Without the
-/// prefetch, packing all of a hot 1024 × 1024 A took 94 µs instead of 236
-/// µs (a throwaway timing test), and pack_a's share of 1024² in perf fell
-/// from 2.05% to 1.53%. In the GEMM the gain is small, as A mostly comes
-/// from memory (`examples/gemm_shape`, three sets of eight to ten
-/// alternating 1-s rounds, best of each): 1024² 111.6 → 112.0, 111.9 →
-/// 112.2 and 112.6 → 112.6 GFLOP/s; 2048×256×1024 +0.5–0.9%; 2048² and
-/// AVX2's 1024² within 0.4%.
+/// hardware prefetcher barely starts on (it shrank pack_a's share of the
+/// 1024 square, and AVX2's 6-row panels were slower without it). An 8-row
+/// panel passes none: rows 4 KiB apart share one L1 set, and 8 rows plus 8
+/// prefetched ones overfill its 8 ways; without the prefetch its packing
+/// ran faster, though in the GEMM the gain is small, as A mostly comes from
+/// memory (docs/performance.md, *Kernel design*).
 ///
 /// # Safety
 /// Each `rows[q]` readable for `kc` floats; `d` writable at `p·mr + q` for
@@ -657,12 +641,11 @@ pub(crate) fn gemm<K: Kernel>(alpha: f32, a: &MatRef, b: &MatRef, beta: f32, c: 
     // L2 whether packed or not (LOOP 1 runs outside LOOP 2, see
     // `kernel::block_loops`), so packing only adds a pass over B from L3;
     // in narrower blocks a panel read in place served as well as a packed
-    // one. AVX-512 on Zen 4, in place against packed
-    // (`examples/gemm_shape`, best of two, alternating): 64² 105.7 → 110.6
-    // GFLOP/s, 256² 112.6 → 115.2, 256×100×784 109.2 → 114.2, 784×100×256
-    // Aᵀ 113.7 → 114.7; the 1024 square (rows 4 KiB apart) 107.3 → 91.5,
-    // so it still packs, as do rows 2 KiB apart under many rows (see
-    // `B_ALIAS_BYTES`, `ALIASED_B_MAX_M`).
+    // one. On Zen 4's AVX-512, in place measured faster than packed from
+    // 64² to 256×100×784, but far slower on the 1024 square (rows 4 KiB
+    // apart), so that still packs, as do rows 2 KiB apart under many rows
+    // (see `B_ALIAS_BYTES`, `ALIASED_B_MAX_M`; docs/performance.md,
+    // *Kernel design*).
     // The most rows of C for which such kernels read B in place, by how
     // its rows alias: any number, ALIASED_B_MAX_M at 2 KiB, none at 4 KiB.
     let b_row_bytes = b.rs * std::mem::size_of::<f32>();

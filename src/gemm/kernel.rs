@@ -219,10 +219,9 @@ unsafe fn tile<
     // Plain (non-interleaved) vectors of B~ per k step.
     let nv_plain = if IL { NV - 1 } else { NV };
     // A one-vector (thin) tile asks for its C lines now, so they arrive
-    // while the k loop runs (100×10×32 with Hᵀ: 59.8 → 62.5 GFLOP/s).
-    // Wider tiles do without: there the prefetches cost more than they
-    // save (784×100×32 with Aᵀ 103.7 → 104.8, 256×100×784 108.2 → 109.0;
-    // squares equal; `examples/gemm_shape`, best of three alternating).
+    // while the k loop runs (faster on the dW shape 100×10×32). Wider tiles
+    // do without: there the prefetches cost more than they save
+    // (docs/performance.md, *Kernel design*).
     if t.csc == 1 && NV == 1 {
         unroll!(M, i, {
             let row = t.c.wrapping_offset(i as isize * t.rsc);
@@ -380,9 +379,8 @@ unsafe fn tile<
             // Each row's tail columns picked just before its stores (the
             // weight gradient Xᵀ·dY): picking every row first, for the
             // general epilogue, holds M more vectors than the registers
-            // left, and their spills cost 784×52×32 with Aᵀ 103.3 → 106.6
-            // GFLOP/s (784×100×32: 105.7 → 107.4; `examples/gemm_shape`,
-            // best of three alternating).
+            // left, and their spills cost a few per cent on the dW shapes
+            // 784×52×32 and 784×100×32 (docs/performance.md, *Kernel design*).
             let last = t.n - (NV - 1) * S::LANES;
             unroll!(M, i, {
                 let crow = t.c.offset(i as isize * t.rsc);
@@ -795,13 +793,10 @@ const ROWS_OUTER_MIN_KC: usize = 128;
 const ROWS_OUTER_GROUP_BYTES: usize = 512 * 1024;
 
 /// Column panels in a group of a rows-outer block that reads B in place
-/// (see [`rows_outer_group`]). AVX-512 on Zen 4 (`examples/gemm_shape`,
-/// 0.5-s rounds, alternating, four each; means, then best): 768² (3 KiB
-/// rows) 105.8 → 107.4 and 107.6 → 109.7 GFLOP/s against no groups (5
-/// panels 768 deep would fit in 512 KiB), 640² 107.7 → 108.4 and 108.3 →
-/// 111.8; 1280² equal (95.5 → 96.0). 512² with B in place, alternating in
-/// one process (best of 370–460 chunks each): groups of 8 panels 112.0 against
-/// 114.1 for 4; in another run groups of 2, 3 and 4 114.8, 114.9, 114.7.
+/// (see [`rows_outer_group`]). On Zen 4's AVX-512, groups of four panels
+/// measured faster than no groups on 640² and 768² and equal on 1280²;
+/// on 512² with B in place, groups of 2–4 beat groups of 8
+/// (docs/performance.md, *Kernel design*).
 const ROWS_OUTER_IN_PLACE_PANELS: usize = 4;
 
 /// Columns of one column group of a rows-outer block `nc` wide and `kc`
@@ -814,13 +809,10 @@ const ROWS_OUTER_IN_PLACE_PANELS: usize = 4;
 ///
 /// A packed B~ 512 deep and 512 wide is 1 MiB, the whole L2, so each
 /// sliver's pass over it would find little of it left from the last one
-/// and fetch it from L3, which the host's other tenants share. Measured on
-/// 512² while it packed B (`examples/gemm_shape`, 0.5-s rounds, alternating
-/// builds): mean 111.7 → 112.8 GFLOP/s over twelve rounds each (lowest
-/// round 108.6 → 111.4, best 113.8 → 113.9): equal in quiet spells, less
-/// lost in busy ones. 2048×512×512, 256×512×512, 512×1024×512, 1024²,
-/// 2048² (no groups at kc = 1024) and AVX2's 512², 1024², 1536² equal,
-/// ±0.5%.
+/// and fetch it from L3, which the host's other tenants share. On 512²
+/// with B packed, groups were equal in quiet spells and lost less in busy
+/// ones; the other shapes measured equal (docs/performance.md, *Kernel
+/// design*).
 #[inline(always)]
 pub(crate) fn rows_outer_group(nc: usize, kc: usize, nr: usize, b_in_place: bool) -> usize {
     let f32s = std::mem::size_of::<f32>();
@@ -876,10 +868,8 @@ pub(crate) trait Kernel {
     /// There the AVX-512 tiles read 128 bytes of B per 16 FMAs, ~8 bytes a
     /// cycle, and a B a row stride apart streams from L2 as fast as a
     /// packed one. The AVX2 tiles read 64 bytes per 12 FMAs, 1.3× the
-    /// bytes a cycle, and in place they lost to packing
-    /// (`examples/gemm_shape`, `SIMDNET_ISA=avx2`, best of two,
-    /// alternating): 512² 110.0 against 79.5 GFLOP/s, 256² 111.2 against
-    /// 105.5, 784×100×256 Aᵀ 102.6 against 90.7. Full-width AVX-512 units
+    /// bytes a cycle, and in place they lost to packing, by over a quarter
+    /// on 512² (docs/performance.md, *Kernel design*). Full-width AVX-512 units
     /// would read twice Zen 4's bytes a cycle, so they keep packing
     /// (unmeasured there).
     const B_IN_PLACE: bool = false;
@@ -890,11 +880,9 @@ pub(crate) trait Kernel {
     /// whatever the block's depth, and each further k block reloads all of C
     /// (β = 1) before its stores: in the 1024 square, whose C is 4 MiB, the
     /// epilogue's loads of C held ~4% of the microkernel's samples (`perf
-    /// annotate`). One 1024-deep block, AVX-512 on Zen 4 (`examples/gemm_shape`,
-    /// alternating): 1024² 105.0 → 109.9 GFLOP/s (best of four); with MC =
-    /// 192, best of three, 2048² 104.1 → 109.5, 768² Aᵀ 94.6 → 103.4, 1000²
-    /// Bᵀ 101.9 → 108.7. With AVX2 it was mixed (1024² 102.4 → 108.0, 512²
-    /// 108.8 → 106.7), and on Intel the KC × NC B~ was sized to stay in its
+    /// annotate`). One 1024-deep block measured 5–9% faster on Zen 4's
+    /// AVX-512 squares; with AVX2 it was mixed (docs/performance.md, *Kernel
+    /// design*), and on Intel the KC × NC B~ was sized to stay in its
     /// 2 MiB L2 (see `driver::NC`), so those keep KC (unmeasured there).
     const DEEP_KC: bool = false;
     /// Whether a block that runs LOOP 1 outside LOOP 2 and packs a
@@ -903,13 +891,10 @@ pub(crate) trait Kernel {
     /// broadcasts (see [`Block::a_src`]), instead of in a pass of its own
     /// before the block. The pass was memory-bound and ran apart from any
     /// FMA (~1.7% of the 1024 square's time, `perf`); in the tile the loads
-    /// of A overlap the FMAs, at the cost of 8 scalar stores per 16 FMAs.
-    /// `examples/gemm_shape`, best of four to six alternating 1-s rounds,
-    /// AVX-512 on Zen 4: 1024² 111.8 → 112.8 GFLOP/s, 1024×256×1024 107.8
-    /// → 110.9, 2048×256×1024 105.7 → 109.6, 2048² 111.6 → 112.4,
-    /// 1024×1024×128 equal; AVX2 1024² 105.7 → 106.3, 2048×256×1024 98.8 →
-    /// 100.6. Prefetching the rows' lines ahead in the tile was slower
-    /// (1024² 112.5 against 113.2).
+    /// of A overlap the FMAs, at the cost of 8 scalar stores per 16 FMAs. It
+    /// measured faster on the large products on both paths; prefetching the
+    /// rows' lines ahead in the tile was slower (docs/performance.md, *Kernel
+    /// design*).
     const FUSED_PACK_A: bool = false;
     /// Packs `B[p0..p0 + kc][j0..j0 + w]` as split B~ (see `split::pack`);
     /// only called when [`Kernel::SPLIT`].
@@ -941,9 +926,9 @@ pub(crate) struct Avx512;
 /// AVX-512F microkernel for shallow products (`driver::runs_shallow`):
 /// 8 × 48 tiles, 24 zmm accumulators, so a tile's fixed costs (its
 /// prologue, the stores of C, the call) spread over 1.5× the FMAs, and
-/// n = 100 takes two panels instead of three. 784×48×32 (one 48-wide
-/// panel, `Avx512`'s merged tile) ran at 160 GFLOP/s where 784×64×32 (two
-/// 32-wide panels) ran at 145 (`examples/gemm_shape`, best of six).
+/// n = 100 takes two panels instead of three: one 48-wide panel measured
+/// ~10% faster than two 32-wide ones (docs/performance.md, *Kernel
+/// design*).
 #[cfg(target_arch = "x86_64")]
 pub(crate) struct Avx512Shallow;
 /// AVX2 + FMA microkernel: 6 × 16 tile, 12 ymm accumulators.
@@ -990,11 +975,10 @@ macro_rules! tile_fns {
 /// As [`tile_fns`], but each function runs a whole column panel, LOOP 1
 /// included: `name(blk, p, step)` runs the tiles of panel `p`, `step`
 /// rows each (the last shorter). For shallow products, where a tile's fixed
-/// costs weigh most: one call per panel instead of per tile took 784×100×32
-/// with Aᵀ from 104.7 to 105.9 GFLOP/s and 784×48×32 from 106.7 to 109.7,
-/// where the same change for every kernel made the squares ~3% slower
-/// (the looping function kept more values on the stack in its k loops;
-/// `examples/gemm_shape`, best of three alternating).
+/// costs weigh most: one call per panel instead of per tile measured
+/// faster on the dW shapes, where the same change for every kernel made the
+/// squares ~3% slower (the looping function kept more values on the stack
+/// in its k loops; docs/performance.md, *Kernel design*).
 macro_rules! panel_fns {
     ($feat:literal, $S:ty, $MR:literal, $( $name:ident: $($il:ident)? $NV:literal [$($M:literal),*] ),* $(,)?) => {
         $(

@@ -92,10 +92,11 @@ pub fn fma_peak_gflops(duration: Duration) -> f64 {
 ///
 /// A window of a few milliseconds or more cannot miss the host's timer
 /// interrupts (and, on a shared VM, its other tenants), which take the
-/// same share of any code's time. On Zen 4 here (`examples/peak_window`,
-/// alternating, best of each): 118.2 GFLOP/s in 0.2-ms windows, 117.4–117.6
-/// in 20-ms ones. A GEMM timed in 20-ms chunks then compares with the
-/// latter; compared with the former it would be charged for the interrupts.
+/// same share of any code's time, so the peak timed in 20-ms windows reads
+/// slightly (under 1%) below the one in 0.2-ms windows (`examples/peak_window`,
+/// docs/performance.md). A GEMM timed in 20-ms chunks then compares with the
+/// 20-ms peak; compared with the 0.2-ms one it would be charged for the
+/// interrupts.
 pub fn fma_peak_gflops_over(duration: Duration, window: Duration) -> f64 {
     on_isa(super::selected_isa(), duration, window)
 }

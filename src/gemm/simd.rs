@@ -212,8 +212,8 @@ impl Simd for V512 {
     /// Whole vectors, and a last vector of 4 or 8 columns (n = 100 in
     /// 16-lane vectors: 6 + 4; an interleaved tail's 4), take a plain
     /// store of that width: on Zen 4 a masked 512-bit store costs more
-    /// (784×100×32 with Aᵀ, `examples/gemm_shape`, best of three
-    /// alternating: 102.3 → 103.6 GFLOP/s).
+    /// (measured on the dW shape 784×100×32, docs/performance.md, *Kernel
+    /// design*).
     #[inline(always)]
     unsafe fn store_upto(p: *mut f32, n: usize, v: __m512) {
         match n {

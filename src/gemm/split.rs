@@ -28,30 +28,18 @@
 //! by the layout, whatever the tile, thread or packing path, so results
 //! stay bit-identical across thread counts.
 //!
-//! Measured (`examples/gemm_shape`, alternating builds): against the plain
-//! kernels, 32×10×100 88 → 115 GFLOP/s (`simdnet bench`: 46% → 60% of
-//! peak), 256×10×100 1.4×. What the rest of a 32×10×100 call costs, by
-//! builds that leave one part out (wrong results, timing only; best of five
-//! alternating runs): 112.9 GFLOP/s whole, 119.9 packing B~ only once,
-//! 126.7 without the reductions' shuffles, 118.8 without the last k % 8
-//! steps (whose FMAs are ~5% of the work). The row tree for G2 then took
-//! the call 110.9 → 114.0 GFLOP/s. G1 first took pairs of k
-//! (lane `2c + q`, one `vbroadcastsd` per FMA): a loop-only microbenchmark
-//! (operands in L1, not in the repository) ran that at ~85% of peak
-//! against ~96% for the quads, whose broadcast feeds two FMAs; in the GEMM,
-//! 256×10×256 143 → 156 GFLOP/s, while 32×10×100 stayed equal (the quads'
-//! packing takes 12 shuffles per chunk, not 8). Tried and left out, equal
-//! or slower: 12-row tiles, two accumulators per row for the pairs
-//! (shorter FMA chains), gathering G2 when packing. On Zen 4 (2 vCPUs,
-//! 118.2 GFLOP/s peak; best of four or five alternating runs): the k % 8
-//! steps in one pass per part with A reloaded, 79.3 → 79.6 GFLOP/s
-//! (32×10×100); packing in the first tile, 79.6 → 83.5 (70.6% of peak;
-//! 32×10×1000 90.8 → 96.2, 256×10×100 91.1 → 91.9). Left out: G1 and G2
-//! reduced four rows at a time by in-lane blends and shuffles with two
-//! permutes per row to gather (78.9: LLVM made each pair's one shuffle
-//! two), the packing tile building each vector just before its FMAs
-//! (83.1 against 83.6), and skipping `rayon::current_num_threads` for
-//! small products (equal).
+//! Why this layout: against the plain kernels it runs the 10-wide products
+//! (32×10×100 and 256×10×100) about 1.3–1.4× faster. Of what remains of a
+//! 32×10×100 call, packing B~, the reductions' shuffles and the last k % 8
+//! steps each cost a few per cent; the row tree for G2 and the quads of k in
+//! G1 (one broadcast feeds two FMAs, where pairs of k needed one per FMA)
+//! each measured faster, and packing B~ in the first tile faster again.
+//! Tried and left out, equal or slower: 12-row tiles, two accumulators per
+//! row for the pairs (shorter FMA chains), gathering G2 when packing, G1
+//! and G2 reduced four rows at a time by in-lane blends (LLVM made each
+//! pair's one shuffle two), the packing tile building each vector just
+//! before its FMAs, and skipping `rayon::current_num_threads` for small
+//! products. The figures: docs/performance.md, *Kernel design*.
 
 use std::arch::x86_64::*;
 
@@ -561,8 +549,8 @@ unsafe fn tile<const M: usize, const PACK: bool>(t: &Tile, src: *const f32) {
 /// `blk.b` the empty B~), the first tile packs B~'s whole chunks in its k
 /// loop, while its FMAs run, and the last partial chunk is packed before
 /// it; the other tiles read B~ as usual. A separate packing pass took ~10%
-/// of a 32×10×100 call (79.6 → 87.7 GFLOP/s when B~ was packed only once,
-/// timing only). B~ holds the same values either way.
+/// of a 32×10×100 call (docs/performance.md, *Kernel design*). B~ holds the
+/// same values either way.
 ///
 /// # Safety
 /// AVX-512F available; `blk` as documented on [`Block`], with `blk.b` split

@@ -68,9 +68,15 @@ impl Info {
             steps_per_epoch: s.train_idx.len().div_ceil(batch_size),
             flops_per_sample: s.model.spec.train_flops_per_sample(),
             class_names: s.class_names.clone(),
-            save_path: s.save.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_SAVE_PATH)),
+            save_path: s.save.clone().unwrap_or_else(default_save_path),
         }
     }
+}
+
+/// Where `s` saves without `--save`: the current directory, spelt out in
+/// full so that the log says where the file went.
+fn default_save_path() -> PathBuf {
+    std::env::current_dir().map_or_else(|_| PathBuf::from(DEFAULT_SAVE_PATH), |d| d.join(DEFAULT_SAVE_PATH))
 }
 
 /// The switchable panel.
@@ -135,6 +141,10 @@ pub struct App {
     pub test: Option<(f64, f64)>,
     /// Scroll offset of the log (lines from the end) and of the samples (rows).
     pub scroll: usize,
+    /// What the headless mode would have printed (epoch, trainer log and
+    /// test lines) and how training ended: printed once the dashboard has
+    /// gone, so that the run stays in the scrollback.
+    pub transcript: Vec<String>,
     started: Instant,
     /// When `fit` returned (the clock stops).
     finished_at: Option<Instant>,
@@ -163,6 +173,7 @@ impl App {
             samples: Vec::new(),
             test: None,
             scroll: 0,
+            transcript: Vec::new(),
             started: Instant::now(),
             finished_at: None,
             paused_since: None,
@@ -183,12 +194,17 @@ impl App {
             Event::Progress(p) => self.on_progress(p),
             Event::Epoch(r) => {
                 self.learning_rate = r.learning_rate;
-                self.shell.push_log(crate::headless::epoch_line(&r));
+                let line = crate::headless::epoch_line(&r);
+                self.transcript.push(line.clone());
+                self.shell.push_log(line);
                 self.epochs.push(r);
             }
             Event::Confusion(c) => self.confusion = Some(c),
             Event::Samples(s) => self.samples = s,
-            Event::Log(line) => self.shell.push_log(line),
+            Event::Log(line) => {
+                self.transcript.push(line.clone());
+                self.shell.push_log(line);
+            }
             Event::Paused(true) => {
                 self.paused_since.get_or_insert_with(Instant::now);
                 self.shell.on_paused(true);
@@ -200,14 +216,18 @@ impl App {
             Event::Finished { reason } => {
                 self.end_pause();
                 self.finished_at.get_or_insert_with(Instant::now);
-                self.shell.push_log(format!("training {}", finish_text(&reason)));
+                let line = format!("training {}", finish_text(&reason));
+                self.transcript.push(line.clone());
+                self.shell.push_log(line);
                 if !self.shell.trainer_done() {
                     self.shell.status = Status::Finished(reason.clone());
                 }
                 self.finish = Some(reason);
             }
             Event::Test { loss, accuracy } => {
-                self.shell.push_log(format!("test_accuracy: {accuracy:.4} - test_loss: {loss:.4}"));
+                let line = format!("test_accuracy: {accuracy:.4} - test_loss: {loss:.4}");
+                self.transcript.push(line.clone());
+                self.shell.push_log(line);
                 self.test = Some((loss, accuracy));
             }
         }

@@ -33,7 +33,7 @@ use crossterm::event::{self as term, Event as TermEvent};
 use crossterm::terminal::{self, EnterAlternateScreen, LeaveAlternateScreen};
 use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
-use std::io::Stdout;
+use std::io::{Stdout, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -216,6 +216,16 @@ pub fn run(session: &mut Session) -> Result<(Outcome, Option<u8>)> {
     let trained = drive(&mut terminal, &mut screen, &signals, |events, commands| train(session, events, commands));
     drop(terminal);
     drop(restore);
+    // Printed after the dashboard has gone, as `compare` prints its table,
+    // so that the run's lines stay on the screen and in the scrollback. A
+    // closed terminal (SIGHUP) must not turn into a panic.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", session.header());
+    for line in &app.transcript {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+    drop(out);
     Ok((trained?, signals.exit_code()))
 }
 

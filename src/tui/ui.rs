@@ -360,7 +360,7 @@ const HELP: [(&str, &str); 9] = [
     ("tab ← →", "switch panel (1-4 directly)"),
     ("↑ ↓", "scroll the log or the samples"),
     ("m", "curve marker: half-block, braille, dot, block"),
-    ("s", "save the model now"),
+    ("s", "save the model now (--save or current dir)"),
     ("q", "stop after the current step; again to leave"),
     ("Ctrl-C", "same as q"),
     ("?", "this help (any key closes)"),
