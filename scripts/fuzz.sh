@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzing simdnet (targets in fuzz/fuzz_targets: idx, checkpoint, gemm, gzip).
+# Fuzzing simdnet (targets in fuzz/fuzz_targets: idx, checkpoint, gemm, gzip, arch).
 #
 #   scripts/fuzz.sh SECONDS [TARGET...]  run each target (default: all) for SECONDS, one after another
 #   scripts/fuzz.sh build                build every target: `cargo +nightly fuzz build` (sanitizer, libFuzzer)
@@ -22,7 +22,7 @@ if [ "${1:-}" = smoke ]; then sanitizer="${FUZZ_SANITIZER:-none}"; fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root/fuzz"
-all_targets=(idx checkpoint gemm gzip)
+all_targets=(idx checkpoint gemm gzip arch)
 
 have_fuzz() {
     cargo +nightly fuzz --version >/dev/null 2>&1

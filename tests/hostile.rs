@@ -1063,20 +1063,20 @@ fn save_never_replaces_a_device_or_fifo() {
 
 #[test]
 fn memory_check_uses_what_is_available() {
-    // Under a 4 GiB address-space limit, 784x1e6 weights (16 GB with
+    // Under a 4 GiB address-space limit, 267 M weights (5.3 GB with
     // gradients and Adam's slots) cannot fit, however much RAM the machine
-    // has: refused with the flags to change, not `memory allocation failed`.
+    // has: refused with the model to change, not `memory allocation failed`.
     let f = Fixture::new();
     let script = r#"ulimit -v 4194304 && exec "$0" "$@""#;
     let out = Command::new("sh")
         .arg("-c")
         .arg(script)
         .arg(env!("CARGO_BIN_EXE_simdnet"))
-        .args(["train", "--no-tui", "--epochs", "1", "--hidden", "1000000", "--data"])
+        .args(["train", "--no-tui", "--epochs", "1", "--hidden", "1000000,250", "--data"])
         .arg(f.data())
         .output()
         .unwrap();
-    assert_error(&out, &["--hidden 1000000", "GB of memory", "is available"]);
+    assert_error(&out, &["the model 16-1000000-250-3 relu", "GB of memory", "is available"]);
 }
 
 #[test]
