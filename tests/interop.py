@@ -210,8 +210,8 @@ def main():
         # Without --model: the tutorial MLP (dropout on) and a small CNN.
         trainings = [
             ("mlp.safetensors", ["--hidden", "128,64", "--dropout", "0.2", "--epochs", "3"]),
-            ("cnn.safetensors", ["--arch", "conv2d(8,3,relu,same),maxpool(2),conv2d(6,3,sigmoid,valid),"
-                                 "maxpool(3),flatten,dense(32,relu),dropout(0.2),dense(10)", "--epochs", "1"]),
+            ("cnn.safetensors", ["--arch", "conv2d(8,3,relu,same),maxpool(2),conv2d(6,3,relu,valid),"
+                                 "maxpool(3),flatten,dense(32,sigmoid),dropout(0.2),dense(10)", "--epochs", "3"]),
         ]
         status = 0
         for name, flags in trainings:

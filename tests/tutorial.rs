@@ -59,7 +59,7 @@ fn stderr(o: &Output) -> String {
 }
 
 fn spec(hidden: &[usize], activation: Activation, dropout: f32) -> ModelSpec {
-    ModelSpec::mlp((4, 4), &hidden.to_vec(), activation, 3, dropout).unwrap()
+    ModelSpec::mlp((4, 4), hidden, activation, 3, dropout).unwrap()
 }
 
 fn names(n: usize) -> Vec<String> {
