@@ -126,16 +126,16 @@ pub fn configurations(args: &CompareArgs) -> Result<Vec<(String, TrainArgs)>> {
     let mut out = Vec::new();
     // --hidden, --activation and --dropout shape the mlp only: other
     // architectures run once per optimizer setting, with those flags unset.
-    let mut models: Vec<(&str, &Arch, Option<MlpValues>)> = Vec::new();
+    let mut models: Vec<(&str, &Arch, Option<MlpChoice>)> = Vec::new();
     for (arch_name, arch) in &archs {
         if *arch != Arch::Mlp {
             models.push((arch_name, arch, None));
             continue;
         }
-        for (h_name, h) in &hidden {
-            for (a_name, a) in &activations {
-                for (d_name, d) in &dropouts {
-                    models.push((arch_name, arch, Some((h_name, h, a_name, *a, d_name, *d))));
+        for hidden in &hidden {
+            for activation in &activations {
+                for dropout in &dropouts {
+                    models.push((arch_name, arch, Some(MlpChoice { hidden, activation, dropout })));
                 }
             }
         }
@@ -154,10 +154,10 @@ pub fn configurations(args: &CompareArgs) -> Result<Vec<(String, TrainArgs)>> {
                         }
                     };
                     part(archs.len() > 1, "arch", arch_name);
-                    if let Some((h_name, _, a_name, _, d_name, _)) = mlp {
-                        part(hidden.len() > 1, "hidden", h_name);
-                        part(activations.len() > 1, "activation", a_name);
-                        part(dropouts.len() > 1, "dropout", d_name);
+                    if let Some(c) = mlp {
+                        part(hidden.len() > 1, "hidden", &c.hidden.0);
+                        part(activations.len() > 1, "activation", &c.activation.0);
+                        part(dropouts.len() > 1, "dropout", &c.dropout.0);
                     }
                     let o_label = if sgd && args.nesterov { format!("{o_name}+nesterov") } else { o_name.clone() };
                     part(optimizers.len() > 1, "optimizer", &o_label);
@@ -174,9 +174,9 @@ pub fn configurations(args: &CompareArgs) -> Result<Vec<(String, TrainArgs)>> {
                         data: args.data.clone(),
                         model: ModelArgs {
                             arch: arch.clone(),
-                            hidden: mlp.map(|m| m.1.clone()),
-                            activation: mlp.map(|m| m.3),
-                            dropout: mlp.map(|m| m.5),
+                            hidden: mlp.map(|c| c.hidden.1.clone()),
+                            activation: mlp.map(|c| c.activation.1),
+                            dropout: mlp.map(|c| c.dropout.1),
                         },
                         optim: OptimArgs {
                             optimizer: *o,
@@ -197,8 +197,14 @@ pub fn configurations(args: &CompareArgs) -> Result<Vec<(String, TrainArgs)>> {
     Ok(out)
 }
 
-/// One mlp configuration's (name, value) of --hidden, --activation, --dropout.
-type MlpValues<'a> = (&'a str, &'a Hidden, &'a str, ActivationArg, &'a str, f32);
+/// One mlp configuration's --hidden, --activation and --dropout, each as
+/// (the value as listed, the value).
+#[derive(Clone, Copy)]
+struct MlpChoice<'a> {
+    hidden: &'a (String, Hidden),
+    activation: &'a (String, ActivationArg),
+    dropout: &'a (String, f32),
+}
 
 /// A front end for several runs: every event carries its configuration's index.
 pub trait CompareMonitor {

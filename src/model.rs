@@ -76,6 +76,28 @@ pub enum Op {
     },
 }
 
+/// A layer's own per-sample scratch in the [`Workspace`], beside the
+/// activation buffers (4 bytes a value in each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scratch {
+    None,
+    /// Dropout: the mask of its last training pass.
+    Mask(usize),
+    /// Conv2D: its input's im2col.
+    Im2col(usize),
+    /// MaxPooling2D: each output's maximum, as an index in its image.
+    Argmax(usize),
+}
+
+impl Scratch {
+    fn len(self) -> usize {
+        match self {
+            Scratch::None => 0,
+            Scratch::Mask(n) | Scratch::Im2col(n) | Scratch::Argmax(n) => n,
+        }
+    }
+}
+
 /// One layer of a built model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layer {
@@ -103,6 +125,14 @@ impl Layer {
             Op::Dense { in_dim, out_dim, .. } => Some(vec![in_dim, out_dim]),
             Op::Conv2D { geometry: g, .. } => Some(vec![g.k, g.k, g.cin, g.cout]),
             _ => None,
+        }
+    }
+    fn scratch(&self) -> Scratch {
+        match self.op {
+            Op::Dropout { .. } => Scratch::Mask(self.output.len()),
+            Op::Conv2D { geometry, .. } => Scratch::Im2col(geometry.col_len()),
+            Op::MaxPool(_) => Scratch::Argmax(self.output.len()),
+            _ => Scratch::None,
         }
     }
     /// Glorot's fan-in + fan-out (Keras counts a kernel's receptive field in both).
@@ -280,6 +310,15 @@ impl ModelSpec {
         self.layers.iter().map(|l| l.spec.clone()).collect()
     }
 
+    /// The rate of the Dropout right after layer `l` that `l`'s epilogue
+    /// applies (its mask lives with the Dropout layer, `l + 1`).
+    fn fused_dropout_rate(&self, l: usize) -> Option<f32> {
+        match self.layers.get(l + 1)?.op {
+            Op::Dropout { rate, fused: true } => Some(rate),
+            _ => None,
+        }
+    }
+
     /// Whether the backward pass computes layer `l`'s input gradient: not for
     /// the model's input, nor for a layer whose input is the model's input
     /// through parameter-free reshapes only.
@@ -338,19 +377,9 @@ impl ModelSpec {
     /// Bytes of a [`Workspace`] per sample of its capacity (training buffers
     /// included): activations and their gradients, masks, im2col, argmax.
     pub fn workspace_bytes_per_sample(&self) -> usize {
-        let plan = Plan::new(self);
-        let bufs: usize = plan.buffer_lens.iter().sum();
-        let per_layer: usize = self
-            .layers
-            .iter()
-            .map(|l| match l.op {
-                Op::Dropout { .. } => l.output.len(),
-                Op::Conv2D { geometry, .. } => geometry.col_len(),
-                Op::MaxPool(_) => l.output.len(),
-                _ => 0,
-            })
-            .sum();
-        4 * (2 * bufs + per_layer)
+        let bufs: usize = Plan::new(self).buffer_lens.iter().sum();
+        let scratch: usize = self.layers.iter().map(|l| l.scratch().len()).sum();
+        4 * (2 * bufs + scratch)
     }
 
     /// Images per evaluation batch: up to 1000, fewer where a workspace that
@@ -450,9 +479,9 @@ impl Model {
             // Dropout after this layer, fused into its epilogue: the mask is
             // drawn first, then multiplied in, so the output buffer holds the
             // dropped activations, the next layer's input.
-            if let (true, Some(Layer { op: Op::Dropout { rate, fused: true }, .. })) = (training, layers.get(l + 1)) {
+            if let (true, Some(rate)) = (training, self.spec.fused_dropout_rate(l)) {
                 let n = batch * layer.output.len();
-                fill_dropout_mask(&mut ws.masks[l + 1][..n], *rate, &mut ws.rng);
+                fill_dropout_mask(&mut ws.masks[l + 1][..n], rate, &mut ws.rng);
             }
             let Some(out_b) = self.plan.out_buf[l] else { continue };
             if self.plan.in_buf(l) == Some(out_b) {
@@ -464,12 +493,8 @@ impl Model {
             let params = &self.params;
             match layer.op {
                 Op::Dense { in_dim, out_dim, act } => {
-                    let fused_mask = match layers.get(l + 1) {
-                        Some(Layer { op: Op::Dropout { fused: true, .. }, .. }) if training => {
-                            Some(&ws.masks[l + 1][..batch * out_dim])
-                        }
-                        _ => None,
-                    };
+                    let fused_mask = (training && self.spec.fused_dropout_rate(l).is_some())
+                        .then(|| &ws.masks[l + 1][..batch * out_dim]);
                     dense::dense_forward(
                         out,
                         inp,
@@ -539,10 +564,7 @@ impl Model {
             let params = &self.params;
             match layer.op {
                 Op::Dense { in_dim, out_dim, act } => {
-                    let mask = match layers.get(l + 1) {
-                        Some(Layer { op: Op::Dropout { fused: true, .. }, .. }) => Some(&ws.masks[l + 1][..]),
-                        _ => None,
-                    };
+                    let mask = self.spec.fused_dropout_rate(l).map(|_| &ws.masks[l + 1][..]);
                     let grads = &mut ws.grads[layer.kernel.start..layer.bias.end];
                     let (dweight, dbias) = grads.split_at_mut(in_dim * out_dim);
                     dense::dense_backward(
@@ -599,13 +621,6 @@ impl Model {
         opt.step(&mut self.params, &ws.grads);
         result
     }
-
-    /// Layer `l`'s output for the last forward pass through `ws`, `[batch, output]`
-    /// (the model's input for a Flatten first layer).
-    pub fn layer_output<'w>(&self, ws: &'w Workspace, l: usize, batch: usize) -> Option<&'w [f32]> {
-        let b = self.plan.out_buf.get(l).copied().flatten()?;
-        Some(&ws.acts[b][..batch * self.spec.layers()[l].output.len()])
-    }
 }
 
 /// Buffers for one batch through the model, allocated once for a capacity.
@@ -631,30 +646,24 @@ impl Workspace {
     pub fn new(spec: &ModelSpec, capacity: usize, seed: u64) -> Workspace {
         let plan = Plan::new(spec);
         let bufs = || plan.buffer_lens.iter().map(|n| vec![0.0; capacity * n]).collect();
-        let per_layer = |f: &dyn Fn(&Layer) -> usize| -> Vec<Vec<f32>> {
-            spec.layers().iter().map(|l| vec![0.0; capacity * f(l)]).collect()
-        };
+        // Per layer: its scratch in the vector of its kind, empty ones in the others.
+        let (mut masks, mut cols, mut argmax) = (Vec::new(), Vec::new(), Vec::new());
+        for scratch in spec.layers().iter().map(Layer::scratch) {
+            let len = |mine: bool| if mine { capacity * scratch.len() } else { 0 };
+            masks.push(vec![0.0; len(matches!(scratch, Scratch::Mask(_)))]);
+            cols.push(vec![0.0; len(matches!(scratch, Scratch::Im2col(_)))]);
+            argmax.push(vec![0u32; len(matches!(scratch, Scratch::Argmax(_)))]);
+        }
         Workspace {
             capacity,
             acts: bufs(),
             dacts: bufs(),
-            masks: per_layer(&|l| if matches!(l.op, Op::Dropout { .. }) { l.output.len() } else { 0 }),
-            cols: per_layer(&|l| if let Op::Conv2D { geometry, .. } = l.op { geometry.col_len() } else { 0 }),
-            argmax: spec
-                .layers()
-                .iter()
-                .map(|l| vec![0u32; if matches!(l.op, Op::MaxPool(_)) { capacity * l.output.len() } else { 0 }])
-                .collect(),
+            masks,
+            cols,
+            argmax,
             grads: vec![0.0; spec.param_count()],
             rng: fastrand::Rng::with_seed(seed ^ 0x5eed_d20f),
         }
-    }
-
-    /// Bytes held by the buffers.
-    pub fn bytes(&self) -> usize {
-        let f = |v: &[Vec<f32>]| v.iter().map(Vec::len).sum::<usize>();
-        4 * (f(&self.acts) + f(&self.dacts) + f(&self.masks) + f(&self.cols) + self.grads.len())
-            + 4 * self.argmax.iter().map(Vec::len).sum::<usize>()
     }
 }
 

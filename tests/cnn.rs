@@ -191,17 +191,11 @@ fn compare_trains_an_mlp_beside_a_cnn() {
     assert!(stdout(&presets).contains("[arch=cnn]"), "{}", stdout(&presets));
 }
 
-/// A CNN's file with its metadata's `key` set to `value` (the tensors unchanged).
-fn with_meta(key: &str, value: &str) -> Vec<u8> {
-    let spec =
-        ModelSpec::new((8, 8), &arch::parse("conv2d(3,3,relu,same),maxpool(2),flatten,dense(4)").unwrap()).unwrap();
-    let model = Model::new(spec, 1);
-    let names: Vec<String> = (0..4).map(|i| format!("c{i}")).collect();
-    let bytes = checkpoint::to_bytes(&model, &names).unwrap();
-    // Rewrite the JSON header: same tensors, new metadata.
+/// A safetensors file's bytes with its metadata edited by `edit` (the tensors unchanged).
+fn edit_metadata(bytes: &[u8], edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> Vec<u8> {
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    header["__metadata__"][key] = serde_json::Value::String(value.into());
+    edit(header["__metadata__"].as_object_mut().unwrap());
     let mut h = serde_json::to_vec(&header).unwrap();
     while !h.len().is_multiple_of(8) {
         h.push(b' ');
@@ -210,6 +204,16 @@ fn with_meta(key: &str, value: &str) -> Vec<u8> {
     out.extend(h);
     out.extend(&bytes[8 + n..]);
     out
+}
+
+/// A CNN's file with its metadata's `key` set to `value` (the tensors unchanged).
+fn with_meta(key: &str, value: &str) -> Vec<u8> {
+    let spec =
+        ModelSpec::new((8, 8), &arch::parse("conv2d(3,3,relu,same),maxpool(2),flatten,dense(4)").unwrap()).unwrap();
+    let model = Model::new(spec, 1);
+    let names: Vec<String> = (0..4).map(|i| format!("c{i}")).collect();
+    let bytes = checkpoint::to_bytes(&model, &names).unwrap();
+    edit_metadata(&bytes, |meta| drop(meta.insert(key.into(), value.into())))
 }
 
 #[test]
@@ -251,20 +255,12 @@ fn old_mlp_files_keep_loading() {
     let spec = ModelSpec::mlp((4, 4), &[5], simdnet::gemm::Activation::Sigmoid, 3, 0.25).unwrap();
     let model = Model::new(spec.clone(), 2);
     let bytes = checkpoint::to_bytes(&model, &["a".into(), "b".into(), "c".into()]).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let meta = header["__metadata__"].as_object_mut().unwrap();
-    meta.remove("arch");
-    for (k, v) in [("format", "simdnet-mlp-v1"), ("hidden", "5"), ("activation", "sigmoid"), ("dropout", "0.25")] {
-        meta.insert(k.into(), serde_json::Value::String(v.into()));
-    }
-    let mut h = serde_json::to_vec(&header).unwrap();
-    while !h.len().is_multiple_of(8) {
-        h.push(b' ');
-    }
-    let mut v1 = (h.len() as u64).to_le_bytes().to_vec();
-    v1.extend(h);
-    v1.extend(&bytes[8 + n..]);
+    let v1 = edit_metadata(&bytes, |meta| {
+        meta.remove("arch");
+        for (k, v) in [("format", "simdnet-mlp-v1"), ("hidden", "5"), ("activation", "sigmoid"), ("dropout", "0.25")] {
+            meta.insert(k.into(), v.into());
+        }
+    });
     let loaded = checkpoint::from_bytes(&v1).unwrap();
     assert_eq!(loaded.model.spec, spec);
     assert_eq!(loaded.model.params, model.params);

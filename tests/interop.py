@@ -110,10 +110,9 @@ def load_model(path):
     else:
         fail(f"{path}: metadata format {fmt!r} is not simdnet-v2 or simdnet-mlp-v1")
     counts, layers, used = {}, [], 0
-    keras_names = {"conv2d": "conv2d", "dense": "dense"}
     for kind, args in arch:
         weights = None
-        if kind in keras_names:
+        if kind in ("conv2d", "dense"):  # the layers with weights, named as Keras counts them
             n = counts.get(kind, 0)
             counts[kind] = n + 1
             name = kind if n == 0 else f"{kind}_{n}"
