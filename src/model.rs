@@ -471,6 +471,14 @@ impl Model {
         &ws.acts[last][..batch * self.spec.classes()]
     }
 
+    /// Layer `l`'s output `[batch, output.len()]` after [`Model::forward`]
+    /// (the feature maps a user inspects), or `None` where the layer writes
+    /// no buffer of its own and passes the model's input through.
+    pub fn layer_output<'w>(&self, ws: &'w Workspace, l: usize, batch: usize) -> Option<&'w [f32]> {
+        let b = (*self.plan.out_buf.get(l)?)?;
+        Some(&ws.acts[b][..batch.min(ws.capacity) * self.spec.layers()[l].output.len()])
+    }
+
     fn forward_impl(&self, ws: &mut Workspace, x: &[f32], batch: usize, training: bool) {
         assert!(batch <= ws.capacity, "batch {batch} exceeds workspace capacity {}", ws.capacity);
         assert!(x.len() >= batch * self.spec.input_dim(), "input holds fewer than {batch} images");
