@@ -6,7 +6,8 @@ use crate::cli::BenchArgs;
 use crate::dataset::Dataset;
 use crate::error::Result;
 use crate::gemm::{self, Activation, Epilogue, MatMut, MatRef};
-use crate::model::{Model, ModelSpec, Workspace};
+use crate::model::{Model, ModelSpec, Op, Workspace};
+use crate::nn::{conv2d, dense, maxpool};
 use crate::optim::{Optimizer, OptimizerKind};
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -121,6 +122,176 @@ pub fn train_samples_per_second(
     batch_size as f64 / s
 }
 
+/// One layer's kernels timed alone at a batch size: seconds per call.
+#[derive(Clone, Debug)]
+pub struct LayerTiming {
+    /// Keras' name and class (`conv2d_1`, `Conv2D`).
+    pub name: String,
+    pub class: &'static str,
+    /// Forward FLOP per sample (dW and dX cost as much each).
+    pub flops: u64,
+    pub forward: f64,
+    /// The weight gradient, the activation's derivative and the bias
+    /// gradient included (layers with parameters).
+    pub dw: Option<f64>,
+    /// The input gradient (where the model needs it): the backward pass
+    /// with it minus the backward pass without it; MaxPooling2D's routing.
+    pub dx: Option<f64>,
+}
+
+/// Times each layer of `spec` alone on random inputs of `batch` samples, on
+/// the calls training makes (Flatten and fused dropout cost nothing).
+pub fn layer_timings(spec: &ModelSpec, batch: usize, budget: Duration) -> Vec<LayerTiming> {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut rand = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.f32() - 0.5).collect() };
+    let mut rows = Vec::new();
+    for (l, layer) in spec.layers().iter().enumerate() {
+        let (n_in, n_out) = (batch * layer.input.len(), batch * layer.output.len());
+        let x = rand(n_in);
+        let mut out = vec![0.0f32; n_out];
+        let mut dout = rand(n_out);
+        let mut dx = vec![0.0f32; n_in];
+        let needs_dx = spec.needs_input_grad(l);
+        let (kernel, bias) = (rand(layer.kernel.len()), rand(layer.bias.len()));
+        let (mut dkernel, mut dbias) = (vec![0.0f32; kernel.len()], vec![0.0f32; bias.len()]);
+        let time = |f: &mut dyn FnMut()| best_seconds_per_call(budget, f);
+        let (forward, dw, dx_time) = match layer.op {
+            Op::Conv2D { geometry: g, act } => {
+                let mut col = vec![0.0f32; g.scratch_floats(batch)];
+                let mut fwd = || conv2d::conv2d_forward(&mut out, &mut col, &x, &kernel, &bias, &g, batch, act);
+                let forward = time(&mut fwd);
+                // As training: a MaxPooling2D after it applies act'.
+                let bwd_act = if spec.pool_fused_activation(l + 1).is_some() { Activation::Linear } else { act };
+                let mut bwd = |dx: Option<&mut [f32]>| {
+                    conv2d::conv2d_backward(
+                        dx,
+                        &mut dkernel,
+                        &mut dbias,
+                        &mut dout,
+                        &out,
+                        &mut col,
+                        &kernel,
+                        &g,
+                        batch,
+                        bwd_act,
+                    )
+                };
+                let dw = time(&mut || bwd(None));
+                let dx = needs_dx.then(|| (time(&mut || bwd(Some(&mut dx))) - dw).max(0.0));
+                (forward, Some(dw), dx)
+            }
+            Op::Dense { in_dim, out_dim, act } => {
+                let forward =
+                    time(&mut || dense::dense_forward(&mut out, &x, &kernel, &bias, None, batch, in_dim, out_dim, act));
+                let mut bwd = |dx: Option<&mut [f32]>| {
+                    dense::dense_backward(
+                        dx,
+                        &mut dkernel,
+                        &mut dbias,
+                        &mut dout,
+                        &out,
+                        None,
+                        &x,
+                        &kernel,
+                        batch,
+                        in_dim,
+                        out_dim,
+                        act,
+                    )
+                };
+                let dw = time(&mut || bwd(None));
+                let dx = needs_dx.then(|| (time(&mut || bwd(Some(&mut dx))) - dw).max(0.0));
+                (forward, Some(dw), dx)
+            }
+            Op::MaxPool(g) => {
+                let forward = time(&mut || maxpool::maxpool_forward(&mut out, &x, &g, batch));
+                let act = spec.pool_fused_activation(l).unwrap_or_default();
+                let dx =
+                    needs_dx.then(|| time(&mut || maxpool::maxpool_backward(&mut dx, &dout, &x, &out, &g, batch, act)));
+                (forward, None, dx)
+            }
+            Op::Flatten | Op::Dropout { .. } => continue,
+        };
+        rows.push(LayerTiming {
+            name: layer.name.clone(),
+            class: layer.class,
+            flops: layer.forward_flops(),
+            forward,
+            dw,
+            dx: dx_time,
+        });
+    }
+    rows
+}
+
+/// `simdnet bench --arch`: the model's layers one by one, then its whole
+/// training step, against the one-core FMA peak.
+fn run_model_report(args: &BenchArgs, data: &Dataset, spec: &ModelSpec, budget: Duration) -> std::io::Result<()> {
+    let batch = args.batch_size as usize;
+    let _ = writeln!(
+        std::io::stderr(),
+        "simdnet bench: timing the FMA peak, {} layers and the training step at batch {batch}",
+        spec.layers().len()
+    );
+    let window = chunk_window(budget);
+    let mut peak = gemm::fma_peak_gflops_over(budget, window);
+    let timings = layer_timings(spec, batch, budget);
+    peak = peak.max(gemm::fma_peak_gflops_over(budget / 2, window));
+    let step = train_samples_per_second(data, spec, OptimizerKind::adam(), batch, budget * 4);
+    peak = peak.max(gemm::fma_peak_gflops_over(budget / 2, window));
+    let all_cores_peak = peak * args.threads as f64;
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "FP32 FMA peak, one core ({}): {peak:.1} GFLOP/s (the 100% below)", gemm::selected_isa().name())?;
+    writeln!(out, "\n{}\nbatch {batch}, {} thread(s), each layer's calls timed alone", spec.describe(), args.threads)?;
+    writeln!(out, "  {:<30} {:<8} {:>10} {:>9} {:>10}", "layer", "pass", "ms/step", "GFLOP/s", "% of peak")?;
+    let mut sum = 0.0;
+    for t in &timings {
+        let label = format!("{} ({})", t.name, t.class);
+        let passes = [("forward", Some(t.forward)), ("dW", t.dw), ("dX", t.dx)];
+        for (i, (pass, secs)) in passes.into_iter().enumerate() {
+            let Some(secs) = secs else { continue };
+            sum += secs;
+            let name = if i == 0 { label.as_str() } else { "" };
+            if t.flops == 0 {
+                writeln!(out, "  {name:<30} {pass:<8} {:>10.3} {:>9} {:>10}", secs * 1e3, "-", "-")?;
+            } else {
+                let g = (t.flops * batch as u64) as f64 / secs / 1e9;
+                let pct = 100.0 * g / all_cores_peak;
+                writeln!(out, "  {name:<30} {pass:<8} {:>10.3} {g:>9.1} {pct:>9.1}%", secs * 1e3)?;
+            }
+        }
+    }
+    let flops = spec.train_flops_per_sample() as f64;
+    let step_secs = batch as f64 / step;
+    writeln!(out, "  {:<39} {:>10.3}", "sum of the layers", sum * 1e3)?;
+    writeln!(
+        out,
+        "\nTraining step (gather, layers, loss, Adam): {:.3} ms = {step:.0} samples/s, {:.1} GFLOP/s, {:.1}% of peak",
+        step_secs * 1e3,
+        step * flops / 1e9,
+        100.0 * step * flops / 1e9 / all_cores_peak
+    )?;
+    writeln!(
+        out,
+        "  FLOP limit at this peak: {:.0} samples/s ({:.1} MFLOP per sample); a 48,000-image epoch in {:.1} s",
+        all_cores_peak * 1e9 / flops,
+        flops / 1e6,
+        48_000.0 / step
+    )?;
+    // The workspace the step above ran in (its buffers, not an estimate).
+    let ws = Workspace::new(spec, batch, 42).bytes();
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    writeln!(
+        out,
+        "Memory: the step's workspace {:.1} MiB at batch {batch} (activations, their gradients, masks, conv \
+         scratch, parameter gradients); parameters and Adam's two slots {:.1} MiB; allocated once, none per step",
+        mib(ws),
+        mib(4 * 3 * spec.param_count())
+    )?;
+    Ok(())
+}
+
 /// Runs the whole report.
 pub fn run(args: &BenchArgs) -> Result<()> {
     // The flag is bounded (cli::parse_bench_seconds); a library caller's
@@ -135,8 +306,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut data = Dataset::open(&args.data.data_dir(), &args.data.cache_dir())?;
     // As training does, so the samples/s below are training's.
     data.train.prefer_huge_pages();
+    // The --arch model, checked against the data before anything is timed.
+    let model = match &args.arch {
+        Some(arch) => {
+            let model_args =
+                crate::cli::ModelArgs { arch: arch.clone(), hidden: None, activation: None, dropout: None };
+            Some(crate::app::model_spec(&model_args, &data)?)
+        }
+        None => None,
+    };
     let printed = pool.install(|| -> std::io::Result<()> {
         crate::fpu::flush_denormals_to_zero();
+        if let Some(spec) = &model {
+            return run_model_report(args, &data, spec, budget);
+        }
         let isa = gemm::selected_isa();
         let spec = ModelSpec::mlp((data.train.rows, data.train.cols), &[100], Activation::Relu, data.classes, 0.0)
             .map_err(|e| std::io::Error::other(format!("{}: {e}", args.data.data_dir().display())))?;

@@ -357,6 +357,14 @@ pub struct BenchArgs {
     /// Worker threads (one by default, so the figures compare with the one-core peak)
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=512), allow_negative_numbers = true)]
     pub threads: u32,
+    /// Instead of the GEMM report, time this model layer by layer (forward, dW, dX, each against the FMA
+    /// peak) and its whole training step at --batch-size, and print its workspace's memory: `cnn`, `mlp`
+    /// or a layer list as for `train --arch`
+    #[arg(long, value_name = "ARCH", value_parser = parse_arch)]
+    pub arch: Option<Arch>,
+    /// Batch size of the --arch report
+    #[arg(long, value_name = "N", default_value_t = 32, requires = "arch", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch_size: u32,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -83,17 +83,24 @@ enum Scratch {
     None,
     /// Dropout: the mask of its last training pass.
     Mask(usize),
-    /// Conv2D: its input's im2col.
-    Im2col(usize),
-    /// MaxPooling2D: each output's maximum, as an index in its image.
-    Argmax(usize),
+    /// Conv2D: its input's im2col (or padded copy), see `ConvGeometry::scratch_floats`.
+    Conv(ConvGeometry),
 }
 
 impl Scratch {
+    /// Values per sample (a conv's fixed kernel copy aside).
     fn len(self) -> usize {
         match self {
             Scratch::None => 0,
-            Scratch::Mask(n) | Scratch::Im2col(n) | Scratch::Argmax(n) => n,
+            Scratch::Mask(n) => n,
+            Scratch::Conv(g) => g.scratch_len(),
+        }
+    }
+    /// Values for a workspace of `capacity` samples.
+    fn floats(self, capacity: usize) -> usize {
+        match self {
+            Scratch::Conv(g) => g.scratch_floats(capacity),
+            other => capacity * other.len(),
         }
     }
 }
@@ -130,8 +137,7 @@ impl Layer {
     fn scratch(&self) -> Scratch {
         match self.op {
             Op::Dropout { .. } => Scratch::Mask(self.output.len()),
-            Op::Conv2D { geometry, .. } => Scratch::Im2col(geometry.col_len()),
-            Op::MaxPool(_) => Scratch::Argmax(self.output.len()),
+            Op::Conv2D { geometry, .. } => Scratch::Conv(geometry),
             _ => Scratch::None,
         }
     }
@@ -145,7 +151,7 @@ impl Layer {
     }
     /// Multiply-adds ×2 of the forward pass per sample (the backward's dW
     /// and dX cost the same each).
-    fn forward_flops(&self) -> u64 {
+    pub fn forward_flops(&self) -> u64 {
         match self.op {
             Op::Dense { in_dim, out_dim, .. } => 2 * (in_dim * out_dim) as u64,
             Op::Conv2D { geometry: g, .. } => 2 * (g.positions() * g.patch_len() * g.cout) as u64,
@@ -237,10 +243,10 @@ impl ModelSpec {
                 return Err(fail("its output is empty".into()));
             }
             if let Op::Conv2D { geometry, .. } = op {
-                if geometry.col_len() > MAX_ACTIVATIONS {
+                if geometry.scratch_len() > MAX_ACTIVATIONS {
                     return Err(fail(format!(
                         "its im2col needs {} values per sample: at most {MAX_ACTIVATIONS}",
-                        geometry.col_len()
+                        geometry.scratch_len()
                     )));
                 }
             }
@@ -322,7 +328,16 @@ impl ModelSpec {
     /// Whether the backward pass computes layer `l`'s input gradient: not for
     /// the model's input, nor for a layer whose input is the model's input
     /// through parameter-free reshapes only.
-    fn needs_input_grad(&self, l: usize) -> bool {
+    /// For a MaxPooling2D layer `l` right after a Conv2D: the conv's
+    /// activation, whose derivative the pool's backward pass applies.
+    pub fn pool_fused_activation(&self, l: usize) -> Option<Activation> {
+        match (self.layers.get(l)?.op, self.layers.get(l.checked_sub(1)?)?.op) {
+            (Op::MaxPool(_), Op::Conv2D { act, .. }) => Some(act),
+            _ => None,
+        }
+    }
+
+    pub fn needs_input_grad(&self, l: usize) -> bool {
         self.layers[..l].iter().any(|p| !matches!(p.op, Op::Flatten))
     }
 
@@ -375,7 +390,7 @@ impl ModelSpec {
     }
 
     /// Bytes of a [`Workspace`] per sample of its capacity (training buffers
-    /// included): activations and their gradients, masks, im2col, argmax.
+    /// included): activations and their gradients, masks, im2col.
     pub fn workspace_bytes_per_sample(&self) -> usize {
         let bufs: usize = Plan::new(self).buffer_lens.iter().sum();
         let scratch: usize = self.layers.iter().map(|l| l.scratch().len()).sum();
@@ -525,7 +540,7 @@ impl Model {
                     batch,
                     act,
                 ),
-                Op::MaxPool(g) => maxpool::maxpool_forward(out, &mut ws.argmax[l], inp, &g, batch),
+                Op::MaxPool(g) => maxpool::maxpool_forward(out, inp, &g, batch),
                 Op::Dropout { rate, .. } => {
                     let n = batch * layer.output.len();
                     if training {
@@ -591,6 +606,8 @@ impl Model {
                     );
                 }
                 Op::Conv2D { geometry, act } => {
+                    // A MaxPooling2D after it has applied act' already.
+                    let act = if self.spec.pool_fused_activation(l + 1).is_some() { Activation::Linear } else { act };
                     let grads = &mut ws.grads[layer.kernel.start..layer.bias.end];
                     let (dkernel, dbias) = grads.split_at_mut(layer.kernel.len());
                     conv2d::conv2d_backward(
@@ -608,7 +625,8 @@ impl Model {
                 }
                 Op::MaxPool(g) => {
                     if let Some(dinp) = dinp {
-                        maxpool::maxpool_backward(dinp, dout, &ws.argmax[l], &g, batch);
+                        let act = self.spec.pool_fused_activation(l).unwrap_or_default();
+                        maxpool::maxpool_backward(dinp, dout, self.input(&ws.acts, x, l), out, &g, batch, act);
                     }
                 }
                 Op::Dropout { .. } => {
@@ -642,8 +660,6 @@ pub struct Workspace {
     pub masks: Vec<Vec<f32>>,
     /// Per Conv2D layer: its input's im2col `[capacity·oh·ow, k·k·cin]` (else empty).
     pub cols: Vec<Vec<f32>>,
-    /// Per MaxPooling2D layer: each output's maximum, as an index in its image (else empty).
-    pub argmax: Vec<Vec<u32>>,
     /// Gradients, same layout as the parameters.
     pub grads: Vec<f32>,
     /// Dropout's random stream.
@@ -651,16 +667,22 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// Bytes its buffers hold (gradients of the parameters included).
+    pub fn bytes(&self) -> usize {
+        let floats: usize =
+            [&self.acts, &self.dacts, &self.masks, &self.cols].iter().flat_map(|v| v.iter().map(Vec::len)).sum();
+        4 * (floats + self.grads.len())
+    }
+
     pub fn new(spec: &ModelSpec, capacity: usize, seed: u64) -> Workspace {
         let plan = Plan::new(spec);
         let bufs = || plan.buffer_lens.iter().map(|n| vec![0.0; capacity * n]).collect();
         // Per layer: its scratch in the vector of its kind, empty ones in the others.
-        let (mut masks, mut cols, mut argmax) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut masks, mut cols) = (Vec::new(), Vec::new());
         for scratch in spec.layers().iter().map(Layer::scratch) {
-            let len = |mine: bool| if mine { capacity * scratch.len() } else { 0 };
+            let len = |mine: bool| if mine { scratch.floats(capacity) } else { 0 };
             masks.push(vec![0.0; len(matches!(scratch, Scratch::Mask(_)))]);
-            cols.push(vec![0.0; len(matches!(scratch, Scratch::Im2col(_)))]);
-            argmax.push(vec![0u32; len(matches!(scratch, Scratch::Argmax(_)))]);
+            cols.push(vec![0.0; len(matches!(scratch, Scratch::Conv(_)))]);
         }
         Workspace {
             capacity,
@@ -668,7 +690,6 @@ impl Workspace {
             dacts: bufs(),
             masks,
             cols,
-            argmax,
             grads: vec![0.0; spec.param_count()],
             rng: fastrand::Rng::with_seed(seed ^ 0x5eed_d20f),
         }

@@ -40,6 +40,12 @@ const CONV_CASES: &[(usize, usize, usize, usize, usize, Padding)] = &[
     (4, 11, 3, 7, 2, Padding::Same),
     (7, 9, 1, 7, 1, Padding::Valid),
     (3, 3, 32, 3, 64, Padding::Valid),
+    // The direct path (patch k·k·cin ≤ 32): output channels over several
+    // vector blocks with a partial last vector, a 1×1 of 32 channels, the
+    // book's first layer.
+    (11, 13, 2, 3, 70, Padding::Same),
+    (6, 9, 32, 1, 20, Padding::Valid),
+    (28, 28, 1, 3, 32, Padding::Same),
 ];
 
 #[test]
@@ -74,7 +80,7 @@ fn conv2d_matches_its_reference_on_every_path() {
                     let what =
                         format!("{h}x{w}x{cin} k{k} {cout} {padding:?} batch {batch} {} {}", act.name(), isa.name());
                     let mut out = vec![f32::NAN; batch * g.out_len()];
-                    let mut col = vec![f32::NAN; batch * g.col_len()];
+                    let mut col = vec![f32::NAN; g.scratch_floats(batch)];
                     conv2d::conv2d_forward_with(isa, &mut out, &mut col, &x, &kernel, &bias, &g, batch, act);
                     assert_near(&format!("{what}: forward"), &out, &want);
                     let mut dz = r.clone();
@@ -162,7 +168,7 @@ fn conv2d_backward_matches_finite_differences() {
             let mut bias = rand_vec(&mut rng, cout, 0.3);
             let r = rand_vec(&mut rng, batch * g.out_len(), 1.0);
             let mut out = vec![0.0; batch * g.out_len()];
-            let mut col = vec![0.0; batch * g.col_len()];
+            let mut col = vec![0.0; g.scratch_floats(batch)];
             conv2d::conv2d_forward(&mut out, &mut col, &x, &kernel, &bias, &g, batch, act);
             let (mut dk, mut db, mut dx, mut dz) =
                 (vec![f32::NAN; kernel.len()], vec![f32::NAN; cout], vec![f32::NAN; x.len()], r.clone());
@@ -221,7 +227,7 @@ fn im2col_and_col2im_are_adjoint() {
 
 #[test]
 fn maxpool_matches_its_reference_and_routes_to_the_first_maximum() {
-    for (h, w, c, k) in [(28, 28, 32, 2), (7, 7, 3, 2), (9, 10, 5, 3), (5, 5, 1, 5), (4, 6, 17, 1)] {
+    for (h, w, c, k) in [(28, 28, 32, 2), (7, 7, 3, 2), (9, 10, 5, 3), (5, 5, 1, 5), (4, 6, 17, 1), (6, 7, 70, 2)] {
         let g = PoolGeometry::new((h, w, c), k).unwrap();
         assert_eq!((g.oh, g.ow), (h / k, w / k));
         for ties in [false, true] {
@@ -231,17 +237,23 @@ fn maxpool_matches_its_reference_and_routes_to_the_first_maximum() {
             let x: Vec<f32> = (0..batch * g.in_len())
                 .map(|_| if ties { rng.u8(0..3) as f32 } else { rng.f32() * 2.0 - 1.0 })
                 .collect();
-            let (mut out, mut arg) = (vec![f32::NAN; batch * g.out_len()], vec![u32::MAX; batch * g.out_len()]);
-            let (mut want, mut want_arg) = (out.clone(), arg.clone());
-            maxpool::maxpool_forward(&mut out, &mut arg, &x, &g, batch);
+            let mut out = vec![f32::NAN; batch * g.out_len()];
+            let (mut want, mut want_arg) = (out.clone(), vec![u32::MAX; batch * g.out_len()]);
+            maxpool::maxpool_forward(&mut out, &x, &g, batch);
             maxpool::reference::maxpool_forward(&mut want, &mut want_arg, &x, &g, batch);
             assert_eq!(out, want, "{h}x{w}x{c} pool {k}");
-            assert_eq!(arg, want_arg, "{h}x{w}x{c} pool {k}: argmax");
             let dout = rand_vec(&mut rng, out.len(), 1.0);
             let (mut dx, mut want_dx) = (vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]);
-            maxpool::maxpool_backward(&mut dx, &dout, &arg, &g, batch);
+            maxpool::maxpool_backward(&mut dx, &dout, &x, &out, &g, batch, Activation::Linear);
             maxpool::reference::maxpool_backward(&mut want_dx, &dout, &want_arg, &g, batch);
             assert_eq!(dx, want_dx);
+            // With the derivative of the activation that made x, fused in.
+            for act in [Activation::Relu, Activation::Sigmoid] {
+                let mut dz = vec![f32::NAN; x.len()];
+                maxpool::maxpool_backward(&mut dz, &dout, &x, &out, &g, batch, act);
+                let want: Vec<f32> = want_dx.iter().zip(&x).map(|(&d, &x)| d * act.derivative_from_output(x)).collect();
+                assert_eq!(dz, want, "{h}x{w}x{c} pool {k}, {act:?}");
+            }
             if !ties {
                 // Finite differences: nudging the maximum moves the output by as much.
                 let objective = |x: &[f32]| {
@@ -264,9 +276,16 @@ fn maxpool_matches_its_reference_and_routes_to_the_first_maximum() {
         }
     }
     let g = PoolGeometry::new((2, 2, 1), 2).unwrap();
-    let (mut out, mut arg) = (vec![0.0], vec![0]);
-    maxpool::maxpool_forward(&mut out, &mut arg, &[1.0, 3.0, 3.0, 2.0], &g, 1);
-    assert_eq!((out[0], arg[0]), (3.0, 1), "the first of two equal maxima");
+    let (x, mut out, mut dx) = ([1.0, 3.0, 3.0, 2.0], vec![0.0], vec![f32::NAN; 4]);
+    maxpool::maxpool_forward(&mut out, &x, &g, 1);
+    maxpool::maxpool_backward(&mut dx, &[5.0], &x, &out, &g, 1, Activation::Linear);
+    assert_eq!((out[0], dx), (3.0, vec![0.0, 5.0, 0.0, 0.0]), "the first of two equal maxima");
+    // A NaN first in its window is the window's maximum and takes the gradient.
+    let (x, mut dx) = ([f32::NAN, 3.0, 1.0, 2.0], vec![1.0; 4]);
+    maxpool::maxpool_forward(&mut out, &x, &g, 1);
+    maxpool::maxpool_backward(&mut dx, &[5.0], &x, &out, &g, 1, Activation::Linear);
+    assert!(out[0].is_nan());
+    assert_eq!(dx, vec![5.0, 0.0, 0.0, 0.0]);
 }
 
 /// The mean training loss of `model` on `x`, dropout masks drawn from a

@@ -14,6 +14,7 @@
 //!
 //! `reference` keeps direct loops as the test oracle.
 
+use super::conv_direct;
 use super::dense::activation_backward_and_bias_grad;
 use crate::arch::Padding;
 use crate::gemm::{self, Activation, Epilogue, Isa, MatMut, MatRef};
@@ -77,6 +78,21 @@ impl ConvGeometry {
     /// Floats of `col` per image.
     pub fn col_len(&self) -> usize {
         self.positions() * self.patch_len()
+    }
+    /// Floats of the layer's scratch per image: its im2col, or for a layer
+    /// the direct path takes, its padded input and dW sum (and room for the
+    /// dcol of its input gradient).
+    pub fn scratch_len(&self) -> usize {
+        if conv_direct::applies(self) {
+            self.col_len().max(conv_direct::scratch_len(self))
+        } else {
+            self.col_len()
+        }
+    }
+    /// Floats of the whole scratch for `batch` images: theirs, then room
+    /// for the kernel's transpose (the input gradient's GEMM reads it).
+    pub fn scratch_floats(&self, batch: usize) -> usize {
+        batch * self.scratch_len() + self.patch_len() * self.cout
     }
     /// The valid kernel offsets [lo, hi) along an axis of `size` for output `o`.
     #[inline]
@@ -146,7 +162,8 @@ fn col2im_image(dx: &mut [f32], dcol: &[f32], g: &ConvGeometry) {
 }
 
 /// out `[batch, oh, ow, cout]` = act(conv(x, kernel) + bias). `col` (at
-/// least batch·col_len) receives x's im2col, which the backward pass reads.
+/// least `g.scratch_floats(batch)`) receives x's im2col (or, on the direct path, x
+/// padded), which the backward pass reads.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_forward(
     out: &mut [f32],
@@ -174,6 +191,10 @@ pub fn conv2d_forward_with(
     batch: usize,
     act: Activation,
 ) {
+    if conv_direct::applies(g) {
+        conv_direct::pad_input(col, x, g, batch);
+        return conv_direct::forward(isa, out, col, kernel, bias, g, batch, act);
+    }
     let (m, kk) = (batch * g.positions(), g.patch_len());
     im2col(col, x, g, batch);
     gemm::sgemm_with(
@@ -227,28 +248,42 @@ pub fn conv2d_backward_with(
     let (m, kk, n) = (batch * g.positions(), g.patch_len(), g.cout);
     let dz = &mut dout[..m * n];
     activation_backward_and_bias_grad(dbias, dz, &out[..m * n], None, n, act);
-    // dkernel = colᵀ · dz : [kk, m] x [m, cout]
-    gemm::sgemm_with(
-        isa,
-        1.0,
-        MatRef::row_major(&col[..m * kk], m, kk).t(),
-        MatRef::row_major(dz, m, n),
-        0.0,
-        MatMut::row_major(dkernel, kk, n),
-        Epilogue::default(),
-    );
+    if conv_direct::applies(g) {
+        conv_direct::backward_weights(isa, dkernel, col, dz, g, batch);
+    } else {
+        // dkernel = colᵀ · dz : [kk, m] x [m, cout]
+        gemm::sgemm_with(
+            isa,
+            1.0,
+            MatRef::row_major(&col[..m * kk], m, kk).t(),
+            MatRef::row_major(dz, m, n),
+            0.0,
+            MatMut::row_major(dkernel, kk, n),
+            Epilogue::default(),
+        );
+    }
     if let Some(dx) = dx {
-        // dcol = dz · kernelᵀ : [m, cout] x [cout, kk], into col (read above, no longer needed).
+        // dcol = dz · kernelᵀ : [m, cout] x [cout, kk], into col (read above,
+        // no longer needed). kernelᵀ is copied out first (after the batch's
+        // scratch): the GEMM runs ~9% faster on a row-major B than on a
+        // transposed view (6272×288×64, Zen 4).
+        let (dcol, rest) = col.split_at_mut(batch * g.scratch_len());
+        let kernel_t = &mut rest[..kk * n];
+        for (j, row) in kernel_t.chunks_exact_mut(kk).enumerate() {
+            for (p, v) in row.iter_mut().enumerate() {
+                *v = kernel[p * n + j];
+            }
+        }
         gemm::sgemm_with(
             isa,
             1.0,
             MatRef::row_major(dz, m, n),
-            MatRef::row_major(kernel, kk, n).t(),
+            MatRef::row_major(kernel_t, n, kk),
             0.0,
-            MatMut::row_major(&mut col[..m * kk], m, kk),
+            MatMut::row_major(&mut dcol[..m * kk], m, kk),
             Epilogue::default(),
         );
-        col2im(dx, col, g, batch);
+        col2im(dx, dcol, g, batch);
     }
 }
 

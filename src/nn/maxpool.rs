@@ -1,11 +1,14 @@
 //! MaxPooling2D, channels-last, pool k×k with stride k and Keras' `valid`
 //! padding (rows and columns left over at the edges are dropped).
 //!
-//! Shapes: x `[batch, h, w, c]`, out `[batch, h/k, w/k, c]`. The forward pass
-//! records, per output, the index in its image of the input it took (the
-//! first maximum of the window, as TensorFlow routes the gradient); the
-//! backward pass sends each gradient there and zero everywhere else.
+//! Shapes: x `[batch, h, w, c]`, out `[batch, h/k, w/k, c]`. The gradient
+//! goes to the first maximum of each window (as TensorFlow routes it) and
+//! zero everywhere else. The forward pass stores only the maxima; the
+//! backward pass finds each window's first input equal to its maximum again
+//! (TensorFlow's MaxPoolGrad does the same), so the forward's inner loop is
+//! a branch-free `max` over a vector of channels, with no index to carry.
 
+use crate::gemm::Activation;
 use rayon::prelude::*;
 
 /// Sizes of one MaxPooling2D layer.
@@ -36,58 +39,93 @@ impl PoolGeometry {
     pub fn out_len(&self) -> usize {
         self.oh * self.ow * self.c
     }
+    /// Offset in its image of window (oy, ox)'s input (dy, dx), channel 0.
+    #[inline]
+    fn input_at(&self, oy: usize, ox: usize, dy: usize, dx: usize) -> usize {
+        ((oy * self.k + dy) * self.w + ox * self.k + dx) * self.c
+    }
 }
 
-/// out `[batch, oh, ow, c]` = the window maxima of x; `argmax` `[batch, oh, ow, c]`
-/// receives each maximum's index within its image.
-pub fn maxpool_forward(out: &mut [f32], argmax: &mut [u32], x: &[f32], g: &PoolGeometry, batch: usize) {
-    let (out, argmax, x) =
-        (&mut out[..batch * g.out_len()], &mut argmax[..batch * g.out_len()], &x[..batch * g.in_len()]);
-    out.par_chunks_mut(g.out_len())
-        .zip(argmax.par_chunks_mut(g.out_len()))
-        .zip(x.par_chunks(g.in_len()))
-        .for_each(|((out, argmax), x)| forward_image(out, argmax, x, g));
+/// out `[batch, oh, ow, c]` = the window maxima of x `[batch, h, w, c]`.
+pub fn maxpool_forward(out: &mut [f32], x: &[f32], g: &PoolGeometry, batch: usize) {
+    let (out, x) = (&mut out[..batch * g.out_len()], &x[..batch * g.in_len()]);
+    out.par_chunks_mut(g.out_len()).zip(x.par_chunks(g.in_len())).for_each(|(out, x)| forward_image(out, x, g));
 }
 
-fn forward_image(out: &mut [f32], argmax: &mut [u32], x: &[f32], g: &PoolGeometry) {
-    for oy in 0..g.oh {
-        for ox in 0..g.ow {
-            let o = (oy * g.ow + ox) * g.c;
-            let first = (oy * g.k * g.w + ox * g.k) * g.c;
-            out[o..o + g.c].copy_from_slice(&x[first..first + g.c]);
-            for (a, i) in argmax[o..o + g.c].iter_mut().zip(first..) {
-                *a = i as u32;
-            }
-            for dy in 0..g.k {
-                for dx in 0..g.k {
-                    let i0 = ((oy * g.k + dy) * g.w + ox * g.k + dx) * g.c;
-                    // Channels run along the vector: compare c values at a time.
-                    for ch in 0..g.c {
-                        let v = x[i0 + ch];
-                        if v > out[o + ch] {
-                            out[o + ch] = v;
-                            argmax[o + ch] = (i0 + ch) as u32;
-                        }
-                    }
+fn forward_image(out: &mut [f32], x: &[f32], g: &PoolGeometry) {
+    for (o, out) in out.chunks_exact_mut(g.c).enumerate() {
+        let (oy, ox) = (o / g.ow, o % g.ow);
+        out.copy_from_slice(&x[g.input_at(oy, ox, 0, 0)..][..g.c]);
+        for dy in 0..g.k {
+            for dx in 0..g.k {
+                let row = &x[g.input_at(oy, ox, dy, dx)..][..g.c];
+                // `v > m` keeps the first of equal maxima (and a NaN only
+                // when it comes first): one vector max over the channels.
+                for (m, &v) in out.iter_mut().zip(row) {
+                    *m = if v > *m { v } else { *m };
                 }
             }
         }
     }
 }
 
-/// dx `[batch, h, w, c]` (overwritten): dout routed to the recorded maxima.
-pub fn maxpool_backward(dx: &mut [f32], dout: &[f32], argmax: &[u32], g: &PoolGeometry, batch: usize) {
-    let dx = &mut dx[..batch * g.in_len()];
-    dx.par_chunks_mut(g.in_len())
-        .zip(dout[..batch * g.out_len()].par_chunks(g.out_len()))
-        .zip(argmax[..batch * g.out_len()].par_chunks(g.out_len()))
-        .for_each(|((dx, dout), argmax)| {
-            dx.fill(0.0);
-            // Windows do not overlap (stride = pool): each input gets at most one gradient.
-            for (&d, &i) in dout.iter().zip(argmax) {
-                dx[i as usize] = d;
+/// Channels handled together in the backward pass (a vector's worth or two).
+const CHANNEL_BLOCK: usize = 32;
+
+/// dx `[batch, h, w, c]` (overwritten): each window's dout at the first
+/// input of x equal to the window's maximum `out`, zero elsewhere; times
+/// `act`'s derivative there, where x is `act`'s output (a Conv2D's, whose
+/// backward pass then skips it: one pass over the large tensor instead of
+/// two). `Activation::Linear` routes dout unchanged.
+pub fn maxpool_backward(
+    dx: &mut [f32],
+    dout: &[f32],
+    x: &[f32],
+    out: &[f32],
+    g: &PoolGeometry,
+    batch: usize,
+    act: Activation,
+) {
+    let (n_in, n_out) = (batch * g.in_len(), batch * g.out_len());
+    dx[..n_in]
+        .par_chunks_mut(g.in_len())
+        .zip(dout[..n_out].par_chunks(g.out_len()))
+        .zip(x[..n_in].par_chunks(g.in_len()).zip(out[..n_out].par_chunks(g.out_len())))
+        .for_each(|((dx, dout), (x, out))| backward_image(dx, dout, x, out, g, act));
+}
+
+fn backward_image(dx: &mut [f32], dout: &[f32], x: &[f32], out: &[f32], g: &PoolGeometry, act: Activation) {
+    // Rows and columns left over at the edges get no gradient.
+    if g.oh * g.k != g.h || g.ow * g.k != g.w {
+        dx.fill(0.0);
+    }
+    for o in 0..g.oh * g.ow {
+        let (oy, ox) = (o / g.ow, o % g.ow);
+        for c0 in (0..g.c).step_by(CHANNEL_BLOCK) {
+            let cn = CHANNEL_BLOCK.min(g.c - c0);
+            let (m, d) = (&out[o * g.c + c0..][..cn], &dout[o * g.c + c0..][..cn]);
+            // The gradient not yet routed, per channel: taken by the first
+            // input equal to the maximum (selects, no branches, so the loop
+            // runs a vector of channels at a time).
+            // The routed input equals the maximum: act' from it is the window's.
+            let mut left = [0.0f32; CHANNEL_BLOCK];
+            for ((l, &d), &m) in left.iter_mut().zip(d).zip(m) {
+                *l = d * act.derivative_from_output(m);
             }
-        });
+            for dy in 0..g.k {
+                for dxk in 0..g.k {
+                    let i = g.input_at(oy, ox, dy, dxk) + c0;
+                    let (xs, dxs) = (&x[i..][..cn], &mut dx[i..][..cn]);
+                    for (((dx, &x), &m), left) in dxs.iter_mut().zip(xs).zip(m).zip(&mut left) {
+                        // A NaN maximum came from the window's first input.
+                        let hit = (x == m) | m.is_nan();
+                        *dx = if hit { *left } else { 0.0 };
+                        *left = if hit { 0.0 } else { *left };
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Plain loops: the oracle.
