@@ -107,7 +107,7 @@ pub fn grid_shape(n: usize) -> (usize, usize) {
         return (0, 0);
     }
     let root = (n as f64).sqrt();
-    let rows = (1..=root as usize).rev().find(|r| n % r == 0).unwrap_or(1);
+    let rows = (1..=root as usize).rev().find(|&r| n.is_multiple_of(r)).unwrap_or(1);
     if rows as f64 * 2.0 >= root {
         (rows, n / rows)
     } else {
@@ -118,7 +118,7 @@ pub fn grid_shape(n: usize) -> (usize, usize) {
 
 /// `v` on the grey scale from `vmin` (0) to `vmax` (255), clamped.
 pub fn grey(v: f32, vmin: f32, vmax: f32) -> u8 {
-    if !(vmax > vmin) || !v.is_finite() {
+    if vmax.partial_cmp(&vmin) != Some(std::cmp::Ordering::Greater) || !v.is_finite() {
         return 0;
     }
     ((v - vmin) / (vmax - vmin)).clamp(0.0, 1.0).mul_add(255.0, 0.5) as u8

@@ -160,7 +160,8 @@ pub fn run_plot(args: &PlotArgs, out: &mut dyn Write) -> Result<()> {
         return Err(Error::file(&path, "--out would replace the metrics file itself"));
     }
     picture(&history).write_png(&path)?;
-    let text = format!("wrote {} ({} epochs)\n", path.display(), history.epoch.len());
+    let epochs = history.epoch.len();
+    let text = format!("wrote {} ({epochs} epoch{})\n", path.display(), if epochs == 1 { "" } else { "s" });
     crate::error::printed(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
 }
 

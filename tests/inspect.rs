@@ -256,3 +256,44 @@ fn the_inside_panel_renders_for_a_cnn_and_an_mlp() {
 fn key(code: crossterm::event::KeyCode) -> crossterm::event::KeyEvent {
     crossterm::event::KeyEvent::new(code, crossterm::event::KeyModifiers::NONE)
 }
+
+/// Records what the trainer sends.
+struct Recorder(Vec<Event>);
+
+impl simdnet::train::Monitor for Recorder {
+    fn event(&mut self, event: Event) {
+        self.0.push(event);
+    }
+}
+
+#[test]
+fn snapshots_go_out_only_when_asked_and_at_a_bounded_rate() {
+    use simdnet::train::{fit, FitConfig};
+    let dir = tempfile::tempdir().unwrap();
+    synthetic(dir.path(), 100);
+    let data = simdnet::dataset::Dataset::open(dir.path(), &dir.path().join(".cache")).unwrap();
+    let spec = ModelSpec::new((28, 28), &arch::parse(TINY_CNN).unwrap()).unwrap();
+    let train_idx: Vec<u32> = (0..100).collect();
+    let run = |interval: Option<std::time::Duration>| {
+        let mut model = Model::new(spec.clone(), 1);
+        let mut opt = simdnet::optim::Optimizer::new(OptimizerKind::adam(), 0.001, spec.param_count());
+        let cfg = FitConfig { epochs: 2, batch_size: 10, snapshot_interval: interval, ..FitConfig::default() };
+        let mut monitor = Recorder(Vec::new());
+        let mut save = |_: &Model, _: &Path| Ok(());
+        fit(&mut model, &mut opt, &data.train, &train_idx, &[], None, &cfg, &mut [], &mut monitor, &mut save).unwrap();
+        let snapshots: Vec<Snapshot> =
+            monitor.0.into_iter().filter_map(|e| if let Event::Snapshot(s) = e { Some(*s) } else { None }).collect();
+        (snapshots, model)
+    };
+    // Headless (the default): none.
+    assert!(run(None).0.is_empty());
+    // A long interval: one before training, one at each epoch's end.
+    let (snapshots, model) = run(Some(std::time::Duration::from_secs(3600)));
+    let at: Vec<(usize, usize)> = snapshots.iter().map(|s| (s.epoch, s.step)).collect();
+    assert_eq!(at, [(1, 0), (1, 10), (2, 10)]);
+    assert_eq!(snapshots[2].params, model.params, "the last is the trained weights");
+    assert_eq!(snapshots[2].spec, model.spec);
+    // No interval at all: after every step, never more.
+    let (snapshots, _) = run(Some(std::time::Duration::ZERO));
+    assert_eq!(snapshots.len(), 1 + 2 * (10 + 1));
+}

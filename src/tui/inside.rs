@@ -15,6 +15,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget};
+use std::sync::Arc;
 
 /// How grey levels reach the terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +71,9 @@ pub struct Inside {
     pub at: Option<(usize, usize)>,
     model: Option<Model>,
     pub views: Option<Views>,
+    /// One thread of its own for the feature maps' forward pass, so that
+    /// the UI never queues work on the trainer's kernel threads.
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl Inside {
@@ -85,6 +89,7 @@ impl Inside {
             at: None,
             model: None,
             views: None,
+            pool: None,
         }
     }
 
@@ -100,7 +105,15 @@ impl Inside {
         let Snapshot { epoch, step, spec, params } = s;
         let Ok(model) = Model::from_params(spec, params) else { return };
         self.at = Some((epoch, step));
-        self.views = Some(inspect::views(&model, self.images.get(self.image).map(Vec::as_slice)));
+        if self.pool.is_none() {
+            self.pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().ok().map(Arc::new);
+        }
+        let image = self.images.get(self.image).map(Vec::as_slice);
+        let views = || inspect::views(&model, image);
+        self.views = Some(match &self.pool {
+            Some(pool) => pool.install(views),
+            None => views(),
+        });
         self.model = Some(model);
     }
 
@@ -121,9 +134,13 @@ impl Inside {
 
     fn refresh_maps(&mut self) {
         if let (Some(model), Some(views)) = (&self.model, &mut self.views) {
-            views.maps = match self.images.get(self.image) {
+            let maps = || match self.images.get(self.image) {
                 Some(image) => inspect::feature_maps(model, image),
                 None => Vec::new(),
+            };
+            views.maps = match &self.pool {
+                Some(pool) => pool.install(maps),
+                None => maps(),
             };
         }
     }
