@@ -349,9 +349,9 @@ fn log_lines(app: &App) -> LogLines<'_> {
 
 fn render_help_line(app: &App, area: Rect, buf: &mut Buffer) {
     let keys = if app.shell.training() {
-        " space pause · +/- lr · tab view · 5 inside · m marker · s save · q stop · ? help"
+        " space pause · +/- lr · tab view · 5 inside · s save · q stop · ? help"
     } else {
-        " q quit · tab view · s save · ? help"
+        " q quit · tab view · 5 inside · s save · ? help"
     };
     status_line(&app.shell.status, keys).render(area, buf);
 }
