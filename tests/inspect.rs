@@ -297,3 +297,44 @@ fn snapshots_go_out_only_when_asked_and_at_a_bounded_rate() {
     let (snapshots, _) = run(Some(std::time::Duration::ZERO));
     assert_eq!(snapshots.len(), 1 + 2 * (10 + 1));
 }
+
+#[test]
+fn the_panel_computes_its_views_only_while_shown() {
+    let [cnn, _] = models();
+    let mut app = App::new(info("cnn"));
+    let snapshot = |step| {
+        Event::Snapshot(Box::new(Snapshot { epoch: 1, step, spec: cnn.spec.clone(), params: cnn.params.clone() }))
+    };
+    app.on_event(snapshot(5));
+    assert!(app.inside.views.is_none(), "the curves show: nothing computed");
+    app.on_key(key(crossterm::event::KeyCode::Char('5')));
+    assert_eq!(app.view, View::Inside);
+    assert_eq!(app.inside.views.as_ref().unwrap().stats.len(), 4, "computed as the panel shows");
+    app.on_event(snapshot(9));
+    assert_eq!(app.inside.at, Some((1, 9)));
+    assert!(render(&app, 80, 24).contains("epoch 1 step 9"));
+}
+
+#[test]
+fn inspect_draws_an_mlps_dense_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    synthetic(dir.path(), 20);
+    let [_, mlp] = models();
+    let model = dir.path().join("mlp.safetensors");
+    checkpoint::save(&mlp, &default_class_names(10, false), &model).unwrap();
+    let out = dir.path().join("v");
+    let run = simdnet(&[
+        "inspect",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    // 100 columns 28×28 (×4) in 10×10; histograms of dense and dense_1; no feature maps.
+    assert_eq!(png_size(&out.join("filters.png")), (10 * 112 + 11 * 2, 10 * 112 + 11 * 2));
+    assert_eq!(png_size(&out.join("histograms.png")), (520, 2 * 150));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
+}

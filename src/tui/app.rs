@@ -208,7 +208,7 @@ impl App {
             }
             Event::Confusion(c) => self.confusion = Some(c),
             Event::Samples(s) => self.samples = s,
-            Event::Snapshot(s) => self.inside.on_snapshot(*s),
+            Event::Snapshot(s) => self.inside.on_snapshot(*s, self.view == View::Inside),
             Event::Log(line) => {
                 self.transcript.push(line.clone());
                 self.shell.push_log(line);
@@ -370,18 +370,15 @@ impl App {
                 None
             }
             KeyCode::Tab | KeyCode::Right => {
-                self.view = self.view.next();
-                self.scroll = 0;
+                self.set_view(self.view.next());
                 None
             }
             KeyCode::BackTab | KeyCode::Left => {
-                self.view = self.view.previous();
-                self.scroll = 0;
+                self.set_view(self.view.previous());
                 None
             }
             KeyCode::Char(c @ '1'..='5') => {
-                self.view = View::ALL[c as usize - '1' as usize];
-                self.scroll = 0;
+                self.set_view(View::ALL[c as usize - '1' as usize]);
                 None
             }
             KeyCode::Up => {
@@ -393,6 +390,15 @@ impl App {
                 None
             }
             _ => None,
+        }
+    }
+
+    /// Switches the panel (the Inside panel's views catch up as it shows).
+    fn set_view(&mut self, view: View) {
+        self.view = view;
+        self.scroll = 0;
+        if view == View::Inside {
+            self.inside.show();
         }
     }
 

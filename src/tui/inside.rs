@@ -71,6 +71,8 @@ pub struct Inside {
     pub at: Option<(usize, usize)>,
     model: Option<Model>,
     pub views: Option<Views>,
+    /// The views are older than `model` (computed only while the panel shows).
+    stale: bool,
     /// One thread of its own for the feature maps' forward pass, so that
     /// the UI never queues work on the trainer's kernel threads.
     pool: Option<Arc<rayon::ThreadPool>>,
@@ -89,6 +91,7 @@ impl Inside {
             at: None,
             model: None,
             views: None,
+            stale: false,
             pool: None,
         }
     }
@@ -100,21 +103,35 @@ impl Inside {
         self.refresh_maps();
     }
 
-    /// A new snapshot of the weights: every view is computed again.
-    pub fn on_snapshot(&mut self, s: Snapshot) {
+    /// A new snapshot of the weights; its views are computed at once where
+    /// the panel `shown`, else when it is next shown ([`Inside::show`]).
+    pub fn on_snapshot(&mut self, s: Snapshot, shown: bool) {
         let Snapshot { epoch, step, spec, params } = s;
         let Ok(model) = Model::from_params(spec, params) else { return };
         self.at = Some((epoch, step));
+        self.model = Some(model);
+        self.stale = true;
+        if shown {
+            self.show();
+        }
+    }
+
+    /// The panel is shown: brings its views up to the latest snapshot.
+    pub fn show(&mut self) {
+        if !self.stale {
+            return;
+        }
+        self.stale = false;
         if self.pool.is_none() {
             self.pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().ok().map(Arc::new);
         }
+        let Some(model) = &self.model else { return };
         let image = self.images.get(self.image).map(Vec::as_slice);
-        let views = || inspect::views(&model, image);
+        let views = || inspect::views(model, image);
         self.views = Some(match &self.pool {
             Some(pool) => pool.install(views),
             None => views(),
         });
-        self.model = Some(model);
     }
 
     /// The next (`+1`) or previous (`-1`) image, wrapping around.
