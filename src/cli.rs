@@ -39,8 +39,7 @@ pub enum Command {
     Compare(CompareArgs),
     /// Measure GEMM GFLOP/s against this machine's FMA peak, and training samples/s.
     Bench(BenchArgs),
-    /// Write PNG pictures of what a saved model has learnt: its first layer's filters, the feature maps one
-    /// test image makes in each conv layer, and each layer's weight histogram (the book's 8-3).
+    /// Write PNGs of a saved model's filters, a test image's feature maps and the weight histograms (the book's 8-3).
     Inspect(InspectArgs),
     /// Draw the loss and accuracy curves of a --metrics file (.csv or .jsonl) as a PNG.
     Plot(PlotArgs),
