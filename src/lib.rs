@@ -3,7 +3,8 @@
 //!
 //! idx (mmap'd IDX files) → dataset → batch (shuffle, u8 → f32) → model
 //! (nn: dense, conv2d, maxpool → gemm) → loss → model backward → optim → train (metrics,
-//! callbacks) → events → headless / tui.
+//! callbacks) → events → headless / tui; inspect (filters, weight statistics, feature maps) →
+//! picture (PNG) for the dashboard's Inside panel and `simdnet inspect`, plot for `simdnet plot`.
 
 pub mod app;
 pub mod arch;
