@@ -184,7 +184,7 @@ impl Widget for InsidePanel<'_> {
         }
         let [head, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
         header(s, views, self.names).render(head, buf);
-        let stats_height = (views.stats.len() as u16 + 1).min(body.height / 3).max(body.height.min(2));
+        let stats_height = (views.stats.len() as u16).min(body.height / 3);
         if body.width >= SIDE_BY_SIDE {
             let [left, right] = Layout::horizontal([Constraint::Percentage(50); 2]).spacing(1).areas(body);
             let [filters, stats] = Layout::vertical([Constraint::Min(0), Constraint::Length(stats_height)]).areas(left);
@@ -323,7 +323,8 @@ fn titled_tiles(title: &str, t: &Tiles, palette: Palette, area: Rect, buf: &mut 
         return;
     }
     let Some(f) = fit(t, area.width as usize, area.height.saturating_sub(1) as usize) else {
-        Line::from(title.to_string()).dark_gray().render(area, buf);
+        let title = format!("{title} · {} not shown: too little room", t.tiles.len());
+        Line::from(title).dark_gray().render(area, buf);
         return;
     };
     let more = t.tiles.len() - f.shown;
