@@ -39,6 +39,10 @@ pub enum Command {
     Compare(CompareArgs),
     /// Measure GEMM GFLOP/s against this machine's FMA peak, and training samples/s.
     Bench(BenchArgs),
+    /// Write PNGs of a saved model's filters, a test image's feature maps and the weight histograms (the book's 8-3).
+    Inspect(InspectArgs),
+    /// Draw the loss and accuracy curves of a --metrics file (.csv or .jsonl) as a PNG.
+    Plot(PlotArgs),
 }
 
 /// Where the data comes from.
@@ -345,6 +349,39 @@ pub struct CompareArgs {
     pub nesterov: bool,
     #[command(flatten)]
     pub fit: FitArgs,
+}
+
+/// `simdnet inspect --model PATH [--image N] --out DIR`.
+#[derive(Args, Debug, Clone)]
+#[command(after_help = "Writes into DIR: filters.png (the first conv2d layer's filters, black -0.5 to white 0.5, \
+                        as the book draws them; for an MLP the first dense layer's weight columns as images), \
+                        feature_maps_<layer>.png for each conv2d layer (each map from its own minimum, black, to \
+                        its maximum, white) and histograms.png (one histogram per layer with its mean and std). \
+                        Prints each layer's statistics.")]
+pub struct InspectArgs {
+    /// A model saved with --save or --checkpoint
+    #[arg(long, value_name = "PATH")]
+    pub model: PathBuf,
+    /// Index of the test image whose feature maps are drawn
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    pub image: usize,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Directory for the PNG files (created if missing; files of the same names are replaced)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// `simdnet plot FILE [--out FILE.png]`.
+#[derive(Args, Debug, Clone)]
+pub struct PlotArgs {
+    /// A metrics file written by --metrics (.csv with a header, or .jsonl); columns are found by name:
+    /// epoch, loss, accuracy, val_loss, val_accuracy
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Where the PNG goes [default: FILE with the extension .png]
+    #[arg(long, value_name = "FILE.png")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,6 +1,7 @@
 //! What the trainer tells its front end (headless lines or the dashboard), and
 //! what the front end can ask of the trainer.
 
+use crate::model::ModelSpec;
 use std::path::PathBuf;
 
 /// Per-epoch results, as Keras' `History` records them.
@@ -96,6 +97,17 @@ pub struct SamplePrediction {
     pub confidence: f32,
 }
 
+/// The model's parameters at one point of training, for the dashboard's
+/// Inside panel (filters, weight histograms, feature maps).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    /// 1-based; step 0 is before the epoch's first step.
+    pub epoch: usize,
+    pub step: usize,
+    pub spec: ModelSpec,
+    pub params: Vec<f32>,
+}
+
 /// Everything the trainer reports.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -104,6 +116,9 @@ pub enum Event {
     /// The latest validation pass.
     Confusion(Confusion),
     Samples(Vec<SamplePrediction>),
+    /// The weights, at most every `FitConfig::snapshot_interval` and at
+    /// each epoch's end (only when that is set).
+    Snapshot(Box<Snapshot>),
     Log(String),
     Paused(bool),
     /// Training ended (normally, stopped, early-stopped or failed).

@@ -34,6 +34,10 @@ fn main() -> ExitCode {
         }
         Command::Compare(args) => run_compare(args),
         Command::Bench(args) => simdnet::bench::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Inspect(args) => {
+            simdnet::inspect::run_inspect(&args, &mut std::io::stdout()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Plot(args) => simdnet::plot::run_plot(&args, &mut std::io::stdout()).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -4,7 +4,7 @@
 use crate::batch::Batch;
 use crate::dataset::Split;
 use crate::error::Result;
-use crate::events::{Command, Confusion, EpochResult, Event, FinishReason, SamplePrediction, StepProgress};
+use crate::events::{Command, Confusion, EpochResult, Event, FinishReason, SamplePrediction, Snapshot, StepProgress};
 use crate::loss;
 use crate::model::{Model, Workspace};
 use crate::optim::Optimizer;
@@ -21,6 +21,10 @@ pub struct FitConfig {
     pub progress_interval: Duration,
     /// How many test images to predict after each epoch for the samples panel (0 = none).
     pub sample_predictions: usize,
+    /// Minimum time between two weight snapshots for the Inside panel, sent
+    /// between steps (never inside one), before the first step and at each
+    /// epoch's end; `None` (the default, headless) sends none.
+    pub snapshot_interval: Option<Duration>,
 }
 
 impl Default for FitConfig {
@@ -31,6 +35,7 @@ impl Default for FitConfig {
             seed: 42,
             progress_interval: Duration::from_millis(100),
             sample_predictions: 0,
+            snapshot_interval: None,
         }
     }
 }
@@ -149,6 +154,11 @@ pub fn sample_predictions(
     out
 }
 
+/// The weights as they are after `step` steps of `epoch`.
+fn snapshot(model: &Model, epoch: usize, step: usize) -> Event {
+    Event::Snapshot(Box::new(Snapshot { epoch, step, spec: model.spec.clone(), params: model.params.clone() }))
+}
+
 /// The outcome of a fit.
 #[derive(Clone, Debug)]
 pub struct History {
@@ -184,6 +194,11 @@ pub fn fit(
     let steps = train_idx.len().div_ceil(batch_size);
     let mut history = History { epochs: Vec::new(), finish: FinishReason::Completed };
     let mut paused = false;
+    // When the last weight snapshot was sent (the first goes before training).
+    let mut last_snapshot = Instant::now();
+    if cfg.snapshot_interval.is_some() {
+        monitor.event(snapshot(model, 1, 0));
+    }
     'epochs: for epoch in 1..=cfg.epochs {
         let epoch_start = Instant::now();
         let mut train_time = Duration::ZERO;
@@ -253,6 +268,15 @@ pub fn fit(
                 }));
                 last_report = (now, seen);
             }
+            // Between steps: a copy of the weights a few times a second.
+            if cfg.snapshot_interval.is_some_and(|every| now.duration_since(last_snapshot) >= every) {
+                monitor.event(snapshot(model, epoch, step + 1));
+                last_snapshot = now;
+            }
+        }
+        if cfg.snapshot_interval.is_some() {
+            monitor.event(snapshot(model, epoch, steps));
+            last_snapshot = Instant::now();
         }
         let (val_loss, val_accuracy) = if val_idx.is_empty() {
             (None, None)

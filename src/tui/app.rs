@@ -1,6 +1,7 @@
 //! The dashboard's state: what the trainer has reported so far, which view is
 //! shown, and what the keys do. Pure (no terminal), so it is unit-tested.
 
+use super::inside::{Inside, Palette};
 use super::shell::{Key, Shell, Status};
 use crate::app::Session;
 use crate::events::{Command, Confusion, EpochResult, Event, FinishReason, SamplePrediction, StepProgress};
@@ -86,10 +87,12 @@ pub enum View {
     Confusion,
     Samples,
     Log,
+    /// Filters, weight histograms and feature maps (the book's 8-3).
+    Inside,
 }
 
 impl View {
-    pub const ALL: [View; 4] = [View::Curves, View::Confusion, View::Samples, View::Log];
+    pub const ALL: [View; 5] = [View::Curves, View::Confusion, View::Samples, View::Log, View::Inside];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -97,6 +100,7 @@ impl View {
             View::Confusion => "Confusion",
             View::Samples => "Samples",
             View::Log => "Log",
+            View::Inside => "Inside",
         }
     }
 
@@ -138,6 +142,8 @@ pub struct App {
     pub seconds_per_step: Option<f64>,
     pub confusion: Option<Confusion>,
     pub samples: Vec<SamplePrediction>,
+    /// The Inside panel's weights, views and picks.
+    pub inside: Inside,
     pub test: Option<(f64, f64)>,
     /// Scroll offset of the log (lines from the end) and of the samples (rows).
     pub scroll: usize,
@@ -171,6 +177,7 @@ impl App {
             seconds_per_step: None,
             confusion: None,
             samples: Vec::new(),
+            inside: Inside::new(Palette::detect()),
             test: None,
             scroll: 0,
             transcript: Vec::new(),
@@ -201,6 +208,7 @@ impl App {
             }
             Event::Confusion(c) => self.confusion = Some(c),
             Event::Samples(s) => self.samples = s,
+            Event::Snapshot(s) => self.inside.on_snapshot(*s, self.view == View::Inside),
             Event::Log(line) => {
                 self.transcript.push(line.clone());
                 self.shell.push_log(line);
@@ -348,19 +356,29 @@ impl App {
                 };
                 None
             }
+            // In the Inside panel the arrows pick the test image, `l` the layer.
+            KeyCode::Right if self.view == View::Inside => {
+                self.inside.step_image(1);
+                None
+            }
+            KeyCode::Left if self.view == View::Inside => {
+                self.inside.step_image(-1);
+                None
+            }
+            KeyCode::Char('l') if self.view == View::Inside => {
+                self.inside.next_layer();
+                None
+            }
             KeyCode::Tab | KeyCode::Right => {
-                self.view = self.view.next();
-                self.scroll = 0;
+                self.set_view(self.view.next());
                 None
             }
             KeyCode::BackTab | KeyCode::Left => {
-                self.view = self.view.previous();
-                self.scroll = 0;
+                self.set_view(self.view.previous());
                 None
             }
-            KeyCode::Char(c @ '1'..='4') => {
-                self.view = View::ALL[c as usize - '1' as usize];
-                self.scroll = 0;
+            KeyCode::Char(c @ '1'..='5') => {
+                self.set_view(View::ALL[c as usize - '1' as usize]);
                 None
             }
             KeyCode::Up => {
@@ -372,6 +390,15 @@ impl App {
                 None
             }
             _ => None,
+        }
+    }
+
+    /// Switches the panel (the Inside panel's views catch up as it shows).
+    fn set_view(&mut self, view: View) {
+        self.view = view;
+        self.scroll = 0;
+        if view == View::Inside {
+            self.inside.show();
         }
     }
 
@@ -520,9 +547,18 @@ mod tests {
         app.on_key(key(KeyCode::Left));
         app.on_key(key(KeyCode::Left));
         app.on_key(key(KeyCode::BackTab));
+        assert_eq!(app.view, View::Inside);
+        app.on_key(key(KeyCode::BackTab));
         assert_eq!(app.view, View::Log);
         app.on_key(key(KeyCode::Char('3')));
         assert_eq!(app.view, View::Samples);
+        app.on_key(key(KeyCode::Char('5')));
+        assert_eq!(app.view, View::Inside);
+        // There the arrows pick the image; tab still leaves.
+        app.on_key(key(KeyCode::Right));
+        assert_eq!(app.view, View::Inside);
+        app.on_key(key(KeyCode::Tab));
+        assert_eq!(app.view, View::Curves);
     }
 
     #[test]

@@ -158,7 +158,7 @@ impl CompareApp {
                 self.shell.push_log(format!("[{name}] test_accuracy: {accuracy:.4} - test_loss: {loss:.4}"));
                 self.series[index].test = Some((loss, accuracy));
             }
-            Event::Confusion(_) | Event::Samples(_) => {}
+            Event::Confusion(_) | Event::Samples(_) | Event::Snapshot(_) => {}
         }
     }
 

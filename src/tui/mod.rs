@@ -16,6 +16,7 @@
 pub mod app;
 pub mod compare;
 mod compare_ui;
+pub mod inside;
 pub mod shell;
 pub mod ui;
 pub mod widgets;
@@ -47,6 +48,19 @@ const FRAME: Duration = Duration::from_millis(66);
 const IDLE_FRAME: Duration = Duration::from_millis(500);
 /// Test images predicted after each epoch for the samples panel.
 pub const SAMPLES: usize = 16;
+/// Test images the Inside panel picks from (←/→).
+pub const INSIDE_IMAGES: usize = 16;
+/// Shortest time between two weight snapshots for the Inside panel.
+pub const SNAPSHOT_INTERVAL: Duration = Duration::from_millis(250);
+/// And at least this long per parameter, so that a large model's copies
+/// (about a nanosecond a parameter) cost training a few percent at most.
+const SNAPSHOT_NANOS_PER_PARAM: u64 = 40;
+
+/// The time between two weight snapshots of a model of `params` parameters:
+/// 250 ms up to 6.25 million (the book's CNN has 333,526), longer above.
+pub fn snapshot_interval(params: usize) -> Duration {
+    SNAPSHOT_INTERVAL.max(Duration::from_nanos(SNAPSHOT_NANOS_PER_PARAM.saturating_mul(params as u64)))
+}
 /// How often the input thread checks whether the dashboard has closed.
 const INPUT_POLL: Duration = Duration::from_millis(100);
 /// How often the UI thread checks the signal flags while idle.
@@ -205,7 +219,12 @@ fn fault(name: &str) -> bool {
 /// signal ended the run, the exit code the shell expects.
 pub fn run(session: &mut Session) -> Result<(Outcome, Option<u8>)> {
     session.cfg.sample_predictions = SAMPLES;
+    session.cfg.snapshot_interval = Some(snapshot_interval(session.model.spec.param_count()));
     let mut app = App::new(Info::from_session(session));
+    let test = &session.data.test;
+    let shown = test.count.min(INSIDE_IMAGES);
+    let images = (0..shown).map(|i| test.image(i).to_vec()).collect();
+    app.inside.set_images(images, test.labels()[..shown].to_vec(), test.rows, test.cols);
     let signals = Signals::install().map_err(|e| Error::new(format!("cannot install signal handlers: {e}")))?;
     let mut terminal = open_terminal().map_err(|e| Error::new(format!("cannot open the dashboard: {e}")))?;
     let restore = Restore;
@@ -450,6 +469,13 @@ mod tests {
         drop(ctx);
         assert_eq!(m.poll(), Some(Command::Stop));
         assert_eq!(m.wait(), None);
+    }
+
+    #[test]
+    fn large_models_are_copied_less_often() {
+        assert_eq!(snapshot_interval(333_526), SNAPSHOT_INTERVAL);
+        assert_eq!(snapshot_interval(6_250_000), SNAPSHOT_INTERVAL);
+        assert_eq!(snapshot_interval(100_000_000), Duration::from_secs(4));
     }
 
     #[test]

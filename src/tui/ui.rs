@@ -3,6 +3,7 @@
 //! Adapts to the terminal size; never panics on a small one.
 
 use super::app::{finish_text, App, View};
+use super::inside::InsidePanel;
 use super::shell::Status;
 use super::widgets::{
     axes, chart_pair, gauge, render_help_overlay, render_log_pane, status_line, y_bounds, Confusion as ConfusionWidget,
@@ -212,6 +213,7 @@ fn render_view(app: &App, view: View, area: Rect, buf: &mut Buffer) {
         View::Confusion => render_confusion(app, area, buf),
         View::Samples => render_samples(app, area, buf),
         View::Log => log_lines(app).render(area, buf),
+        View::Inside => InsidePanel { inside: &app.inside, names: &app.info.class_names }.render(area, buf),
     }
 }
 
@@ -347,17 +349,18 @@ fn log_lines(app: &App) -> LogLines<'_> {
 
 fn render_help_line(app: &App, area: Rect, buf: &mut Buffer) {
     let keys = if app.shell.training() {
-        " space pause · +/- lr · tab view · m marker · s save · q stop · ? help"
+        " space pause · +/- lr · tab view · 5 inside · s save · q stop · ? help"
     } else {
-        " q quit · tab view · s save · ? help"
+        " q quit · tab view · 5 inside · s save · ? help"
     };
     status_line(&app.shell.status, keys).render(area, buf);
 }
 
-const HELP: [(&str, &str); 9] = [
+const HELP: [(&str, &str); 10] = [
     ("space", "pause / resume training"),
     ("+ / -", "double / halve the learning rate"),
-    ("tab ← →", "switch panel (1-4 directly)"),
+    ("tab ← →", "switch panel (1-5 directly)"),
+    ("5 ← → l", "inside panel; there ← → image, l layer"),
     ("↑ ↓", "scroll the log or the samples"),
     ("m", "curve marker: half-block, braille, dot, block"),
     ("s", "save the model now (--save or current dir)"),
