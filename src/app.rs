@@ -40,12 +40,19 @@ pub fn open_data(args: &DataArgs) -> Result<Dataset> {
     Dataset::open(&args.data_dir(), &args.cache_dir())
 }
 
+/// Stack of each worker thread of the global pool.
+const WORKER_STACK_BYTES: usize = 32 << 20;
+
 /// Starts the global rayon pool with `threads` workers (all cores by default)
 /// and returns the count. Only the first call in a process takes effect.
 pub fn init_threads(threads: Option<u32>) -> Result<usize> {
     let n = threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |t| t as usize);
     match rayon::ThreadPoolBuilder::new()
         .num_threads(n)
+        // An unoptimised (`cargo build`) binary's kernel frames overflow
+        // rayon's 2 MiB default on the CNN's shapes; this is address space,
+        // touched only as deep as a call goes.
+        .stack_size(WORKER_STACK_BYTES)
         .start_handler(|_| crate::fpu::flush_denormals_to_zero())
         .build_global()
     {

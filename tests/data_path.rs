@@ -5,7 +5,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 
 const FILES: [&str; 4] =
     ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
@@ -48,8 +49,23 @@ fn train(exe: &Path, cwd: &Path, env: Option<&Path>, args: &[&str]) -> Output {
         Some(dir) => cmd.env("SIMDNET_DATA", dir),
         None => cmd.env_remove("SIMDNET_DATA"),
     };
-    cmd.output().unwrap()
+    run(&mut cmd)
 }
+
+/// Runs `cmd` to its end, started under the lock that copies binaries: a
+/// child forked while another test still holds a copy open for writing keeps
+/// that descriptor until its exec, and the copy's own exec then fails with
+/// "Text file busy" (ETXTBSY). `spawn` returns once the child has exec'd.
+fn run(cmd: &mut Command) -> Output {
+    let child = {
+        let _held = SPAWN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    child.wait_with_output().unwrap()
+}
+
+/// Serialises copying executables with starting processes (see `train`).
+static SPAWN_LOCK: Mutex<()> = Mutex::new(());
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_simdnet"))
@@ -77,6 +93,7 @@ fn error_line(out: &Output) -> String {
 fn copy_binary(dir: &Path, rel: &str) -> PathBuf {
     let exe = dir.join(rel);
     fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    let _held = SPAWN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     fs::copy(bin(), &exe).unwrap();
     exe
 }
@@ -167,10 +184,17 @@ fn nesterov_without_momentum_is_refused() {
     let line = error_line(&train(&bin(), &tmp, None, &["--data", d, "--optimizer", "sgd", "--nesterov"]));
     assert!(line.contains("--nesterov needs --momentum"), "{line}");
     // compare refuses it as train does.
-    let out = Command::new(bin())
-        .args(["compare", "--no-tui", "--epochs", "1", "--optimizer", "sgd,adam", "--nesterov", "--data", d])
-        .output()
-        .unwrap();
+    let out = run(Command::new(bin()).args([
+        "compare",
+        "--no-tui",
+        "--epochs",
+        "1",
+        "--optimizer",
+        "sgd,adam",
+        "--nesterov",
+        "--data",
+        d,
+    ]));
     assert!(error_line(&out).contains("--nesterov needs --momentum"));
     // With a momentum it trains.
     let out = train(&bin(), &tmp, None, &["--data", d, "--optimizer", "sgd", "--momentum", "0.9", "--nesterov"]);
