@@ -186,11 +186,13 @@ impl Widget for InsidePanel<'_> {
         header(s, views, self.names).render(head, buf);
         let stats_height = (views.stats.len() as u16).min(body.height / 3);
         if body.width >= SIDE_BY_SIDE {
-            let [left, right] = Layout::horizontal([Constraint::Percentage(50); 2]).spacing(1).areas(body);
-            let [filters, stats] = Layout::vertical([Constraint::Min(0), Constraint::Length(stats_height)]).areas(left);
+            // The weight lines span both columns: a summary and its 24 bars
+            // are wider than half a terminal.
+            let [top, stats] = Layout::vertical([Constraint::Min(0), Constraint::Length(stats_height)]).areas(body);
+            let [filters, maps] = Layout::horizontal([Constraint::Percentage(50); 2]).spacing(1).areas(top);
             render_filters(s, views, filters, buf);
+            render_maps(s, views, maps, buf);
             render_stats(&views.stats, s.palette, stats, buf);
-            render_maps(s, views, right, buf);
         } else {
             let filters_height = titled_height(views.filters.as_ref(), body.width, body.height * 2 / 5);
             let [filters, stats, maps] = Layout::vertical([
