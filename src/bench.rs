@@ -161,7 +161,7 @@ pub fn layer_timings(spec: &ModelSpec, batch: usize, budget: Duration) -> Vec<La
                 let mut fwd = || conv2d::conv2d_forward(&mut out, &mut col, &x, &kernel, &bias, &g, batch, act);
                 let forward = time(&mut fwd);
                 // As training: a MaxPooling2D after it applies act'.
-                let bwd_act = if spec.pool_fused_activation(l + 1).is_some() { Activation::Linear } else { act };
+                let bwd_act = spec.conv_backward_activation(l, act);
                 let mut bwd = |dx: Option<&mut [f32]>| {
                     conv2d::conv2d_backward(
                         dx,

@@ -337,6 +337,16 @@ impl ModelSpec {
         }
     }
 
+    /// The activation whose derivative Conv2D layer `l`'s own backward pass
+    /// applies: `act`, or linear where the MaxPooling2D after it applies it.
+    pub fn conv_backward_activation(&self, l: usize, act: Activation) -> Activation {
+        if self.pool_fused_activation(l + 1).is_some() {
+            Activation::Linear
+        } else {
+            act
+        }
+    }
+
     pub fn needs_input_grad(&self, l: usize) -> bool {
         self.layers[..l].iter().any(|p| !matches!(p.op, Op::Flatten))
     }
@@ -606,8 +616,7 @@ impl Model {
                     );
                 }
                 Op::Conv2D { geometry, act } => {
-                    // A MaxPooling2D after it has applied act' already.
-                    let act = if self.spec.pool_fused_activation(l + 1).is_some() { Activation::Linear } else { act };
+                    let act = self.spec.conv_backward_activation(l, act);
                     let grads = &mut ws.grads[layer.kernel.start..layer.bias.end];
                     let (dkernel, dbias) = grads.split_at_mut(layer.kernel.len());
                     conv2d::conv2d_backward(
