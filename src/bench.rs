@@ -137,6 +137,9 @@ pub struct LayerTiming {
     /// The input gradient (where the model needs it): the backward pass
     /// with it minus the backward pass without it; MaxPooling2D's routing.
     pub dx: Option<f64>,
+    /// `dw` includes the backward pass of the MaxPooling2D after the layer
+    /// (which then has no `dx` of its own): [`ModelSpec::pool_backward_in_conv`].
+    pub pool_in_dw: bool,
 }
 
 /// Times each layer of `spec` alone on random inputs of `batch` samples, on
@@ -160,25 +163,49 @@ pub fn layer_timings(spec: &ModelSpec, batch: usize, budget: Duration) -> Vec<La
                 let mut col = vec![0.0f32; g.scratch_floats(batch)];
                 let mut fwd = || conv2d::conv2d_forward(&mut out, &mut col, &x, &kernel, &bias, &g, batch, act);
                 let forward = time(&mut fwd);
-                // As training: a MaxPooling2D after it applies act'.
-                let bwd_act = spec.conv_backward_activation(l, act);
-                let mut bwd = |dx: Option<&mut [f32]>| {
-                    conv2d::conv2d_backward(
-                        dx,
-                        &mut dkernel,
-                        &mut dbias,
-                        &mut dout,
-                        &out,
-                        &mut col,
-                        &kernel,
-                        &g,
-                        batch,
-                        bwd_act,
-                    )
-                };
-                let dw = time(&mut || bwd(None));
-                let dx = needs_dx.then(|| (time(&mut || bwd(Some(&mut dx))) - dw).max(0.0));
-                (forward, Some(dw), dx)
+                if spec.pool_backward_in_conv(l + 1) {
+                    // As training: the pool's backward pass inside this dW
+                    // (such a conv needs no dX).
+                    let Op::MaxPool(pg) = spec.layers()[l + 1].op else { unreachable!("a pool follows") };
+                    let pool_dout = rand(batch * pg.out_len());
+                    let mut pooled = vec![0.0f32; batch * pg.out_len()];
+                    maxpool::maxpool_forward(&mut pooled, &out, &pg, batch);
+                    let dw = time(&mut || {
+                        conv2d::conv2d_backward_through_pool(
+                            gemm::selected_isa(),
+                            &mut dkernel,
+                            &mut dbias,
+                            &mut dout,
+                            (&pool_dout, &pooled, &pg),
+                            &out,
+                            &mut col,
+                            &g,
+                            batch,
+                            act,
+                        )
+                    });
+                    (forward, Some(dw), None)
+                } else {
+                    // As training: a MaxPooling2D after it applies act'.
+                    let bwd_act = spec.conv_backward_activation(l, act);
+                    let mut bwd = |dx: Option<&mut [f32]>| {
+                        conv2d::conv2d_backward(
+                            dx,
+                            &mut dkernel,
+                            &mut dbias,
+                            &mut dout,
+                            &out,
+                            &mut col,
+                            &kernel,
+                            &g,
+                            batch,
+                            bwd_act,
+                        )
+                    };
+                    let dw = time(&mut || bwd(None));
+                    let dx = needs_dx.then(|| (time(&mut || bwd(Some(&mut dx))) - dw).max(0.0));
+                    (forward, Some(dw), dx)
+                }
             }
             Op::Dense { in_dim, out_dim, act } => {
                 let forward =
@@ -206,8 +233,9 @@ pub fn layer_timings(spec: &ModelSpec, batch: usize, budget: Duration) -> Vec<La
             Op::MaxPool(g) => {
                 let forward = time(&mut || maxpool::maxpool_forward(&mut out, &x, &g, batch));
                 let act = spec.pool_fused_activation(l).unwrap_or_default();
+                let timed = needs_dx && !spec.pool_backward_in_conv(l);
                 let dx =
-                    needs_dx.then(|| time(&mut || maxpool::maxpool_backward(&mut dx, &dout, &x, &out, &g, batch, act)));
+                    timed.then(|| time(&mut || maxpool::maxpool_backward(&mut dx, &dout, &x, &out, &g, batch, act)));
                 (forward, None, dx)
             }
             Op::Flatten | Op::Dropout { .. } => continue,
@@ -219,6 +247,7 @@ pub fn layer_timings(spec: &ModelSpec, batch: usize, budget: Duration) -> Vec<La
             forward,
             dw,
             dx: dx_time,
+            pool_in_dw: spec.pool_backward_in_conv(l + 1),
         });
     }
     rows
@@ -248,7 +277,8 @@ fn run_model_report(args: &BenchArgs, data: &Dataset, spec: &ModelSpec, budget: 
     let mut sum = 0.0;
     for t in &timings {
         let label = format!("{} ({})", t.name, t.class);
-        let passes = [("forward", Some(t.forward)), ("dW", t.dw), ("dX", t.dx)];
+        let dw = if t.pool_in_dw { "dW+pool" } else { "dW" };
+        let passes = [("forward", Some(t.forward)), (dw, t.dw), ("dX", t.dx)];
         for (i, (pass, secs)) in passes.into_iter().enumerate() {
             let Some(secs) = secs else { continue };
             sum += secs;

@@ -16,9 +16,10 @@
 //! multiplies the mask in.
 
 use crate::arch::{self, LayerSpec};
-use crate::gemm::Activation;
+use crate::gemm::{self, Activation};
 use crate::loss;
 use crate::nn::conv2d::{self, ConvGeometry};
+use crate::nn::conv_direct;
 use crate::nn::dense;
 use crate::nn::dropout;
 use crate::nn::maxpool::{self, PoolGeometry};
@@ -347,6 +348,21 @@ impl ModelSpec {
         }
     }
 
+    /// Whether MaxPooling2D layer `l`'s backward pass runs inside the
+    /// backward pass of the Conv2D before it, image by image
+    /// ([`conv2d::conv2d_backward_through_pool`]): where that conv takes the
+    /// direct path and needs no input gradient (a first layer).
+    pub fn pool_backward_in_conv(&self, l: usize) -> bool {
+        match self.layers.get(l.wrapping_sub(1)).map(|c| c.op) {
+            Some(Op::Conv2D { geometry, .. }) => {
+                self.pool_fused_activation(l).is_some()
+                    && conv_direct::applies(&geometry)
+                    && !self.needs_input_grad(l - 1)
+            }
+            _ => false,
+        }
+    }
+
     pub fn needs_input_grad(&self, l: usize) -> bool {
         self.layers[..l].iter().any(|p| !matches!(p.op, Op::Flatten))
     }
@@ -588,7 +604,8 @@ impl Model {
             }
             let needs_dx = self.spec.needs_input_grad(l);
             let (dbefore, drest) = ws.dacts.split_at_mut(out_b);
-            let dout = &mut drest[0][..batch * layer.output.len()];
+            let (dout, dafter) = drest.split_first_mut().expect("out_b is a buffer");
+            let dout = &mut dout[..batch * layer.output.len()];
             let dinp = match (needs_dx, in_b) {
                 (true, Some(b)) => Some(&mut dbefore[b][..batch * layer.input.len()]),
                 _ => None,
@@ -615,6 +632,27 @@ impl Model {
                         act,
                     );
                 }
+                Op::Conv2D { geometry, act } if self.spec.pool_backward_in_conv(l + 1) => {
+                    // The pool after it left its gradient in its own dout:
+                    // ours is scratch here (see `Op::MaxPool` below).
+                    let Op::MaxPool(pool) = layers[l + 1].op else { unreachable!("a pool follows") };
+                    let pool_b = self.plan.out_buf[l + 1].expect("a pool writes its own buffer");
+                    let pool_len = batch * layers[l + 1].output.len();
+                    let grads = &mut ws.grads[layer.kernel.start..layer.bias.end];
+                    let (dkernel, dbias) = grads.split_at_mut(layer.kernel.len());
+                    conv2d::conv2d_backward_through_pool(
+                        gemm::selected_isa(),
+                        dkernel,
+                        dbias,
+                        dout,
+                        (&dafter[pool_b - out_b - 1][..pool_len], &ws.acts[pool_b][..pool_len], &pool),
+                        out,
+                        &mut ws.cols[l],
+                        &geometry,
+                        batch,
+                        act,
+                    );
+                }
                 Op::Conv2D { geometry, act } => {
                     let act = self.spec.conv_backward_activation(l, act);
                     let grads = &mut ws.grads[layer.kernel.start..layer.bias.end];
@@ -632,6 +670,7 @@ impl Model {
                         act,
                     );
                 }
+                Op::MaxPool(_) if self.spec.pool_backward_in_conv(l) => {} // in the conv's backward
                 Op::MaxPool(g) => {
                     if let Some(dinp) = dinp {
                         let act = self.spec.pool_fused_activation(l).unwrap_or_default();

@@ -10,12 +10,13 @@
 //! kernel read as a `[k·k·cin, cout]` matrix. Then
 //! - forward: out = act(col · kernel + bias), the GEMM's fused epilogue;
 //! - dkernel = colᵀ · dz, with dz = dout ⊙ act'(out) (the forward's `col` is kept);
-//! - dx: dcol = dz · kernelᵀ, scattered back by col2im.
+//! - dx: dcol = dz · kernelᵀ, scattered back by col2im, an image at a time.
 //!
 //! `reference` keeps direct loops as the test oracle.
 
 use super::conv_direct;
 use super::dense::activation_backward_and_bias_grad;
+use super::maxpool::PoolGeometry;
 use crate::arch::Padding;
 use crate::gemm::{self, Activation, Epilogue, Isa, MatMut, MatRef};
 use rayon::prelude::*;
@@ -140,6 +141,7 @@ pub fn col2im(dx: &mut [f32], dcol: &[f32], g: &ConvGeometry, batch: usize) {
     dx.par_chunks_mut(g.in_len()).zip(dcol.par_chunks(g.col_len())).for_each(|(dx, dcol)| col2im_image(dx, dcol, g));
 }
 
+#[inline(always)]
 fn col2im_image(dx: &mut [f32], dcol: &[f32], g: &ConvGeometry) {
     dx.fill(0.0);
     let (kc, rowlen) = (g.k * g.cin, g.patch_len());
@@ -247,10 +249,11 @@ pub fn conv2d_backward_with(
 ) {
     let (m, kk, n) = (batch * g.positions(), g.patch_len(), g.cout);
     let dz = &mut dout[..m * n];
-    activation_backward_and_bias_grad(dbias, dz, &out[..m * n], None, n, act);
     if conv_direct::applies(g) {
-        conv_direct::backward_weights(isa, dkernel, col, dz, g, batch);
+        let source = conv_direct::DzSource::InPlace { out: &out[..m * n], act };
+        conv_direct::backward_weights(isa, dkernel, dbias, col, dz, source, g, batch);
     } else {
+        activation_backward_and_bias_grad(isa, dbias, dz, &out[..m * n], None, n, act);
         // dkernel = colᵀ · dz : [kk, m] x [m, cout]
         gemm::sgemm_with(
             isa,
@@ -263,28 +266,96 @@ pub fn conv2d_backward_with(
         );
     }
     if let Some(dx) = dx {
-        // dcol = dz · kernelᵀ : [m, cout] x [cout, kk], into col (read above,
-        // no longer needed). kernelᵀ is copied out first (after the batch's
-        // scratch): the GEMM runs ~9% faster on a row-major B than on a
-        // transposed view (6272×288×64, Zen 4).
-        let (dcol, rest) = col.split_at_mut(batch * g.scratch_len());
-        let kernel_t = &mut rest[..kk * n];
-        for (j, row) in kernel_t.chunks_exact_mut(kk).enumerate() {
-            for (p, v) in row.iter_mut().enumerate() {
-                *v = kernel[p * n + j];
-            }
-        }
-        gemm::sgemm_with(
-            isa,
-            1.0,
-            MatRef::row_major(dz, m, n),
-            MatRef::row_major(kernel_t, n, kk),
-            0.0,
-            MatMut::row_major(&mut dcol[..m * kk], m, kk),
-            Epilogue::default(),
-        );
-        col2im(dx, dcol, g, batch);
+        input_gradient(isa, dx, dz, kernel, col, g, batch);
     }
+}
+
+/// Backward through `pooled = maxpool(act(conv(x, kernel) + bias))` for a
+/// layer the direct path takes and whose input gradient is not needed (the
+/// first layer): the pool's backward pass runs image by image inside the
+/// conv's dW (see [`conv_direct::DzSource::ThroughPool`]), so the conv's
+/// own dz is never a whole tensor. `pool_dout` and `pooled` are the pool's
+/// dout and output, `out` the conv's output; `dz_scratch` holds
+/// `batch·g.out_len()` floats (the conv's dout buffer, unused otherwise).
+/// Writes dkernel and dbias (overwritten).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_through_pool(
+    isa: Isa,
+    dkernel: &mut [f32],
+    dbias: &mut [f32],
+    dz_scratch: &mut [f32],
+    (pool_dout, pooled, pool): (&[f32], &[f32], &PoolGeometry),
+    out: &[f32],
+    col: &mut [f32],
+    g: &ConvGeometry,
+    batch: usize,
+    act: Activation,
+) {
+    assert!(conv_direct::applies(g), "the pool's backward runs inside the direct conv's only");
+    let source = conv_direct::DzSource::ThroughPool {
+        pool_dout: &pool_dout[..batch * pool.out_len()],
+        pool_out: &pooled[..batch * pool.out_len()],
+        conv_out: &out[..batch * g.out_len()],
+        pool: *pool,
+        act,
+    };
+    conv_direct::backward_weights(isa, dkernel, dbias, col, dz_scratch, source, g, batch);
+}
+
+/// dx `[batch, h, w, cin]` (overwritten) from dz `[batch, oh, ow, cout]`:
+/// dcol = dz · kernelᵀ, `[positions, cout] x [cout, kk]` per image, then
+/// col2im. `col` (`g.scratch_floats(batch)`) is scratch.
+///
+/// Each worker's images share one image's dcol, so that dcol (225 KB for the
+/// book's second conv) is still in L2 when col2im reads it back and never
+/// goes out to memory (against one GEMM over the batch into a 7 MB dcol and a
+/// col2im from L3: `examples/conv_dx.rs`). kernelᵀ is copied out first
+/// (after the batch's scratch): the GEMM runs ~9% faster on a row-major B
+/// than on a transposed view.
+pub fn input_gradient(
+    isa: Isa,
+    dx: &mut [f32],
+    dz: &[f32],
+    kernel: &[f32],
+    col: &mut [f32],
+    g: &ConvGeometry,
+    batch: usize,
+) {
+    let (kk, n) = (g.patch_len(), g.cout);
+    let (dcol, rest) = col.split_at_mut(batch * g.scratch_len());
+    let kernel_t = &mut rest[..kk * n];
+    for (j, row) in kernel_t.chunks_exact_mut(kk).enumerate() {
+        for (p, v) in row.iter_mut().enumerate() {
+            *v = kernel[p * n + j];
+        }
+    }
+    let kernel_t = &*kernel_t;
+    // Contiguous runs of images, one per worker: the split never changes
+    // what an image's gradient sums, so results are the same for any count.
+    let per_worker = batch.div_ceil(rayon::current_num_threads()).max(1);
+    let parts = dx[..batch * g.in_len()]
+        .par_chunks_mut(per_worker * g.in_len())
+        .zip(dz[..batch * g.out_len()].par_chunks(per_worker * g.out_len()))
+        .zip(dcol.par_chunks_mut(per_worker * g.scratch_len()));
+    parts.for_each(|((dx, dz), dcol)| {
+        let dcol = &mut dcol[..g.col_len()];
+        for (dx, dz) in dx.chunks_exact_mut(g.in_len()).zip(dz.chunks_exact(g.out_len())) {
+            gemm::sgemm_with(
+                isa,
+                1.0,
+                MatRef::row_major(dz, g.positions(), n),
+                MatRef::row_major(kernel_t, n, kk),
+                0.0,
+                MatMut::row_major(dcol, g.positions(), kk),
+                Epilogue::default(),
+            );
+            crate::nn::vectorized(
+                isa,
+                #[inline(always)]
+                || col2im_image(dx, dcol, g),
+            );
+        }
+    });
 }
 
 /// Direct loops in f64: the oracle for the im2col path.

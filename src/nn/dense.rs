@@ -4,7 +4,7 @@
 //! layout), bias `[out]`, out `[batch, out]`. The fast path runs through the
 //! GEMM with a fused epilogue; `reference` keeps plain loops as the oracle.
 
-use crate::gemm::{self, Activation, Epilogue, MatMut, MatRef};
+use crate::gemm::{self, Activation, Epilogue, Isa, MatMut, MatRef};
 
 /// out `[batch, out_dim]` = act(inp `[batch, in_dim]` · weight `[in_dim, out_dim]` + bias `[out_dim]`),
 /// times `mask` `[batch, out_dim]` elementwise where given (dropout, applied
@@ -57,7 +57,8 @@ pub fn dense_backward(
 ) {
     let n = batch * out_dim;
     let dout = &mut dout[..n];
-    activation_backward_and_bias_grad(dbias, dout, &out[..n], mask.map(|m| &m[..n]), out_dim, act);
+    let isa = gemm::selected_isa();
+    activation_backward_and_bias_grad(isa, dbias, dout, &out[..n], mask.map(|m| &m[..n]), out_dim, act);
     // dweight = inpᵀ · dz : [in, batch] x [batch, out]
     gemm::sgemm(
         1.0,
@@ -85,7 +86,9 @@ pub fn dense_backward(
 /// Without a mask, d(out)/dz = act'(out). With dropout's mask (out =
 /// act(z)·mask), it is mask·act'(out / mask), and 0 where the mask is 0: the
 /// mask multiply of the backward pass happens here, not in a pass of its own.
+/// Vectorised for `isa` (the same results on every path).
 pub fn activation_backward_and_bias_grad(
+    isa: Isa,
     dbias: &mut [f32],
     dout: &mut [f32],
     out: &[f32],
@@ -93,27 +96,86 @@ pub fn activation_backward_and_bias_grad(
     out_dim: usize,
     act: Activation,
 ) {
-    dbias.fill(0.0);
-    match mask {
-        None => {
-            for (drow, orow) in dout.chunks_exact_mut(out_dim).zip(out.chunks_exact(out_dim)) {
-                for ((d, &y), db) in drow.iter_mut().zip(orow).zip(dbias.iter_mut()) {
-                    *d *= act.derivative_from_output(y);
-                    *db += *d;
+    crate::nn::vectorized(
+        isa,
+        #[inline(always)]
+        || activation_backward_and_bias_grad_plain(dbias, dout, out, mask, out_dim, act),
+    )
+}
+
+/// [`activation_backward_and_bias_grad`]'s loops (the direct conv calls
+/// them inside its own vectorised pass). Columns go in blocks of
+/// [`BIAS_BLOCK`] whose sums stay in a local array (registers), each summed
+/// in row order: summing into `dbias` itself made every row wait on the
+/// previous row's store of the same sums. With a linear activation and no
+/// mask, dz is dout: only the sums are taken and `out` is not read.
+#[inline(always)]
+pub(crate) fn activation_backward_and_bias_grad_plain(
+    dbias: &mut [f32],
+    dout: &mut [f32],
+    out: &[f32],
+    mask: Option<&[f32]>,
+    out_dim: usize,
+    act: Activation,
+) {
+    for c0 in (0..out_dim).step_by(BIAS_BLOCK) {
+        let cn = BIAS_BLOCK.min(out_dim - c0);
+        let mut acc = [0.0f32; BIAS_BLOCK];
+        // A whole block is a separate call with a constant width, so that
+        // `acc` lives in registers.
+        if cn == BIAS_BLOCK {
+            bias_block(&mut acc, dout, out, mask, out_dim, c0, BIAS_BLOCK, act);
+        } else {
+            bias_block(&mut acc, dout, out, mask, out_dim, c0, cn, act);
+        }
+        dbias[c0..c0 + cn].copy_from_slice(&acc[..cn]);
+    }
+}
+
+/// Columns `c0 .. c0 + width` of [`activation_backward_and_bias_grad_plain`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn bias_block(
+    acc: &mut [f32; BIAS_BLOCK],
+    dout: &mut [f32],
+    out: &[f32],
+    mask: Option<&[f32]>,
+    out_dim: usize,
+    c0: usize,
+    width: usize,
+    act: Activation,
+) {
+    let acc = &mut acc[..width];
+    for r in 0..dout.len() / out_dim {
+        let at = r * out_dim + c0;
+        let d = &mut dout[at..at + width];
+        match mask {
+            // act' = 1 (d · 1 = d): only the sums, `out` is not read.
+            None if act == Activation::Linear => {
+                for (d, a) in d.iter().zip(acc.iter_mut()) {
+                    *a += *d;
                 }
             }
-        }
-        Some(mask) => {
-            let rows = dout.chunks_exact_mut(out_dim).zip(out.chunks_exact(out_dim)).zip(mask.chunks_exact(out_dim));
-            for ((drow, orow), mrow) in rows {
-                for (((d, &y), &m), db) in drow.iter_mut().zip(orow).zip(mrow).zip(dbias.iter_mut()) {
+            None => {
+                for ((d, &y), a) in d.iter_mut().zip(&out[at..at + width]).zip(acc.iter_mut()) {
+                    *d *= act.derivative_from_output(y);
+                    *a += *d;
+                }
+            }
+            Some(mask) => {
+                let (y, m) = (&out[at..at + width], &mask[at..at + width]);
+                for (((d, &y), &m), a) in d.iter_mut().zip(y).zip(m).zip(acc.iter_mut()) {
                     *d *= act.masked_derivative_from_output(y, m);
-                    *db += *d;
+                    *a += *d;
                 }
             }
         }
     }
 }
+
+/// Columns whose bias sums [`activation_backward_and_bias_grad_plain`]
+/// keeps in registers at once: four AVX-512 vectors.
+const BIAS_BLOCK: usize = 64;
 
 /// Plain loops: the oracle for the fast Dense paths.
 pub mod reference {

@@ -94,7 +94,10 @@ pub fn maxpool_backward(
         .for_each(|((dx, dout), (x, out))| backward_image(dx, dout, x, out, g, act));
 }
 
-fn backward_image(dx: &mut [f32], dout: &[f32], x: &[f32], out: &[f32], g: &PoolGeometry, act: Activation) {
+/// One image of [`maxpool_backward`] (the direct conv's backward pass makes
+/// its dz with it, image by image).
+#[inline(always)]
+pub(crate) fn backward_image(dx: &mut [f32], dout: &[f32], x: &[f32], out: &[f32], g: &PoolGeometry, act: Activation) {
     // Rows and columns left over at the edges get no gradient.
     if g.oh * g.k != g.h || g.ow * g.k != g.w {
         dx.fill(0.0);
