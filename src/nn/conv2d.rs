@@ -332,7 +332,7 @@ pub fn input_gradient(
     let kernel_t = &*kernel_t;
     // Contiguous runs of images, one per worker: the split never changes
     // what an image's gradient sums, so results are the same for any count.
-    let per_worker = batch.div_ceil(rayon::current_num_threads()).max(1);
+    let per_worker = crate::nn::images_per_worker(batch);
     let parts = dx[..batch * g.in_len()]
         .par_chunks_mut(per_worker * g.in_len())
         .zip(dz[..batch * g.out_len()].par_chunks(per_worker * g.out_len()))

@@ -160,7 +160,7 @@ pub fn backward_weights(
     }
     // Contiguous runs of images, one per worker (the slot a worker reuses
     // for ThroughPool); an image's sums do not depend on the split.
-    let per_worker = batch.div_ceil(rayon::current_num_threads()).max(1);
+    let per_worker = crate::nn::images_per_worker(batch);
     let parts =
         scratch[..batch * sl].par_chunks_mut(per_worker * sl).zip(dz[..batch * ol].par_chunks_mut(per_worker * ol));
     parts.enumerate().for_each(|(part, (scratch, dz))| {
@@ -177,9 +177,12 @@ pub fn backward_weights(
                 #[inline(always)]
                 || {
                     // dz = dout ⊙ act'(out) in place, or the pool's dx (act'
-                    // applied), then its column sums: the bias gradient.
-                    let out = match source {
-                        DzSource::InPlace { out, act } => Some((&out[image * ol..][..ol], act)),
+                    // applied, so only the sums remain), then its column
+                    // sums: the bias gradient.
+                    match source {
+                        DzSource::InPlace { out, act } => {
+                            activation_backward_and_bias_grad_plain(db, dz, &out[image * ol..][..ol], None, g.cout, act)
+                        }
                         DzSource::ThroughPool { pool_dout, pool_out, conv_out, pool, act } => {
                             let (pi, po) = (pool.in_len(), pool.out_len());
                             maxpool::backward_image(
@@ -190,13 +193,8 @@ pub fn backward_weights(
                                 &pool,
                                 act,
                             );
-                            None
+                            activation_backward_and_bias_grad_plain(db, dz, &[], None, g.cout, Activation::Linear)
                         }
-                    };
-                    match out {
-                        Some((out, act)) => activation_backward_and_bias_grad_plain(db, dz, out, None, g.cout, act),
-                        // The pool applied act': only the sums (`out` unread).
-                        None => activation_backward_and_bias_grad_plain(db, dz, &[], None, g.cout, Activation::Linear),
                     }
                 },
             );

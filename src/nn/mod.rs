@@ -17,6 +17,10 @@ use crate::gemm::Isa;
 /// than at the SSE2 baseline. Same results on every path: the loops are
 /// element-wise (or sum in one fixed order), so only their width changes.
 ///
+/// Pass an `#[inline(always)]` closure: a closure LLVM does not inline is
+/// compiled as a function of its own, at the baseline width (perf showed
+/// SSE code for exactly that).
+///
 /// # Panics
 /// Where `isa` is not available on this CPU.
 #[inline(always)]
@@ -32,6 +36,13 @@ pub(crate) fn vectorized<R>(isa: Isa, f: impl FnOnce() -> R) -> R {
         Isa::Avx2 => unsafe { with_avx2(f) },
         _ => f(),
     }
+}
+
+/// Images each worker of the current pool takes, in one contiguous run, where
+/// a kernel reuses one image's scratch per worker (so that it stays in L2).
+/// Which images share a worker never changes an image's result.
+pub(crate) fn images_per_worker(batch: usize) -> usize {
+    batch.div_ceil(rayon::current_num_threads()).max(1)
 }
 
 #[cfg(target_arch = "x86_64")]
