@@ -195,6 +195,7 @@ pub fn layer_timings(spec: &ModelSpec, batch: usize, budget: Duration) -> Vec<La
                             &mut dbias,
                             &mut dout,
                             &out,
+                            &x,
                             &mut col,
                             &kernel,
                             &g,

@@ -246,7 +246,7 @@ impl ModelSpec {
             if let Op::Conv2D { geometry, .. } = op {
                 if geometry.scratch_len() > MAX_ACTIVATIONS {
                     return Err(fail(format!(
-                        "its im2col needs {} values per sample: at most {MAX_ACTIVATIONS}",
+                        "its im2col and weight-gradient sums need {} values per sample: at most {MAX_ACTIVATIONS}",
                         geometry.scratch_len()
                     )));
                 }
@@ -663,6 +663,7 @@ impl Model {
                         dbias,
                         dout,
                         out,
+                        self.input(&ws.acts, x, l),
                         &mut ws.cols[l],
                         &params[layer.kernel.clone()],
                         &geometry,
@@ -801,7 +802,7 @@ mod tests {
         assert!(err("flatten,dense(10,relu)").contains("must be dense(CLASSES)"));
         assert!(err("flatten,dense(1)").contains("at least 2 classes"));
         assert!(err("conv2d(4096,7,same),conv2d(4096,7,same),flatten,dense(10)")
-            .contains("layer 2 conv2d(4096,7,linear,same): its im2col needs 157351936 values"));
+            .contains("layer 2 conv2d(4096,7,linear,same): its im2col and weight-gradient sums need 979439616 values"));
         assert!(err("flatten,dense(1000000),dense(1000)").contains("would exceed 268435456 parameters"));
     }
 }

@@ -433,6 +433,9 @@ unsafe fn st<S: Simd>(p: *mut f32, i: usize, part: usize, v: S::V) {
 #[inline(always)]
 unsafe fn sqrt_nonneg<S: Simd>(v: S::V) -> S::V {
     let v = S::min(S::splat(f32::MAX), v);
+    if S::EST_BITS >= 23 {
+        return S::sqrt(v); // the portable path: no FMA to make the residual exact
+    }
     let y = S::rsqrt_coarse(S::max(S::splat(f32::MIN_POSITIVE), v));
     let s = S::mul(v, y);
     S::fmadd(S::mul(y, S::splat(0.5)), S::fnmadd(s, s, v), s)
@@ -444,6 +447,9 @@ unsafe fn sqrt_nonneg<S: Simd>(v: S::V) -> S::V {
 /// q = q₀ + y·(n − d·q₀) with the exact FMA residual, which squares q₀'s error.
 #[inline(always)]
 unsafe fn div<S: Simd>(n: S::V, d: S::V) -> S::V {
+    if S::EST_BITS >= 23 {
+        return S::div(n, d); // the portable path, as in `sqrt_nonneg`
+    }
     let y = S::recip_coarse(d);
     let q = S::mul(n, y);
     S::fmadd(y, S::fnmadd(d, q, n), q)

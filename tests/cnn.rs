@@ -92,7 +92,7 @@ fn bad_layer_lists_get_one_line_naming_the_layer() {
         ("conv2d(0,3),flatten,dense(10)", "filters \"0\""),
         ("flatten,dense(100,relu)", "the last layer is dense(100,relu)"),
         ("flatten,dense(7)", "the last layer has 7 units, the data in"),
-        ("conv2d(4096,7,same),conv2d(4096,7,same),flatten,dense(10)", "its im2col needs"),
+        ("conv2d(4096,7,same),conv2d(4096,7,same),flatten,dense(10)", "its im2col and weight-gradient sums need"),
     ];
     for (list, expected) in cases {
         let err = refused(&simdnet(&["summary", "--arch", list]));
@@ -232,7 +232,9 @@ fn hostile_cnn_files_are_refused_before_allocating() {
             "a 3x3 kernel does not fit a 1x1 input",
         ),
         ("arch", "conv2d(0,3),flatten,dense(4)", "filters \"0\""),
-        ("arch", "conv2d(4096,7,same),conv2d(4096,7,same),flatten,dense(4)", "would exceed 268435456 parameters"),
+        // Refused at its second layer's scratch (im2col and dW sums per sample)
+        // before the parameter count is reached.
+        ("arch", "conv2d(4096,7,same),conv2d(4096,7,same),flatten,dense(4)", "weight-gradient sums need 834932736"),
         ("arch", "flatten,dense(1000000),dense(1000000),dense(4)", "parameters"),
         ("arch", "conv2d(3,3,relu,same),flatten,dense(4)", "the file holds fewer"),
         ("arch", "flatten,dense(4),maxpool(2)", "the last layer is maxpool(2)"),

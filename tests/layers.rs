@@ -93,6 +93,7 @@ fn conv2d_matches_its_reference_on_every_path() {
                         &mut db,
                         &mut dz,
                         &out,
+                        &x,
                         &mut col,
                         &kernel,
                         &g,
@@ -103,9 +104,79 @@ fn conv2d_matches_its_reference_on_every_path() {
                     assert_near(&format!("{what}: dkernel"), &dk, &want_dk);
                     assert_near(&format!("{what}: dbias"), &db, &want_db);
                     assert_near(&format!("{what}: dx"), &dx, &want_dx);
+                    // Without dx (a first layer) the weight gradients are the same.
+                    let (mut dz, mut dk2, mut db2) = (r.clone(), vec![f32::NAN; kernel.len()], vec![f32::NAN; cout]);
+                    conv2d::conv2d_forward_with(isa, &mut out, &mut col, &x, &kernel, &bias, &g, batch, act);
+                    conv2d::conv2d_backward_with(
+                        isa, None, &mut dk2, &mut db2, &mut dz, &out, &x, &mut col, &kernel, &g, batch, act,
+                    );
+                    assert_eq!((&dk2, &db2), (&dk, &db), "{what}: the weight gradients without dx");
                 }
             }
         }
+    }
+}
+
+/// A batch of several dW groups (8 images each, the last one short) on the
+/// im2col path: the reference's gradients, and the same bits from pools of
+/// 1, 2 and 3 threads (whose runs of images differ).
+#[test]
+fn conv2d_im2col_batches_sum_the_same_on_any_thread_count() {
+    let g = ConvGeometry::new((6, 5, 3), 3, 7, Padding::Same).unwrap();
+    let batch = 19;
+    let mut rng = fastrand::Rng::with_seed(5);
+    let x = rand_vec(&mut rng, batch * g.in_len(), 1.0);
+    let kernel = rand_vec(&mut rng, g.patch_len() * g.cout, 0.5);
+    let bias = rand_vec(&mut rng, g.cout, 0.5);
+    let r = rand_vec(&mut rng, batch * g.out_len(), 1.0);
+    let act = Activation::Relu;
+    let mut want = vec![f32::NAN; batch * g.out_len()];
+    conv2d::reference::conv2d_forward(&mut want, &x, &kernel, &bias, &g, batch, act);
+    let (mut want_dz, mut want_dk, mut want_db, mut want_dx) =
+        (r.clone(), vec![f32::NAN; kernel.len()], vec![f32::NAN; g.cout], vec![f32::NAN; x.len()]);
+    conv2d::reference::conv2d_backward(
+        Some(&mut want_dx),
+        &mut want_dk,
+        &mut want_db,
+        &mut want_dz,
+        &want,
+        &x,
+        &kernel,
+        &g,
+        batch,
+        act,
+    );
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut out = vec![f32::NAN; batch * g.out_len()];
+            let mut col = vec![f32::NAN; g.scratch_floats(batch)];
+            conv2d::conv2d_forward(&mut out, &mut col, &x, &kernel, &bias, &g, batch, act);
+            let (mut dz, mut dk, mut db, mut dx) =
+                (r.clone(), vec![f32::NAN; kernel.len()], vec![f32::NAN; g.cout], vec![f32::NAN; x.len()]);
+            conv2d::conv2d_backward(
+                Some(&mut dx),
+                &mut dk,
+                &mut db,
+                &mut dz,
+                &out,
+                &x,
+                &mut col,
+                &kernel,
+                &g,
+                batch,
+                act,
+            );
+            (out, dk, db, dx)
+        })
+    };
+    let one = run(1);
+    assert_near("forward", &one.0, &want);
+    assert_near("dkernel", &one.1, &want_dk);
+    assert_near("dbias", &one.2, &want_db);
+    assert_near("dx", &one.3, &want_dx);
+    for threads in [2, 3] {
+        assert!(run(threads) == one, "{threads} threads differ from one");
     }
 }
 
@@ -172,7 +243,19 @@ fn conv2d_backward_matches_finite_differences() {
             conv2d::conv2d_forward(&mut out, &mut col, &x, &kernel, &bias, &g, batch, act);
             let (mut dk, mut db, mut dx, mut dz) =
                 (vec![f32::NAN; kernel.len()], vec![f32::NAN; cout], vec![f32::NAN; x.len()], r.clone());
-            conv2d::conv2d_backward(Some(&mut dx), &mut dk, &mut db, &mut dz, &out, &mut col, &kernel, &g, batch, act);
+            conv2d::conv2d_backward(
+                Some(&mut dx),
+                &mut dk,
+                &mut db,
+                &mut dz,
+                &out,
+                &x,
+                &mut col,
+                &kernel,
+                &g,
+                batch,
+                act,
+            );
             let eps = 1e-2f32;
             let what = format!("{h}x{w}x{cin} k{k} {cout} {padding:?} {}", act.name());
             let step = |n: usize| (n / 23).max(1);

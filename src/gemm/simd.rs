@@ -15,6 +15,9 @@ use std::arch::x86_64::*;
 pub(crate) trait Simd: Copy {
     /// f32 lanes per vector.
     const LANES: usize;
+    /// Vector registers the instruction set names (32 zmm with AVX-512, 16
+    /// ymm with AVX2): how many accumulators a register-blocked tile may hold.
+    const REGISTERS: usize;
     type V: Copy;
 
     unsafe fn zero() -> Self::V;
@@ -92,6 +95,8 @@ pub(crate) trait Simd: Copy {
     unsafe fn recip_est(x: Self::V) -> Self::V;
 
     unsafe fn div(a: Self::V, b: Self::V) -> Self::V;
+    /// √x, correctly rounded (the divider's unit).
+    unsafe fn sqrt(x: Self::V) -> Self::V;
     /// Round to the nearest integer (ties to even), as f32.
     unsafe fn round(x: Self::V) -> Self::V;
     /// 2ⁿ for integer-valued n in [−126, 127], built in the exponent bits.
@@ -176,6 +181,7 @@ fn mask512(n: usize) -> u16 {
 #[cfg(target_arch = "x86_64")]
 impl Simd for V512 {
     const LANES: usize = 16;
+    const REGISTERS: usize = 32;
     type V = __m512;
     #[inline(always)]
     unsafe fn zero() -> __m512 {
@@ -294,6 +300,10 @@ impl Simd for V512 {
         _mm512_rsqrt14_ps(x)
     }
     #[inline(always)]
+    unsafe fn sqrt(x: __m512) -> __m512 {
+        _mm512_sqrt_ps(x)
+    }
+    #[inline(always)]
     unsafe fn div(a: __m512, b: __m512) -> __m512 {
         _mm512_div_ps(a, b)
     }
@@ -330,6 +340,7 @@ unsafe fn mask256(n: usize) -> __m256i {
 #[cfg(target_arch = "x86_64")]
 impl Simd for V256 {
     const LANES: usize = 8;
+    const REGISTERS: usize = 16;
     type V = __m256;
     #[inline(always)]
     unsafe fn zero() -> __m256 {
@@ -424,6 +435,10 @@ impl Simd for V256 {
         _mm256_rsqrt_ps(x)
     }
     #[inline(always)]
+    unsafe fn sqrt(x: __m256) -> __m256 {
+        _mm256_sqrt_ps(x)
+    }
+    #[inline(always)]
     unsafe fn div(a: __m256, b: __m256) -> __m256 {
         _mm256_div_ps(a, b)
     }
@@ -448,6 +463,8 @@ pub(crate) struct VWide;
 
 impl Simd for VWide {
     const LANES: usize = 8;
+    // An f32x8 is two SSE registers where AVX is not compiled in.
+    const REGISTERS: usize = 8;
     type V = wide::f32x8;
     #[inline(always)]
     unsafe fn zero() -> wide::f32x8 {
@@ -548,14 +565,24 @@ impl Simd for VWide {
     }
     /// `wide` uses `rsqrtps` / `rcpps` on x86 (≤ 1.5·2^−12) and exact
     /// operations elsewhere; refined as for the coarser.
-    const EST_BITS: u32 = 11;
+    // Correctly rounded square root and division, not the CPU's estimates:
+    // without FMA the refinements' residuals are rounded (RMSprop came out
+    // 4 ulp from the exact update on Zen 3), and the estimate instructions
+    // differ between CPUs; so the optimizer's `sqrt_nonneg` and `div` take
+    // the divider here, and the portable path gives the same bits on any
+    // x86-64.
+    const EST_BITS: u32 = 23;
     #[inline(always)]
     unsafe fn rsqrt_est(x: wide::f32x8) -> wide::f32x8 {
-        x.recip_sqrt()
+        wide::f32x8::ONE / x.sqrt()
     }
     #[inline(always)]
     unsafe fn recip_est(x: wide::f32x8) -> wide::f32x8 {
-        x.recip()
+        wide::f32x8::ONE / x
+    }
+    #[inline(always)]
+    unsafe fn sqrt(x: wide::f32x8) -> wide::f32x8 {
+        x.sqrt()
     }
     #[inline(always)]
     unsafe fn div(a: wide::f32x8, b: wide::f32x8) -> wide::f32x8 {

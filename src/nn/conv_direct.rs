@@ -283,21 +283,28 @@ unsafe fn weights_avx2(a: &WeightGrad) {
 
 /// One image: output channels in blocks of up to [`MAX_V`] vectors, each
 /// block's positions in tiles of P (fewer vectors, longer tiles: P·V ≈ 16
-/// accumulators, and loads V + P per P·V FMAs).
+/// accumulators, and loads V + P per P·V FMAs). With 16 registers (AVX2) a
+/// tile holds P·V + V + 1 ≤ 16 vectors (accumulators, kernel row, the
+/// broadcast), else it spills: blocks of at most 2 vectors, P·V = 12.
 ///
 /// # Safety
 /// `a.xpad` holds [`padded_len`] floats, `a.out` out_len, `a.kernel`
 /// patch_len·cout, `a.bias` cout; `S`'s instruction set is enabled.
 #[inline(always)]
 unsafe fn forward_image<S: Simd>(a: &Image) {
+    let wide = S::REGISTERS >= 32;
+    let max_v = if wide { MAX_V } else { 2 };
     let mut co = 0;
     while co < a.g.cout {
-        let lanes = (a.g.cout - co).min(MAX_V * S::LANES);
-        match lanes.div_ceil(S::LANES) {
-            1 => forward_block::<S, 1, 12>(a, co, lanes),
-            2 => forward_block::<S, 2, 8>(a, co, lanes),
-            3 => forward_block::<S, 3, 5>(a, co, lanes),
-            _ => forward_block::<S, 4, 4>(a, co, lanes),
+        let lanes = (a.g.cout - co).min(max_v * S::LANES);
+        match (lanes.div_ceil(S::LANES), wide) {
+            (1, _) => forward_block::<S, 1, 12>(a, co, lanes),
+            (2, true) => forward_block::<S, 2, 8>(a, co, lanes),
+            (2, false) => forward_block::<S, 2, 6>(a, co, lanes),
+            (3, true) => forward_block::<S, 3, 5>(a, co, lanes),
+            (3, false) => forward_block::<S, 3, 3>(a, co, lanes),
+            (_, true) => forward_block::<S, 4, 4>(a, co, lanes),
+            (_, false) => forward_block::<S, 4, 2>(a, co, lanes),
         }
         co += lanes;
     }
@@ -362,8 +369,11 @@ unsafe fn forward_block<S: Simd, const V: usize, const P: usize>(a: &Image, co: 
     }
 }
 
-/// One image's dW: kernel rows (tap, ci) in blocks of R = 4 (the last
-/// block shorter), output channels in blocks of up to [`MAX_V`] vectors.
+/// One image's dW: kernel rows (tap, ci) in blocks of R, output channels
+/// in blocks of V vectors, R·V accumulators; per position V loads and R
+/// broadcasts for R·V FMAs. With 32 registers (AVX-512) R = 4 and V up to
+/// [`MAX_V`] (the last row block shorter); with 16 (AVX2) R·V + V + 1 ≤ 16:
+/// V up to 2 and R = 5, so the book's 9 rows are a block of 5 and one of 4.
 ///
 /// # Safety
 /// `a.xpad` holds [`padded_len`] floats, `a.dz` out_len, `a.dw`
@@ -372,25 +382,40 @@ unsafe fn forward_block<S: Simd, const V: usize, const P: usize>(a: &Image, co: 
 unsafe fn weights_image<S: Simd>(a: &WeightGrad) {
     let g = &a.g;
     let rows = g.patch_len();
+    let wide = S::REGISTERS >= 32;
+    let (max_v, max_r) = if wide { (MAX_V, 4) } else { (2, 5) };
     let mut co = 0;
     while co < g.cout {
-        let lanes = (g.cout - co).min(MAX_V * S::LANES);
+        let lanes = (g.cout - co).min(max_v * S::LANES);
         let mut r = 0;
         while r < rows {
-            let n = (rows - r).min(4);
-            match (n, lanes.div_ceil(S::LANES)) {
-                (4, 1) => weights_block::<S, 1, 4>(a, r, co, lanes),
-                (4, 2) => weights_block::<S, 2, 4>(a, r, co, lanes),
-                (4, 3) => weights_block::<S, 3, 4>(a, r, co, lanes),
-                (4, _) => weights_block::<S, 4, 4>(a, r, co, lanes),
-                (_, 1) => weights_block::<S, 1, 1>(a, r, co, lanes),
-                (_, 2) => weights_block::<S, 2, 1>(a, r, co, lanes),
-                (_, 3) => weights_block::<S, 3, 1>(a, r, co, lanes),
-                (_, _) => weights_block::<S, 4, 1>(a, r, co, lanes),
+            let n = (rows - r).min(max_r);
+            // On AVX-512 a short last block runs row by row, as measured on Zen 4.
+            let n = if wide && n < max_r { 1 } else { n };
+            match lanes.div_ceil(S::LANES) {
+                1 => weights_rows::<S, 1>(a, r, n, co, lanes),
+                2 => weights_rows::<S, 2>(a, r, n, co, lanes),
+                3 => weights_rows::<S, 3>(a, r, n, co, lanes),
+                _ => weights_rows::<S, 4>(a, r, n, co, lanes),
             }
-            r += if n == 4 { 4 } else { 1 };
+            r += n;
         }
         co += lanes;
+    }
+}
+
+/// dW rows `r .. r + n` (n ≤ 5) × V vectors of output channels.
+///
+/// # Safety
+/// As [`weights_block`].
+#[inline(always)]
+unsafe fn weights_rows<S: Simd, const V: usize>(a: &WeightGrad, r: usize, n: usize, co: usize, lanes: usize) {
+    match n {
+        1 => weights_block::<S, V, 1>(a, r, co, lanes),
+        2 => weights_block::<S, V, 2>(a, r, co, lanes),
+        3 => weights_block::<S, V, 3>(a, r, co, lanes),
+        4 => weights_block::<S, V, 4>(a, r, co, lanes),
+        _ => weights_block::<S, V, 5>(a, r, co, lanes),
     }
 }
 
