@@ -400,21 +400,7 @@ impl ImageGrad<'_> {
                 Epilogue::default(),
             );
             if let (Some(dx), Some(kernel_t)) = (dx, self.kernel_t) {
-                // dcol = dz · kernelᵀ : [positions, cout] x [cout, kk], into col.
-                gemm::sgemm_with(
-                    self.isa,
-                    1.0,
-                    MatRef::row_major(dz, g.positions(), n),
-                    MatRef::row_major(kernel_t, n, kk),
-                    0.0,
-                    MatMut::row_major(col, g.positions(), kk),
-                    Epilogue::default(),
-                );
-                crate::nn::vectorized(
-                    self.isa,
-                    #[inline(always)]
-                    || col2im_image(dx, col, g),
-                );
+                image_input_gradient(self.isa, dx, dz, kernel_t, col, g);
             }
         }
     }
@@ -483,22 +469,30 @@ pub fn input_gradient(
     parts.for_each(|((dx, dz), dcol)| {
         let dcol = &mut dcol[..g.col_len()];
         for (dx, dz) in dx.chunks_exact_mut(g.in_len()).zip(dz.chunks_exact(g.out_len())) {
-            gemm::sgemm_with(
-                isa,
-                1.0,
-                MatRef::row_major(dz, g.positions(), n),
-                MatRef::row_major(kernel_t, n, kk),
-                0.0,
-                MatMut::row_major(dcol, g.positions(), kk),
-                Epilogue::default(),
-            );
-            crate::nn::vectorized(
-                isa,
-                #[inline(always)]
-                || col2im_image(dx, dcol, g),
-            );
+            image_input_gradient(isa, dx, dz, kernel_t, dcol, g);
         }
     });
+}
+
+/// One image's dx `[h, w, cin]` (overwritten) from its dz `[oh, ow, cout]`:
+/// dcol = dz · kernelᵀ, `[positions, cout] x [cout, kk]`, into `dcol`
+/// (`g.col_len()` floats of scratch), then col2im.
+fn image_input_gradient(isa: Isa, dx: &mut [f32], dz: &[f32], kernel_t: &[f32], dcol: &mut [f32], g: &ConvGeometry) {
+    let (kk, n) = (g.patch_len(), g.cout);
+    gemm::sgemm_with(
+        isa,
+        1.0,
+        MatRef::row_major(dz, g.positions(), n),
+        MatRef::row_major(kernel_t, n, kk),
+        0.0,
+        MatMut::row_major(dcol, g.positions(), kk),
+        Epilogue::default(),
+    );
+    crate::nn::vectorized(
+        isa,
+        #[inline(always)]
+        || col2im_image(dx, dcol, g),
+    );
 }
 
 /// Direct loops in f64: the oracle for the im2col path.
