@@ -163,28 +163,31 @@ pub fn layer_timings(spec: &ModelSpec, batch: usize, budget: Duration) -> Vec<La
                 let mut col = vec![0.0f32; g.scratch_floats(batch)];
                 let mut fwd = || conv2d::conv2d_forward(&mut out, &mut col, &x, &kernel, &bias, &g, batch, act);
                 let forward = time(&mut fwd);
-                if spec.pool_backward_in_conv(l + 1) {
-                    // As training: the pool's backward pass inside this dW
-                    // (such a conv needs no dX).
+                let dw_dx = if spec.pool_backward_in_conv(l + 1) {
+                    // As training: the pool's backward pass inside this one.
                     let Op::MaxPool(pg) = spec.layers()[l + 1].op else { unreachable!("a pool follows") };
                     let pool_dout = rand(batch * pg.out_len());
                     let mut pooled = vec![0.0f32; batch * pg.out_len()];
                     maxpool::maxpool_forward(&mut pooled, &out, &pg, batch);
-                    let dw = time(&mut || {
+                    let mut bwd = |dx: Option<&mut [f32]>| {
                         conv2d::conv2d_backward_through_pool(
                             gemm::selected_isa(),
+                            dx,
                             &mut dkernel,
                             &mut dbias,
                             &mut dout,
                             (&pool_dout, &pooled, &pg),
                             &out,
+                            &x,
                             &mut col,
+                            &kernel,
                             &g,
                             batch,
                             act,
                         )
-                    });
-                    (forward, Some(dw), None)
+                    };
+                    let dw = time(&mut || bwd(None));
+                    (dw, needs_dx.then(|| (time(&mut || bwd(Some(&mut dx))) - dw).max(0.0)))
                 } else {
                     // As training: a MaxPooling2D after it applies act'.
                     let bwd_act = spec.conv_backward_activation(l, act);
@@ -204,9 +207,9 @@ pub fn layer_timings(spec: &ModelSpec, batch: usize, budget: Duration) -> Vec<La
                         )
                     };
                     let dw = time(&mut || bwd(None));
-                    let dx = needs_dx.then(|| (time(&mut || bwd(Some(&mut dx))) - dw).max(0.0));
-                    (forward, Some(dw), dx)
-                }
+                    (dw, needs_dx.then(|| (time(&mut || bwd(Some(&mut dx))) - dw).max(0.0)))
+                };
+                (forward, Some(dw_dx.0), dw_dx.1)
             }
             Op::Dense { in_dim, out_dim, act } => {
                 let forward =

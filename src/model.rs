@@ -350,14 +350,13 @@ impl ModelSpec {
 
     /// Whether MaxPooling2D layer `l`'s backward pass runs inside the
     /// backward pass of the Conv2D before it, image by image
-    /// ([`conv2d::conv2d_backward_through_pool`]): where that conv takes the
-    /// direct path and needs no input gradient (a first layer).
+    /// ([`conv2d::conv2d_backward_through_pool`]): always, except where that
+    /// conv takes the direct path and needs its input gradient.
     pub fn pool_backward_in_conv(&self, l: usize) -> bool {
         match self.layers.get(l.wrapping_sub(1)).map(|c| c.op) {
             Some(Op::Conv2D { geometry, .. }) => {
                 self.pool_fused_activation(l).is_some()
-                    && conv_direct::applies(&geometry)
-                    && !self.needs_input_grad(l - 1)
+                    && !(conv_direct::applies(&geometry) && self.needs_input_grad(l - 1))
             }
             _ => false,
         }
@@ -642,12 +641,15 @@ impl Model {
                     let (dkernel, dbias) = grads.split_at_mut(layer.kernel.len());
                     conv2d::conv2d_backward_through_pool(
                         gemm::selected_isa(),
+                        dinp,
                         dkernel,
                         dbias,
                         dout,
                         (&dafter[pool_b - out_b - 1][..pool_len], &ws.acts[pool_b][..pool_len], &pool),
                         out,
+                        self.input(&ws.acts, x, l),
                         &mut ws.cols[l],
+                        &params[layer.kernel.clone()],
                         &geometry,
                         batch,
                         act,

@@ -117,6 +117,79 @@ fn conv2d_matches_its_reference_on_every_path() {
     }
 }
 
+/// The pool's backward pass run inside the conv's, image by image: the
+/// gradients of the pool's reference backward followed by the conv's
+/// reference backward, on the direct path (a first layer: no dx) and the
+/// im2col path (with dx), every ISA, NaN-prefilled outputs, pools that drop
+/// an edge row or column.
+#[test]
+fn conv2d_through_pool_matches_the_pool_then_the_conv() {
+    let cases = [(9, 7, 1, 3, 19, false), (7, 9, 5, 3, 11, true), (8, 6, 32, 3, 64, true), (5, 5, 1, 3, 32, false)];
+    for (h, w, cin, k, cout, with_dx) in cases {
+        let g = ConvGeometry::new((h, w, cin), k, cout, Padding::Same).unwrap();
+        let pool = PoolGeometry::new((g.oh, g.ow, cout), 2).unwrap();
+        let batch = 3;
+        for act in [Activation::Relu, Activation::Sigmoid] {
+            let mut rng = fastrand::Rng::with_seed((h * 13 + cin) as u64);
+            let x = rand_vec(&mut rng, batch * g.in_len(), 1.0);
+            let kernel = rand_vec(&mut rng, g.patch_len() * cout, 0.5);
+            let bias = rand_vec(&mut rng, cout, 0.5);
+            let pool_dout = rand_vec(&mut rng, batch * pool.out_len(), 1.0);
+            let mut out = vec![f32::NAN; batch * g.out_len()];
+            conv2d::reference::conv2d_forward(&mut out, &x, &kernel, &bias, &g, batch, act);
+            let (mut pooled, mut argmax) = (vec![f32::NAN; batch * pool.out_len()], vec![0u32; batch * pool.out_len()]);
+            maxpool::reference::maxpool_forward(&mut pooled, &mut argmax, &out, &pool, batch);
+            let mut want_dz = vec![f32::NAN; out.len()];
+            maxpool::reference::maxpool_backward(&mut want_dz, &pool_dout, &argmax, &pool, batch);
+            let (mut want_dk, mut want_db, mut want_dx) =
+                (vec![f32::NAN; kernel.len()], vec![f32::NAN; cout], vec![f32::NAN; x.len()]);
+            conv2d::reference::conv2d_backward(
+                Some(&mut want_dx),
+                &mut want_dk,
+                &mut want_db,
+                &mut want_dz,
+                &out,
+                &x,
+                &kernel,
+                &g,
+                batch,
+                act,
+            );
+            for isa in isas() {
+                let what = format!("{h}x{w}x{cin} k{k} {cout} {} {}", act.name(), isa.name());
+                // The forward pass leaves the direct path's padded input in col.
+                let mut col = vec![f32::NAN; g.scratch_floats(batch)];
+                let mut fast_out = vec![f32::NAN; out.len()];
+                conv2d::conv2d_forward_with(isa, &mut fast_out, &mut col, &x, &kernel, &bias, &g, batch, act);
+                let mut dz = vec![f32::NAN; out.len()];
+                let (mut dk, mut db, mut dx) =
+                    (vec![f32::NAN; kernel.len()], vec![f32::NAN; cout], vec![f32::NAN; x.len()]);
+                conv2d::conv2d_backward_through_pool(
+                    isa,
+                    with_dx.then_some(&mut dx[..]),
+                    &mut dk,
+                    &mut db,
+                    &mut dz,
+                    (&pool_dout, &pooled, &pool),
+                    &out,
+                    &x,
+                    &mut col,
+                    &kernel,
+                    &g,
+                    batch,
+                    act,
+                );
+                if with_dx {
+                    assert_near(&format!("{what}: dz"), &dz, &want_dz);
+                    assert_near(&format!("{what}: dx"), &dx, &want_dx);
+                }
+                assert_near(&format!("{what}: dkernel"), &dk, &want_dk);
+                assert_near(&format!("{what}: dbias"), &db, &want_db);
+            }
+        }
+    }
+}
+
 /// A batch of several dW groups (8 images each, the last one short) on the
 /// im2col path: the reference's gradients, and the same bits from pools of
 /// 1, 2 and 3 threads (whose runs of images differ).
@@ -418,6 +491,14 @@ fn whole_cnn_gradients_match_finite_differences() {
     );
     check_model_gradient("conv2d(4,5,linear,same),maxpool(3),dropout(0.5),flatten,dense(3)", (7, 8), 2, 2);
     check_model_gradient("conv2d(2,1),conv2d(3,3,sigmoid),flatten,dense(5)", (5, 6), 2, 1);
+    // A pool after a conv on the im2col path (patch 36) that needs its dx:
+    // the pool's backward runs inside the conv's.
+    check_model_gradient(
+        "conv2d(4,3,sigmoid,same),conv2d(5,3,sigmoid,valid),maxpool(2),flatten,dense(3)",
+        (9, 9),
+        2,
+        3,
+    );
 }
 
 #[test]

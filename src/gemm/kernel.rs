@@ -782,15 +782,20 @@ unsafe fn block_loops<S: Simd, const MR: usize, const NR: usize, const MR_THIN: 
 
 /// Column panels a block needs before LOOP 1 runs outside LOOP 2 (see
 /// [`block_loops`]).
-const ROWS_OUTER_PANELS: usize = 8;
+pub(crate) const ROWS_OUTER_PANELS: usize = 8;
 /// Depth a block needs before LOOP 1 runs outside LOOP 2: below it the B~
 /// micro-panel is small enough to share L1.
 const ROWS_OUTER_MIN_KC: usize = 128;
 
 /// The most bytes of B~ a rows-outer block streams past each A~ sliver:
-/// half of a 1 MiB L2, so the panels stay there while the sliver's rows
-/// pass, beside A~ and C's lines.
-const ROWS_OUTER_GROUP_BYTES: usize = 512 * 1024;
+/// half the core's L2 (as the CPU reports it, `super::l2_bytes`), so the
+/// panels stay there while the sliver's rows pass, beside A~ and C's lines.
+/// Measured at 512 KiB on Zen 4's 1 MiB L2; Zen 3's 512 KiB L2 takes
+/// 256 KiB (docs/performance.md, *Kernel design*).
+#[inline]
+pub(crate) fn rows_outer_group_bytes() -> usize {
+    super::l2_bytes() / 2
+}
 
 /// Column panels in a group of a rows-outer block that reads B in place
 /// (see [`rows_outer_group`]). On Zen 4's AVX-512, groups of four panels
@@ -801,7 +806,7 @@ const ROWS_OUTER_IN_PLACE_PANELS: usize = 4;
 
 /// Columns of one column group of a rows-outer block `nc` wide and `kc`
 /// deep (see [`block_loops`]), when the whole block's B~ does not fit in
-/// [`ROWS_OUTER_GROUP_BYTES`]: [`ROWS_OUTER_IN_PLACE_PANELS`] panels `nr`
+/// [`rows_outer_group_bytes`]: [`ROWS_OUTER_IN_PLACE_PANELS`] panels `nr`
 /// wide where B is read in place (`b_in_place`), else as many as fit in
 /// it if that is at least [`ROWS_OUTER_PANELS`]; otherwise (and for a
 /// block that fits) the whole block. LOOP 1 then runs over one group at a
@@ -816,13 +821,14 @@ const ROWS_OUTER_IN_PLACE_PANELS: usize = 4;
 #[inline(always)]
 pub(crate) fn rows_outer_group(nc: usize, kc: usize, nr: usize, b_in_place: bool) -> usize {
     let f32s = std::mem::size_of::<f32>();
-    if nc * kc * f32s <= ROWS_OUTER_GROUP_BYTES {
+    let group_bytes = rows_outer_group_bytes();
+    if nc * kc * f32s <= group_bytes {
         return nc;
     }
     if b_in_place {
         return ROWS_OUTER_IN_PLACE_PANELS * nr;
     }
-    let panels = ROWS_OUTER_GROUP_BYTES / (kc * nr * f32s).max(1);
+    let panels = group_bytes / (kc * nr * f32s).max(1);
     if panels >= ROWS_OUTER_PANELS {
         panels * nr
     } else {

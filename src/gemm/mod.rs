@@ -186,6 +186,45 @@ pub(crate) fn half_width_avx512() -> bool {
     })
 }
 
+/// The L2 cache of one core in bytes, as CPUID reports it (leaf
+/// 0x8000_0006, which AMD and Intel both fill), or 1 MiB where the CPU
+/// does not say. `SIMDNET_L2_KIB` overrides it, for measuring a block size
+/// against another cache. Detected once.
+pub fn l2_bytes() -> usize {
+    static L2: OnceLock<usize> = OnceLock::new();
+    *L2.get_or_init(|| {
+        let set = std::env::var("SIMDNET_L2_KIB").ok().and_then(|s| s.trim().parse::<usize>().ok());
+        set.filter(|&k| (64..=65536).contains(&k)).map_or_else(reported_l2_bytes, |k| k * 1024)
+    })
+}
+
+fn reported_l2_bytes() -> usize {
+    const DEFAULT: usize = 1024 * 1024;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid;
+        // SAFETY: every x86-64 CPU has CPUID; leaf 0x8000_0006 is read only
+        // where leaf 0x8000_0000 says it exists.
+        #[allow(unused_unsafe)]
+        let max_ext = unsafe { __cpuid(0x8000_0000) }.eax;
+        if max_ext < 0x8000_0006 {
+            return DEFAULT;
+        }
+        // SAFETY: as above.
+        #[allow(unused_unsafe)]
+        let kib = (unsafe { __cpuid(0x8000_0006) }.ecx >> 16) as usize;
+        if kib == 0 {
+            DEFAULT
+        } else {
+            kib * 1024
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        DEFAULT
+    }
+}
+
 /// The optimized paths this CPU can run, fastest first (the reference loop
 /// is not listed; it is always available through [`sgemm_with`]).
 pub fn available_isas() -> Vec<Isa> {

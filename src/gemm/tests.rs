@@ -348,18 +348,23 @@ fn column_groups() {
     // two k blocks, partial and several row panels, A read in place or
     // packed (by the first group's first tiles when its rows alias, or
     // transposed), B packed or (on Zen 4's AVX-512) in place.
-    use super::kernel::rows_outer_group;
+    use super::kernel::{rows_outer_group, rows_outer_group_bytes, ROWS_OUTER_PANELS};
     use Layout::*;
-    let shapes = [(548, 512), (544, 511), (600, 300)];
-    // Every kernel's NR (portable 8, AVX2 16, AVX-512 32), at the depths the
-    // driver picks for these shapes (one deep block, or KC blocks), splits
-    // them into groups.
+    // Groups hold half this CPU's L2: shapes one group's B~ (at depth KC)
+    // plus 36 columns wide (548 with a 1 MiB L2), one or two k blocks deep,
+    // then fixed ones measured on Zen 4.
+    let group = rows_outer_group_bytes();
+    let wide = group / (KC * 4) + 36;
+    let shapes = [(wide, KC), (wide, 2 * KC - 1), (548, 512), (544, 511), (600, 300)];
+    // Every kernel's NR (portable 8, AVX2 16, AVX-512 32) splits the
+    // L2-sized shapes into groups, wherever ROWS_OUTER_PANELS of its panels
+    // fit in one (AVX-512's do on any L2 of 512 KiB or more).
     for nr in [8, 16, 32] {
-        for &(n, k) in &shapes {
-            for kc in [k.min(super::driver::DEEP_KC), k.min(KC)] {
-                for b_in_place in [false, true] {
-                    let g = rows_outer_group(n, kc, nr, b_in_place);
-                    assert!(g < n, "{n}x{kc} with NR {nr} takes no groups");
+        for &(n, _) in &shapes[..2] {
+            for b_in_place in [false, true] {
+                if b_in_place || group >= ROWS_OUTER_PANELS * KC * nr * 4 {
+                    let g = rows_outer_group(n, KC, nr, b_in_place);
+                    assert!(g < n, "{n}x{KC} with NR {nr} takes no groups (L2 group {group} bytes)");
                 }
             }
         }

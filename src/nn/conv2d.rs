@@ -15,8 +15,7 @@
 //!
 //! `reference` keeps direct loops as the test oracle.
 
-use super::conv_direct;
-use super::dense::activation_backward_and_bias_grad_plain;
+use super::conv_direct::{self, DzSource};
 use super::maxpool::PoolGeometry;
 use crate::arch::Padding;
 use crate::gemm::{self, Activation, Epilogue, Isa, MatMut, MatRef};
@@ -257,13 +256,6 @@ pub fn conv2d_backward(
 }
 
 /// [`conv2d_backward`] on an explicit GEMM path.
-///
-/// On the im2col path every step runs image by image, each worker reusing
-/// one image's col: dz and the bias sums, the im2col made again (from L2 it
-/// costs less than keeping the forward's 7.2 MB one in L3), dW += colᵀ · dz
-/// into its group's sum ([`DW_GROUP`]), and, where dx is wanted, dcol = dz ·
-/// kernelᵀ into the same col and col2im. The groups' sums are added in
-/// order, so the result does not depend on the thread count.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward_with(
     isa: Isa,
@@ -279,10 +271,72 @@ pub fn conv2d_backward_with(
     batch: usize,
     act: Activation,
 ) {
+    let source = DzSource::InPlace { out: &out[..batch * g.out_len()], act };
+    backward_from(isa, dx, dkernel, dbias, dout, source, x, col, kernel, g, batch)
+}
+
+/// Backward through `pooled = maxpool(act(conv(x, kernel) + bias))`: the
+/// pool's backward pass (act' fused) makes each image's dz inside the
+/// conv's backward pass, image by image, so the conv's dz is never a whole
+/// tensor passing through memory between the two (see [`DzSource::ThroughPool`]).
+/// `pool_dout` and `pooled` are the pool's dout and output, `out` the conv's
+/// output; `dz` holds `batch·g.out_len()` floats (the conv's dout buffer,
+/// overwritten). Writes dkernel, dbias (overwritten) and, where given, dx,
+/// which the direct path does not take (its dz lives in a reused slot).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_backward_through_pool(
+    isa: Isa,
+    dx: Option<&mut [f32]>,
+    dkernel: &mut [f32],
+    dbias: &mut [f32],
+    dz: &mut [f32],
+    (pool_dout, pooled, pool): (&[f32], &[f32], &PoolGeometry),
+    out: &[f32],
+    x: &[f32],
+    col: &mut [f32],
+    kernel: &[f32],
+    g: &ConvGeometry,
+    batch: usize,
+    act: Activation,
+) {
+    assert!(dx.is_none() || !conv_direct::applies(g), "the direct conv takes the pool's backward only without dx");
+    assert_eq!((pool.h, pool.w, pool.c), (g.oh, g.ow, g.cout), "the pool reads this layer's output");
+    let source = DzSource::ThroughPool {
+        pool_dout: &pool_dout[..batch * pool.out_len()],
+        pool_out: &pooled[..batch * pool.out_len()],
+        conv_out: &out[..batch * g.out_len()],
+        pool: *pool,
+        act,
+    };
+    backward_from(isa, dx, dkernel, dbias, dz, source, x, col, kernel, g, batch)
+}
+
+/// The backward pass, each image's dz made from `source`.
+///
+/// On the im2col path every step runs image by image, each worker reusing
+/// one image's col: dz (in its place in `dz`) and the bias sums, the im2col
+/// made again (from L2 it costs less than keeping the forward's 7.2 MB one
+/// in L3), dW += colᵀ · dz into its group's sum ([`DW_GROUP`]), and, where
+/// dx is wanted, dcol = dz · kernelᵀ into the same col and col2im. The
+/// groups' sums are added in order, so the result does not depend on the
+/// thread count.
+#[allow(clippy::too_many_arguments)]
+fn backward_from(
+    isa: Isa,
+    dx: Option<&mut [f32]>,
+    dkernel: &mut [f32],
+    dbias: &mut [f32],
+    dz: &mut [f32],
+    source: DzSource,
+    x: &[f32],
+    col: &mut [f32],
+    kernel: &[f32],
+    g: &ConvGeometry,
+    batch: usize,
+) {
     let (m, n) = (batch * g.positions(), g.cout);
-    let dz = &mut dout[..m * n];
+    let dz = &mut dz[..m * n];
     if conv_direct::applies(g) {
-        let source = conv_direct::DzSource::InPlace { out: &out[..m * n], act };
         conv_direct::backward_weights(isa, dkernel, dbias, col, dz, source, g, batch);
         if let Some(dx) = dx {
             input_gradient(isa, dx, dz, kernel, col, g, batch);
@@ -295,21 +349,21 @@ pub fn conv2d_backward_with(
     // Runs of whole groups, so that every group sums the same images in the
     // same order whatever the thread count.
     let per_worker = crate::nn::images_per_worker(batch).next_multiple_of(DW_GROUP).min(batch);
-    let ctx = ImageGrad { isa, kernel_t, g, act };
+    let ctx = ImageGrad { isa, kernel_t, g, source };
     let parts = dz
         .par_chunks_mut(per_worker * ol)
-        .zip(out[..m * n].par_chunks(per_worker * ol))
         .zip(x[..batch * il].par_chunks(per_worker * il))
-        .zip(scratch.par_chunks_mut(per_worker * sl));
+        .zip(scratch.par_chunks_mut(per_worker * sl))
+        .enumerate();
     match dx {
         Some(dx) => {
-            parts.zip(dx[..batch * il].par_chunks_mut(per_worker * il)).for_each(|((((dz, out), x), scratch), dx)| {
-                ctx.run(dz, out, x, scratch, dx.chunks_exact_mut(il).map(Some))
+            parts.zip(dx[..batch * il].par_chunks_mut(per_worker * il)).for_each(|((part, ((dz, x), scratch)), dx)| {
+                ctx.run(part * per_worker, dz, x, scratch, dx.chunks_exact_mut(il).map(Some))
             })
         }
-        None => {
-            parts.for_each(|(((dz, out), x), scratch)| ctx.run(dz, out, x, scratch, std::iter::repeat_with(|| None)))
-        }
+        None => parts.for_each(|(part, ((dz, x), scratch))| {
+            ctx.run(part * per_worker, dz, x, scratch, std::iter::repeat_with(|| None))
+        }),
     }
     // Group and image order, whatever the threads: bit-identical for any
     // thread count.
@@ -350,37 +404,38 @@ struct ImageGrad<'a> {
     /// kernelᵀ, where dx is wanted.
     kernel_t: Option<&'a [f32]>,
     g: &'a ConvGeometry,
-    act: Activation,
+    source: DzSource<'a>,
 }
 
 impl ImageGrad<'_> {
-    /// One worker's run of images: `dz`, `out`, `x` and `scratch` hold the
-    /// run's images (dz holding dout on entry), `dxs` yields each image's dx
-    /// (or None). The run's first scratch slot holds the shared col; each
-    /// slot's tail receives its image's bias sums, and the tail of each
-    /// group's first slot the group's dW ([`DW_GROUP`]).
+    /// One worker's run of images from image `first`: `dz`, `x` and
+    /// `scratch` hold the run's images (dz made from the source in place),
+    /// `dxs` yields each image's dx (or None). The run's first scratch slot
+    /// holds the shared col; each slot's tail receives its image's bias
+    /// sums, and the tail of each group's first slot the group's dW
+    /// ([`DW_GROUP`]).
     fn run<'d>(
         &self,
+        first: usize,
         dz: &mut [f32],
-        out: &[f32],
         x: &[f32],
         scratch: &mut [f32],
         dxs: impl Iterator<Item = Option<&'d mut [f32]>>,
     ) {
         let g = self.g;
         let (kk, n, ol, il, sl) = (g.patch_len(), g.cout, g.out_len(), g.in_len(), g.scratch_len());
-        let (first, others) = scratch.split_at_mut(sl);
-        let (col, first_sums) = first.split_at_mut(g.col_len());
+        let (first_slot, others) = scratch.split_at_mut(sl);
+        let (col, first_sums) = first_slot.split_at_mut(g.col_len());
         let sums = std::iter::once(first_sums).chain(others.chunks_exact_mut(sl).map(|s| &mut s[g.col_len()..]));
-        let images = dz.chunks_exact_mut(ol).zip(out.chunks_exact(ol)).zip(x.chunks_exact(il));
+        let images = dz.chunks_exact_mut(ol).zip(x.chunks_exact(il));
         // The group's dW: the tail of its first image's slot.
         let mut group_dw: &mut [f32] = &mut [];
-        for (j, (((dz, out), x), (sums, dx))) in images.zip(sums.zip(dxs)).enumerate() {
+        for (j, ((dz, x), (sums, dx))) in images.zip(sums.zip(dxs)).enumerate() {
             let (dw, db) = sums.split_at_mut(kk * n);
             crate::nn::vectorized(
                 self.isa,
                 #[inline(always)]
-                || activation_backward_and_bias_grad_plain(db, dz, out, None, n, self.act),
+                || self.source.image_dz(dz, db, first + j, g),
             );
             im2col_image(col, x, g);
             // dW (+)= colᵀ · dz : [kk, positions] x [positions, cout].
@@ -404,38 +459,6 @@ impl ImageGrad<'_> {
             }
         }
     }
-}
-
-/// Backward through `pooled = maxpool(act(conv(x, kernel) + bias))` for a
-/// layer the direct path takes and whose input gradient is not needed (the
-/// first layer): the pool's backward pass runs image by image inside the
-/// conv's dW (see [`conv_direct::DzSource::ThroughPool`]), so the conv's
-/// own dz is never a whole tensor. `pool_dout` and `pooled` are the pool's
-/// dout and output, `out` the conv's output; `dz_scratch` holds
-/// `batch·g.out_len()` floats (the conv's dout buffer, unused otherwise).
-/// Writes dkernel and dbias (overwritten).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward_through_pool(
-    isa: Isa,
-    dkernel: &mut [f32],
-    dbias: &mut [f32],
-    dz_scratch: &mut [f32],
-    (pool_dout, pooled, pool): (&[f32], &[f32], &PoolGeometry),
-    out: &[f32],
-    col: &mut [f32],
-    g: &ConvGeometry,
-    batch: usize,
-    act: Activation,
-) {
-    assert!(conv_direct::applies(g), "the pool's backward runs inside the direct conv's only");
-    let source = conv_direct::DzSource::ThroughPool {
-        pool_dout: &pool_dout[..batch * pool.out_len()],
-        pool_out: &pooled[..batch * pool.out_len()],
-        conv_out: &out[..batch * g.out_len()],
-        pool: *pool,
-        act,
-    };
-    conv_direct::backward_weights(isa, dkernel, dbias, col, dz_scratch, source, g, batch);
 }
 
 /// dx `[batch, h, w, cin]` (overwritten) from dz `[batch, oh, ow, cout]`:

@@ -120,7 +120,7 @@ pub fn forward(
     );
 }
 
-/// Where [`backward_weights`] gets each image's dz `[oh, ow, cout]` from.
+/// Where a conv's backward pass gets each image's dz `[oh, ow, cout]` from.
 #[derive(Clone, Copy)]
 pub enum DzSource<'a> {
     /// dz = dout ⊙ act'(out), made in place: `dz` holds the layer's dout
@@ -129,13 +129,44 @@ pub enum DzSource<'a> {
     /// dz is the input gradient of the MaxPooling2D `pool` after the layer
     /// (`act`'s derivative fused, see [`maxpool::maxpool_backward`]), from
     /// its dout and out `[batch, pool.oh, pool.ow, cout]` and the layer's
-    /// output `conv_out`. `dz` is then scratch: each worker makes its images'
-    /// dz in turn in the first image slot of its part, where the dW reads it
-    /// from L2. For the book's first conv this saves four passes over a 3.2
-    /// MB tensor (the pool's write, the bias gradient's read and write, the
-    /// dW's read): 0.52 → 0.47 ms for the pool's backward, the bias gradient
-    /// and the dW together, best of five alternating rounds (Zen 4, batch 32).
+    /// output `conv_out`, made image by image just before the conv's
+    /// products read it, so the pool's gradient never crosses memory on its
+    /// own. The direct path makes each worker's images' dz in turn in the
+    /// first image slot of its part (dz is then scratch), where the dW reads
+    /// it from L2: for the book's first conv this saved four passes over a
+    /// 3.2 MB tensor (the pool's write, the bias gradient's read and write,
+    /// the dW's read): 0.52 → 0.47 ms for the pool's backward, the bias
+    /// gradient and the dW together, best of five alternating rounds (Zen 4,
+    /// batch 32). The im2col path writes each image's dz in its place.
     ThroughPool { pool_dout: &'a [f32], pool_out: &'a [f32], conv_out: &'a [f32], pool: PoolGeometry, act: Activation },
+}
+
+impl DzSource<'_> {
+    /// Image `image`'s dz into `dz` (`[oh, ow, cout]`; for `InPlace`
+    /// holding that image's dout) and its column sums, the bias gradient,
+    /// into `db` (`[cout]`, overwritten). Plain loops: run it under
+    /// [`crate::nn::vectorized`].
+    #[inline(always)]
+    pub(crate) fn image_dz(&self, dz: &mut [f32], db: &mut [f32], image: usize, g: &ConvGeometry) {
+        let ol = g.out_len();
+        match *self {
+            DzSource::InPlace { out, act } => {
+                activation_backward_and_bias_grad_plain(db, dz, &out[image * ol..][..ol], None, g.cout, act)
+            }
+            DzSource::ThroughPool { pool_dout, pool_out, conv_out, pool, act } => {
+                let (pi, po) = (pool.in_len(), pool.out_len());
+                maxpool::backward_image(
+                    dz,
+                    &pool_dout[image * po..][..po],
+                    &conv_out[image * pi..][..pi],
+                    &pool_out[image * po..][..po],
+                    &pool,
+                    act,
+                    Some(db),
+                );
+            }
+        }
+    }
 }
 
 /// dkernel `[k, k, cin, cout]` and dbias `[cout]` (overwritten) = Σ over the
@@ -175,28 +206,7 @@ pub fn backward_weights(
             crate::nn::vectorized(
                 isa,
                 #[inline(always)]
-                || {
-                    // dz = dout ⊙ act'(out) in place, or the pool's dx (act'
-                    // applied, so only the sums remain), then its column
-                    // sums: the bias gradient.
-                    match source {
-                        DzSource::InPlace { out, act } => {
-                            activation_backward_and_bias_grad_plain(db, dz, &out[image * ol..][..ol], None, g.cout, act)
-                        }
-                        DzSource::ThroughPool { pool_dout, pool_out, conv_out, pool, act } => {
-                            let (pi, po) = (pool.in_len(), pool.out_len());
-                            maxpool::backward_image(
-                                dz,
-                                &pool_dout[image * po..][..po],
-                                &conv_out[image * pi..][..pi],
-                                &pool_out[image * po..][..po],
-                                &pool,
-                                act,
-                            );
-                            activation_backward_and_bias_grad_plain(db, dz, &[], None, g.cout, Activation::Linear)
-                        }
-                    }
-                },
+                || source.image_dz(dz, db, image, g),
             );
             let args = WeightGrad { xpad: xpad.as_ptr(), dz: dz.as_ptr(), dw: dw.as_mut_ptr(), g: *g };
             // SAFETY: `xpad` is one padded image, `dz` that image's out_len
@@ -316,55 +326,80 @@ unsafe fn forward_image<S: Simd>(a: &Image) {
 /// As [`forward_image`].
 #[inline(always)]
 unsafe fn forward_block<S: Simd, const V: usize, const P: usize>(a: &Image, co: usize, lanes: usize) {
+    if lanes == V * S::LANES {
+        forward_tiles::<S, V, P, true>(a, co, lanes)
+    } else {
+        forward_tiles::<S, V, P, false>(a, co, lanes)
+    }
+}
+
+/// [`forward_block`], with `FULL` = whole vectors only (no width test in
+/// the tile's loop).
+///
+/// # Safety
+/// As [`forward_image`].
+#[inline(always)]
+unsafe fn forward_tiles<S: Simd, const V: usize, const P: usize, const FULL: bool>(a: &Image, co: usize, lanes: usize) {
     let g = &a.g;
     let (_, wp) = padded_dims(g);
-    let taps = g.k * g.k;
-    let width = |v: usize| (lanes - v * S::LANES).min(S::LANES);
+    let width = |v: usize| if FULL { S::LANES } else { (lanes - v * S::LANES).min(S::LANES) };
     let mut bias = [S::zero(); V];
     for (v, b) in bias.iter_mut().enumerate() {
         *b = S::load_upto(a.bias.add(co + v * S::LANES), width(v));
     }
+    // Each kernel row's (tap, ci) offset in the padded image from a
+    // position's top-left pixel, so the tile's loop has no divisions.
+    let rows = g.patch_len();
+    let mut offs = [0usize; DIRECT_MAX_PATCH];
+    for (r, o) in offs[..rows].iter_mut().enumerate() {
+        let (t, ci) = (r / g.cin, r % g.cin);
+        *o = ((t / g.k) * wp + t % g.k) * g.cin + ci;
+    }
     let positions = g.oh * wp;
+    // The tile's first position, as (row, column) of the padded grid.
+    let (mut ty, mut tx) = (0, 0);
     let mut q0 = 0;
     while q0 < positions {
         let mut acc = [[S::zero(); V]; P];
-        for t in 0..taps {
-            let off = (t / g.k) * wp + t % g.k;
-            for ci in 0..g.cin {
-                let row = a.kernel.add((t * g.cin + ci) * g.cout + co);
-                let mut w = [S::zero(); V];
-                for (v, w) in w.iter_mut().enumerate() {
-                    *w = S::load_upto(row.add(v * S::LANES), width(v));
-                }
-                let x = a.xpad.add((q0 + off) * g.cin + ci);
-                for (p, acc) in acc.iter_mut().enumerate() {
-                    let xb = S::bcast(x.add(p * g.cin));
-                    for v in 0..V {
-                        acc[v] = S::fmadd(xb, w[v], acc[v]);
-                    }
+        let x0 = a.xpad.add(q0 * g.cin);
+        for (r, &off) in offs[..rows].iter().enumerate() {
+            let row = a.kernel.add(r * g.cout + co);
+            let mut w = [S::zero(); V];
+            for (v, w) in w.iter_mut().enumerate() {
+                *w = S::load_upto(row.add(v * S::LANES), width(v));
+            }
+            let x = x0.add(off);
+            for (p, acc) in acc.iter_mut().enumerate() {
+                let xb = S::bcast(x.add(p * g.cin));
+                for v in 0..V {
+                    acc[v] = S::fmadd(xb, w[v], acc[v]);
                 }
             }
         }
-        for (p, acc) in acc.iter().enumerate() {
-            let q = q0 + p;
-            let (oy, ox) = (q / wp, q % wp);
+        let (mut oy, mut ox) = (ty, tx);
+        for acc in &acc {
             if oy >= g.oh {
                 break;
             }
-            if ox >= g.ow {
-                continue; // the padded columns' positions: computed, not kept
+            // The padded columns' positions are computed, not kept.
+            if ox < g.ow {
+                let dst = a.out.add((oy * g.ow + ox) * g.cout + co);
+                for v in 0..V {
+                    let z = S::add(acc[v], bias[v]);
+                    let y = match a.act {
+                        Activation::Linear => z,
+                        Activation::Relu => S::relu(z),
+                        Activation::Sigmoid => S::sigmoid(z),
+                    };
+                    S::store_upto(dst.add(v * S::LANES), width(v), y);
+                }
             }
-            let dst = a.out.add((oy * g.ow + ox) * g.cout + co);
-            for v in 0..V {
-                let z = S::add(acc[v], bias[v]);
-                let y = match a.act {
-                    Activation::Linear => z,
-                    Activation::Relu => S::relu(z),
-                    Activation::Sigmoid => S::sigmoid(z),
-                };
-                S::store_upto(dst.add(v * S::LANES), width(v), y);
+            ox += 1;
+            if ox == wp {
+                (oy, ox) = (oy + 1, 0);
             }
         }
+        (ty, tx) = (oy, ox);
         q0 += P;
     }
 }
@@ -372,8 +407,12 @@ unsafe fn forward_block<S: Simd, const V: usize, const P: usize>(a: &Image, co: 
 /// One image's dW: kernel rows (tap, ci) in blocks of R, output channels
 /// in blocks of V vectors, R·V accumulators; per position V loads and R
 /// broadcasts for R·V FMAs. With 32 registers (AVX-512) R = 4 and V up to
-/// [`MAX_V`] (the last row block shorter); with 16 (AVX2) R·V + V + 1 ≤ 16:
-/// V up to 2 and R = 5, so the book's 9 rows are a block of 5 and one of 4.
+/// [`MAX_V`] (the last row block shorter). With 16 (AVX2) the compiler
+/// loads a position's R broadcasts before its FMAs, so a block holds
+/// R·V + V + R ≤ 16 vectors: R = (16 − V) / (V + 1), and V up to 4 (R = 2
+/// at V = 4: the book's 9 rows × 32 channels in 5 passes over the image,
+/// against 4 + 5 rows × 2 blocks of 2 vectors, whose 5-row block spilled an
+/// accumulator to the stack every position).
 ///
 /// # Safety
 /// `a.xpad` holds [`padded_len`] floats, `a.dz` out_len, `a.dw`
@@ -383,16 +422,17 @@ unsafe fn weights_image<S: Simd>(a: &WeightGrad) {
     let g = &a.g;
     let rows = g.patch_len();
     let wide = S::REGISTERS >= 32;
-    let (max_v, max_r) = if wide { (MAX_V, 4) } else { (2, 5) };
     let mut co = 0;
     while co < g.cout {
-        let lanes = (g.cout - co).min(max_v * S::LANES);
+        let lanes = (g.cout - co).min(MAX_V * S::LANES);
+        let vectors = lanes.div_ceil(S::LANES);
+        let max_r = if wide { 4 } else { ((S::REGISTERS - vectors) / (vectors + 1)).max(1) };
         let mut r = 0;
         while r < rows {
             let n = (rows - r).min(max_r);
             // On AVX-512 a short last block runs row by row, as measured on Zen 4.
             let n = if wide && n < max_r { 1 } else { n };
-            match lanes.div_ceil(S::LANES) {
+            match vectors {
                 1 => weights_rows::<S, 1>(a, r, n, co, lanes),
                 2 => weights_rows::<S, 2>(a, r, n, co, lanes),
                 3 => weights_rows::<S, 3>(a, r, n, co, lanes),
@@ -404,18 +444,40 @@ unsafe fn weights_image<S: Simd>(a: &WeightGrad) {
     }
 }
 
-/// dW rows `r .. r + n` (n ≤ 5) × V vectors of output channels.
+/// dW rows `r .. r + n` (n ≤ 7) × V vectors of output channels.
 ///
 /// # Safety
 /// As [`weights_block`].
 #[inline(always)]
 unsafe fn weights_rows<S: Simd, const V: usize>(a: &WeightGrad, r: usize, n: usize, co: usize, lanes: usize) {
+    if lanes == V * S::LANES {
+        weights_rows_of::<S, V, true>(a, r, n, co, lanes)
+    } else {
+        weights_rows_of::<S, V, false>(a, r, n, co, lanes)
+    }
+}
+
+/// [`weights_rows`], with `FULL` = whole vectors only (no width test per
+/// position).
+///
+/// # Safety
+/// As [`weights_block`].
+#[inline(always)]
+unsafe fn weights_rows_of<S: Simd, const V: usize, const FULL: bool>(
+    a: &WeightGrad,
+    r: usize,
+    n: usize,
+    co: usize,
+    lanes: usize,
+) {
     match n {
-        1 => weights_block::<S, V, 1>(a, r, co, lanes),
-        2 => weights_block::<S, V, 2>(a, r, co, lanes),
-        3 => weights_block::<S, V, 3>(a, r, co, lanes),
-        4 => weights_block::<S, V, 4>(a, r, co, lanes),
-        _ => weights_block::<S, V, 5>(a, r, co, lanes),
+        1 => weights_block::<S, V, 1, FULL>(a, r, co, lanes),
+        2 => weights_block::<S, V, 2, FULL>(a, r, co, lanes),
+        3 => weights_block::<S, V, 3, FULL>(a, r, co, lanes),
+        4 => weights_block::<S, V, 4, FULL>(a, r, co, lanes),
+        5 => weights_block::<S, V, 5, FULL>(a, r, co, lanes),
+        6 => weights_block::<S, V, 6, FULL>(a, r, co, lanes),
+        _ => weights_block::<S, V, 7, FULL>(a, r, co, lanes),
     }
 }
 
@@ -424,10 +486,15 @@ unsafe fn weights_rows<S: Simd, const V: usize>(a: &WeightGrad, r: usize, n: usi
 /// # Safety
 /// As [`weights_image`]; `r + R ≤ patch_len`.
 #[inline(always)]
-unsafe fn weights_block<S: Simd, const V: usize, const R: usize>(a: &WeightGrad, r: usize, co: usize, lanes: usize) {
+unsafe fn weights_block<S: Simd, const V: usize, const R: usize, const FULL: bool>(
+    a: &WeightGrad,
+    r: usize,
+    co: usize,
+    lanes: usize,
+) {
     let g = &a.g;
     let (_, wp) = padded_dims(g);
-    let width = |v: usize| (lanes - v * S::LANES).min(S::LANES);
+    let width = |v: usize| if FULL { S::LANES } else { (lanes - v * S::LANES).min(S::LANES) };
     // Each row's offset in the padded image from a position's top-left pixel.
     let mut offs = [0usize; R];
     for (i, o) in offs.iter_mut().enumerate() {
@@ -436,19 +503,22 @@ unsafe fn weights_block<S: Simd, const V: usize, const R: usize>(a: &WeightGrad,
     }
     let mut acc = [[S::zero(); V]; R];
     for oy in 0..g.oh {
-        for ox in 0..g.ow {
-            let dz = a.dz.add((oy * g.ow + ox) * g.cout + co);
+        // Position (oy, 0)'s dz and top-left input, stepped along the row.
+        let mut dz = a.dz.add(oy * g.ow * g.cout + co);
+        let mut x = a.xpad.add(oy * wp * g.cin);
+        for _ in 0..g.ow {
             let mut d = [S::zero(); V];
             for (v, d) in d.iter_mut().enumerate() {
                 *d = S::load_upto(dz.add(v * S::LANES), width(v));
             }
-            let x = a.xpad.add((oy * wp + ox) * g.cin);
             for (i, acc) in acc.iter_mut().enumerate() {
                 let xb = S::bcast(x.add(offs[i]));
                 for v in 0..V {
                     acc[v] = S::fmadd(xb, d[v], acc[v]);
                 }
             }
+            dz = dz.add(g.cout);
+            x = x.add(g.cin);
         }
     }
     for (i, acc) in acc.iter().enumerate() {

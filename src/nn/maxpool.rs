@@ -91,13 +91,26 @@ pub fn maxpool_backward(
         .par_chunks_mut(g.in_len())
         .zip(dout[..n_out].par_chunks(g.out_len()))
         .zip(x[..n_in].par_chunks(g.in_len()).zip(out[..n_out].par_chunks(g.out_len())))
-        .for_each(|((dx, dout), (x, out))| backward_image(dx, dout, x, out, g, act));
+        .for_each(|((dx, dout), (x, out))| backward_image(dx, dout, x, out, g, act, None));
 }
 
 /// One image of [`maxpool_backward`] (the direct conv's backward pass makes
-/// its dz with it, image by image).
+/// its dz with it, image by image), and, where `sums` is given, dx's sum
+/// over positions per channel `[c]` (that conv's bias gradient), taken from
+/// the pooled `[oh, ow, c]` gradients instead of a pass over dx.
 #[inline(always)]
-pub(crate) fn backward_image(dx: &mut [f32], dout: &[f32], x: &[f32], out: &[f32], g: &PoolGeometry, act: Activation) {
+pub(crate) fn backward_image(
+    dx: &mut [f32],
+    dout: &[f32],
+    x: &[f32],
+    out: &[f32],
+    g: &PoolGeometry,
+    act: Activation,
+    mut sums: Option<&mut [f32]>,
+) {
+    if let Some(sums) = sums.as_deref_mut() {
+        sums[..g.c].fill(0.0);
+    }
     // Rows and columns left over at the edges get no gradient.
     if g.oh * g.k != g.h || g.ow * g.k != g.w {
         dx.fill(0.0);
@@ -114,6 +127,14 @@ pub(crate) fn backward_image(dx: &mut [f32], dout: &[f32], x: &[f32], out: &[f32
             let mut left = [0.0f32; CHANNEL_BLOCK];
             for ((l, &d), &m) in left.iter_mut().zip(d).zip(m) {
                 *l = d * act.derivative_from_output(m);
+            }
+            // Each window routes all of it (some input equals the maximum,
+            // or the maximum is NaN and the first input takes it), so dx's
+            // channel sums are those of `left`, window by window.
+            if let Some(sums) = sums.as_deref_mut() {
+                for (s, &l) in sums[c0..][..cn].iter_mut().zip(&left) {
+                    *s += l;
+                }
             }
             for dy in 0..g.k {
                 for dxk in 0..g.k {
