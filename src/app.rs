@@ -195,7 +195,11 @@ impl Session {
         let spec = model_spec(&args.model, &data)?;
         check_memory(args, &spec)?;
         let seed = args.fit.seed;
-        let (train_idx, val_idx) = holdout(data.train.count, args.fit.validation_split, seed);
+        let (train_idx, val_idx) = holdout(
+            data.train.count,
+            args.fit.validation_split,
+            u32::try_from(seed).map_err(|_| Error::new(format!("--seed {seed}: must be at most {}", u32::MAX)))?,
+        );
         if train_idx.is_empty() || val_idx.is_empty() {
             return Err(Error::new(format!(
                 "--validation-split {}: leaves {} training and {} validation images out of {}",

@@ -4,16 +4,40 @@
 use crate::dataset::Split;
 use crate::gemm::Isa;
 
-/// Splits `0..count` into (train, validation) indices with a seeded random
-/// permutation, as scikit-learn's `train_test_split(test_size = fraction)`:
-/// the first `floor(count * fraction)` permuted indices are held out.
-pub fn holdout(count: usize, fraction: f64, seed: u64) -> (Vec<u32>, Vec<u32>) {
-    let mut order: Vec<u32> = (0..count as u32).collect();
-    fastrand::Rng::with_seed(seed).shuffle(&mut order);
-    let n_val = ((count as f64) * fraction).floor() as usize;
+/// Splits `0..count` into (train, validation) indices exactly as the book
+/// does, with scikit-learn's `train_test_split(range(count), test_size =
+/// fraction, random_state = seed)`: numpy's `RandomState(seed).permutation(count)`,
+/// whose first `ceil(count * fraction)` indices are held out and the rest,
+/// in that order, train. So `--seed 42` validates on the book's 12,000
+/// images, and a Python user can rebuild any seed's split.
+pub fn holdout(count: usize, fraction: f64, seed: u32) -> (Vec<u32>, Vec<u32>) {
+    let order = numpy_permutation(count, seed);
+    let n_val = ((count as f64) * fraction).ceil().min(count as f64) as usize;
     let val = order[..n_val].to_vec();
     let train = order[n_val..].to_vec();
     (train, val)
+}
+
+/// numpy's legacy `RandomState(seed).permutation(n)`: MT19937 seeded by
+/// `init_genrand(seed)`, then a Fisher–Yates shuffle of `0..n` from the last
+/// index down, each swap partner drawn by `random_interval(i)` (32-bit
+/// draws masked to `i`'s bit length, redrawn until ≤ i).
+fn numpy_permutation(n: usize, seed: u32) -> Vec<u32> {
+    assert!(n <= u32::MAX as usize, "permutation of {n} indices");
+    let mut mt = rand_mt::Mt::new(seed);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    for i in (1..n).rev() {
+        let max = i as u32;
+        let mask = u32::MAX >> max.leading_zeros();
+        let j = loop {
+            let v = mt.next_u32() & mask;
+            if v <= max {
+                break v;
+            }
+        };
+        order.swap(i, j as usize);
+    }
+    order
 }
 
 /// Reused input buffers for one batch: `x` is `[batch, image_len]`, `y` is `[batch]`.
@@ -124,6 +148,27 @@ fn prefetch(bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reference values printed by numpy 2.4 and scikit-learn 1.9:
+    /// `np.random.RandomState(s).permutation(n)` and
+    /// `train_test_split(np.arange(60000), test_size=0.2, random_state=42)`.
+    #[test]
+    fn the_split_is_scikit_learns() {
+        assert_eq!(numpy_permutation(10, 0), [2, 8, 4, 9, 1, 6, 7, 3, 0, 5]);
+        assert_eq!(numpy_permutation(5, 7), [0, 3, 2, 1, 4]);
+        assert_eq!(numpy_permutation(1, 3), [0]);
+        assert!(numpy_permutation(0, 3).is_empty());
+        let (train, val) = holdout(60_000, 0.2, 42);
+        assert_eq!((train.len(), val.len()), (48_000, 12_000));
+        assert_eq!(val[..8], [12628, 37730, 39991, 8525, 8279, 51012, 14871, 15127]);
+        assert_eq!(train[..4], [48572, 38696, 13611, 35213]);
+        assert_eq!(train[train.len() - 3..], [860, 15795, 56422]);
+        let mut all: Vec<u32> = train.iter().chain(&val).copied().collect();
+        all.sort_unstable();
+        assert!(all.iter().enumerate().all(|(i, &v)| v == i as u32));
+        // scikit-learn rounds the held-out count up: 10 × 0.25 holds out 3.
+        assert_eq!(holdout(10, 0.25, 1).1.len(), 3);
+    }
 
     #[test]
     fn every_isa_scales_like_the_plain_loop() {

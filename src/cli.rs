@@ -242,8 +242,9 @@ pub struct FitArgs {
     /// Fraction of the training set held out for validation, in (0, 1)
     #[arg(long, value_name = "F", default_value_t = 0.2, value_parser = parse_validation_split, allow_negative_numbers = true)]
     pub validation_split: f64,
-    /// Seed of the initialisation, the split, the shuffles and dropout
-    #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
+    /// Seed of the initialisation, the split, the shuffles and dropout; the split is
+    /// scikit-learn's train_test_split(random_state=SEED), as the book's
+    #[arg(long, default_value_t = 42, allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(..=u32::MAX as u64))]
     pub seed: u64,
     /// Worker threads for the kernels [default: all cores]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=512), allow_negative_numbers = true)]

@@ -481,6 +481,7 @@ fn nonsensical_flags() {
         (&["--threads", "-1"], "--threads", "-1"),
         (&["--epochs", "0"], "--epochs", "0"),
         (&["--seed", "-1"], "--seed", "-1"),
+        (&["--seed", "4294967296"], "--seed", "4294967295"),
         (&["--early-stopping", "-2"], "--early-stopping", "-2"),
         (&["--hidden", "0"], "--hidden", "layer size"),
         (&["--hidden", "100,,10"], "--hidden", "layer size"),
@@ -507,10 +508,10 @@ fn nonsensical_flags() {
 fn flags_that_conflict_after_parsing() {
     let f = Fixture::new();
     f.fails(&["--momentum", "0.9"], &["--momentum", "sgd only"]);
-    // 60 images: a split of 0.001 holds out none of them.
-    f.fails(&["--validation-split", "0.001"], &["--validation-split", "0 validation"]);
-    // 0.999 of 60 still leaves one image to train on: that works.
-    assert!(f.train(&["--validation-split", "0.999"]).status.success());
+    // 60 images, held out as scikit-learn's train_test_split rounds (up):
+    // 0.999 leaves none to train on, 0.001 still holds out one.
+    f.fails(&["--validation-split", "0.999"], &["--validation-split", "0 training and 60 validation"]);
+    assert!(f.train(&["--validation-split", "0.001"]).status.success());
 }
 
 #[test]

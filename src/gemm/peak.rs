@@ -53,24 +53,46 @@ fn loop_portable(seed: f32) -> f32 {
 /// Runs `f` (one batch of `flops`) in windows of about `window` each (a
 /// whole number of batches, at least one) for about `duration`, and returns
 /// the best window's rate in GFLOP/s.
-fn best_rate(duration: Duration, window: Duration, flops: f64, mut f: impl FnMut() -> f32) -> f64 {
+fn best_rate(duration: Duration, window: Duration, flops: f64, f: impl FnMut() -> f32) -> f64 {
+    flops / timed_windows(duration, window, f).best_batch_s / 1e9
+}
+
+/// What [`timed_windows`] timed: the calibration batch, the batches in each
+/// window and how many windows ran.
+#[derive(Debug, Clone, Copy)]
+// Only the tests read how the time was cut into windows.
+#[cfg_attr(not(test), allow(dead_code))]
+struct Windows {
+    /// Seconds the calibration batch took (not part of the result).
+    calibration_s: f64,
+    batches: usize,
+    windows: usize,
+    /// The best window's seconds per batch.
+    best_batch_s: f64,
+}
+
+/// Times one batch of `f`, sizes a window to `window` in whole batches (at
+/// least one) and runs windows until `duration` has passed (at least one).
+fn timed_windows(duration: Duration, window: Duration, mut f: impl FnMut() -> f32) -> Windows {
     let t = Instant::now();
     black_box(f());
-    let one = t.elapsed().as_secs_f64().max(1e-9);
-    let batches = ((window.as_secs_f64() / one).round() as usize).max(1);
+    let calibration_s = t.elapsed().as_secs_f64().max(1e-9);
+    let batches = ((window.as_secs_f64() / calibration_s).round() as usize).max(1);
     let start = Instant::now();
-    let mut best = f64::INFINITY;
+    let mut best_batch_s = f64::INFINITY;
+    let mut windows = 0;
     loop {
         let t = Instant::now();
         for _ in 0..batches {
             black_box(f());
         }
-        best = best.min(t.elapsed().as_secs_f64() / batches as f64);
+        best_batch_s = best_batch_s.min(t.elapsed().as_secs_f64() / batches as f64);
+        windows += 1;
         if start.elapsed() >= duration {
             break;
         }
     }
-    flops / best / 1e9
+    Windows { calibration_s, batches, windows, best_batch_s }
 }
 
 /// Windows of one batch each (`best_rate` rounds a window to whole
@@ -117,5 +139,43 @@ fn on_isa(isa: Isa, duration: Duration, window: Duration) -> f64 {
         // SAFETY: AVX2 + FMA availability was checked (selected/asserted).
         Isa::Avx2 => best_rate(duration, window, batch(8), || unsafe { loop_avx2(1.0) }),
         _ => best_rate(duration, window, batch(8), || loop_portable(1.0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A window longer than the whole duration is still timed, once, and
+    /// holds as many batches as the calibration says fit in it. Counts
+    /// calls rather than timing the call, so a host that gets quieter (or
+    /// busier) between calibration and window cannot fail it.
+    #[test]
+    fn a_window_longer_than_the_duration_is_timed_once() {
+        let mut calls = 0usize;
+        let w = timed_windows(Duration::from_millis(1), Duration::from_millis(30), || {
+            calls += 1;
+            std::thread::sleep(Duration::from_millis(1));
+            0.0
+        });
+        assert_eq!(w.windows, 1, "{w:?}");
+        assert_eq!(w.batches, ((0.030 / w.calibration_s).round() as usize).max(1), "{w:?}");
+        assert_eq!(calls, 1 + w.batches, "{w:?}");
+        // sleep(1 ms) lasts at least 1 ms, so at most 30 batches fit.
+        assert!(w.batches <= 30, "{w:?}");
+        assert!(w.best_batch_s >= 1e-3, "{w:?}");
+    }
+
+    /// Windows shorter than the duration repeat until it has passed.
+    #[test]
+    fn short_windows_repeat_for_the_duration() {
+        let t = Instant::now();
+        let w = timed_windows(Duration::from_millis(20), Duration::ZERO, || {
+            std::thread::sleep(Duration::from_millis(1));
+            0.0
+        });
+        assert_eq!(w.batches, 1, "{w:?}");
+        assert!(w.windows >= 2, "{w:?}");
+        assert!(t.elapsed() >= Duration::from_millis(20), "{w:?}");
     }
 }
