@@ -106,7 +106,29 @@ pub(crate) fn backward_image(
     out: &[f32],
     g: &PoolGeometry,
     act: Activation,
+    sums: Option<&mut [f32]>,
+) {
+    // One copy of the loop per activation, so that its derivative is a
+    // constant formula LLVM vectorizes: with `act` read inside the loop it
+    // computed `left` one channel at a time (the book CNN's first pool:
+    // 0.55 → 0.45 ms for the backward of conv + pool on an AVX-512 Xeon).
+    match act {
+        Activation::Relu => routed(dx, dout, x, out, g, sums, |m| Activation::Relu.derivative_from_output(m)),
+        Activation::Sigmoid => routed(dx, dout, x, out, g, sums, |m| Activation::Sigmoid.derivative_from_output(m)),
+        Activation::Linear => routed(dx, dout, x, out, g, sums, |m| Activation::Linear.derivative_from_output(m)),
+    }
+}
+
+/// [`backward_image`] with the activation's derivative (from its output) as `act_grad`.
+#[inline(always)]
+fn routed(
+    dx: &mut [f32],
+    dout: &[f32],
+    x: &[f32],
+    out: &[f32],
+    g: &PoolGeometry,
     mut sums: Option<&mut [f32]>,
+    act_grad: impl Fn(f32) -> f32,
 ) {
     if let Some(sums) = sums.as_deref_mut() {
         sums[..g.c].fill(0.0);
@@ -126,7 +148,7 @@ pub(crate) fn backward_image(
             // The routed input equals the maximum: act' from it is the window's.
             let mut left = [0.0f32; CHANNEL_BLOCK];
             for ((l, &d), &m) in left.iter_mut().zip(d).zip(m) {
-                *l = d * act.derivative_from_output(m);
+                *l = d * act_grad(m);
             }
             // Each window routes all of it (some input equals the maximum,
             // or the maximum is NaN and the first input takes it), so dx's
