@@ -91,7 +91,11 @@ fn dense_backward_matches_finite_differences() {
 #[test]
 fn fast_dense_matches_reference_dense() {
     let mut rng = fastrand::Rng::with_seed(3);
-    for &(batch, n_in, n_out) in &[(1, 1, 1), (3, 17, 5), (32, 100, 10), (33, 65, 19)] {
+    // The last two take the transposed input gradient (weights of at least
+    // TRANSPOSED_DX_MIN_WEIGHTS): the book CNN's dense, and odd sizes.
+    const { assert!(3136 * 100 >= dense::TRANSPOSED_DX_MIN_WEIGHTS && 1031 * 70 >= dense::TRANSPOSED_DX_MIN_WEIGHTS) };
+    const { assert!(65 * 19 < dense::TRANSPOSED_DX_MIN_WEIGHTS) };
+    for &(batch, n_in, n_out) in &[(1, 1, 1), (3, 17, 5), (32, 100, 10), (33, 65, 19), (32, 3136, 100), (5, 1031, 70)] {
         let mask: Vec<f32> = (0..batch * n_out).map(|_| if rng.f32() < 0.3 { 0.0 } else { 1.0 / 0.7 }).collect();
         let cases = [Activation::Linear, Activation::Relu, Activation::Sigmoid]
             .into_iter()
