@@ -7,6 +7,7 @@ use crate::dataset::Dataset;
 use crate::error::Result;
 use crate::gemm::{self, Activation, Epilogue, MatMut, MatRef};
 use crate::model::{Model, ModelSpec, Op, Workspace};
+use crate::nn::conv_direct::DzSource;
 use crate::nn::{conv2d, dense, maxpool};
 use crate::optim::{Optimizer, OptimizerKind};
 use std::io::Write;
@@ -163,53 +164,38 @@ pub fn layer_timings(spec: &ModelSpec, batch: usize, budget: Duration) -> Vec<La
                 let mut col = vec![0.0f32; g.scratch_floats(batch)];
                 let mut fwd = || conv2d::conv2d_forward(&mut out, &mut col, &x, &kernel, &bias, &g, batch, act);
                 let forward = time(&mut fwd);
-                let dw_dx = if spec.pool_backward_in_conv(l + 1) {
-                    // As training: the pool's backward pass inside this one.
+                // As training: the pool's backward pass inside this one, or
+                // dz in place (where a MaxPooling2D after it applies act').
+                let pool_after = spec.pool_backward_in_conv(l + 1).then(|| {
                     let Op::MaxPool(pg) = spec.layers()[l + 1].op else { unreachable!("a pool follows") };
                     let pool_dout = rand(batch * pg.out_len());
                     let mut pooled = vec![0.0f32; batch * pg.out_len()];
                     maxpool::maxpool_forward(&mut pooled, &out, &pg, batch);
-                    let mut bwd = |dx: Option<&mut [f32]>| {
-                        conv2d::conv2d_backward_through_pool(
-                            gemm::selected_isa(),
-                            dx,
-                            &mut dkernel,
-                            &mut dbias,
-                            &mut dout,
-                            (&pool_dout, &pooled, &pg),
-                            &out,
-                            &x,
-                            &mut col,
-                            &kernel,
-                            &g,
-                            batch,
-                            act,
-                        )
-                    };
-                    let dw = time(&mut || bwd(None));
-                    (dw, needs_dx.then(|| (time(&mut || bwd(Some(&mut dx))) - dw).max(0.0)))
-                } else {
-                    // As training: a MaxPooling2D after it applies act'.
-                    let bwd_act = spec.conv_backward_activation(l, act);
-                    let mut bwd = |dx: Option<&mut [f32]>| {
-                        conv2d::conv2d_backward(
-                            dx,
-                            &mut dkernel,
-                            &mut dbias,
-                            &mut dout,
-                            &out,
-                            &x,
-                            &mut col,
-                            &kernel,
-                            &g,
-                            batch,
-                            bwd_act,
-                        )
-                    };
-                    let dw = time(&mut || bwd(None));
-                    (dw, needs_dx.then(|| (time(&mut || bwd(Some(&mut dx))) - dw).max(0.0)))
+                    (pg, pool_dout, pooled)
+                });
+                let source = match &pool_after {
+                    Some((pool, pool_dout, pooled)) => {
+                        DzSource::ThroughPool { pool_dout, pool_out: pooled, conv_out: &out, pool: *pool, act }
+                    }
+                    None => DzSource::InPlace { out: &out, act: spec.conv_backward_activation(l, act) },
                 };
-                (forward, Some(dw_dx.0), dw_dx.1)
+                let mut bwd = |dx: Option<&mut [f32]>| {
+                    conv2d::conv2d_backward_from(
+                        gemm::selected_isa(),
+                        dx,
+                        &mut dkernel,
+                        &mut dbias,
+                        &mut dout,
+                        source,
+                        &x,
+                        &mut col,
+                        &kernel,
+                        &g,
+                        batch,
+                    )
+                };
+                let dw = time(&mut || bwd(None));
+                (forward, Some(dw), needs_dx.then(|| (time(&mut || bwd(Some(&mut dx))) - dw).max(0.0)))
             }
             Op::Dense { in_dim, out_dim, act } => {
                 let forward =

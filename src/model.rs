@@ -19,7 +19,7 @@ use crate::arch::{self, LayerSpec};
 use crate::gemm::{self, Activation};
 use crate::loss;
 use crate::nn::conv2d::{self, ConvGeometry};
-use crate::nn::conv_direct;
+use crate::nn::conv_direct::{self, DzSource};
 use crate::nn::dense;
 use crate::nn::dropout;
 use crate::nn::maxpool::{self, PoolGeometry};
@@ -350,8 +350,9 @@ impl ModelSpec {
 
     /// Whether MaxPooling2D layer `l`'s backward pass runs inside the
     /// backward pass of the Conv2D before it, image by image
-    /// ([`conv2d::conv2d_backward_through_pool`]): always, except where that
-    /// conv takes the direct path and needs its input gradient.
+    /// ([`conv2d::conv2d_backward_from`] from a `DzSource::ThroughPool`):
+    /// always, except where that conv takes the direct path and needs its
+    /// input gradient.
     pub fn pool_backward_in_conv(&self, l: usize) -> bool {
         match self.layers.get(l.wrapping_sub(1)).map(|c| c.op) {
             Some(Op::Conv2D { geometry, .. }) => {
@@ -631,46 +632,37 @@ impl Model {
                         act,
                     );
                 }
-                Op::Conv2D { geometry, act } if self.spec.pool_backward_in_conv(l + 1) => {
-                    // The pool after it left its gradient in its own dout:
-                    // ours is scratch here (see `Op::MaxPool` below).
-                    let Op::MaxPool(pool) = layers[l + 1].op else { unreachable!("a pool follows") };
-                    let pool_b = self.plan.out_buf[l + 1].expect("a pool writes its own buffer");
-                    let pool_len = batch * layers[l + 1].output.len();
+                Op::Conv2D { geometry, act } => {
+                    let source = if self.spec.pool_backward_in_conv(l + 1) {
+                        // The pool after it left its gradient in its own
+                        // dout: ours is scratch here (see `Op::MaxPool` below).
+                        let Op::MaxPool(pool) = layers[l + 1].op else { unreachable!("a pool follows") };
+                        let pool_b = self.plan.out_buf[l + 1].expect("a pool writes its own buffer");
+                        let pool_len = batch * layers[l + 1].output.len();
+                        DzSource::ThroughPool {
+                            pool_dout: &dafter[pool_b - out_b - 1][..pool_len],
+                            pool_out: &ws.acts[pool_b][..pool_len],
+                            conv_out: out,
+                            pool,
+                            act,
+                        }
+                    } else {
+                        DzSource::InPlace { out, act: self.spec.conv_backward_activation(l, act) }
+                    };
                     let grads = &mut ws.grads[layer.kernel.start..layer.bias.end];
                     let (dkernel, dbias) = grads.split_at_mut(layer.kernel.len());
-                    conv2d::conv2d_backward_through_pool(
+                    conv2d::conv2d_backward_from(
                         gemm::selected_isa(),
                         dinp,
                         dkernel,
                         dbias,
                         dout,
-                        (&dafter[pool_b - out_b - 1][..pool_len], &ws.acts[pool_b][..pool_len], &pool),
-                        out,
+                        source,
                         self.input(&ws.acts, x, l),
                         &mut ws.cols[l],
                         &params[layer.kernel.clone()],
                         &geometry,
                         batch,
-                        act,
-                    );
-                }
-                Op::Conv2D { geometry, act } => {
-                    let act = self.spec.conv_backward_activation(l, act);
-                    let grads = &mut ws.grads[layer.kernel.start..layer.bias.end];
-                    let (dkernel, dbias) = grads.split_at_mut(layer.kernel.len());
-                    conv2d::conv2d_backward(
-                        dinp,
-                        dkernel,
-                        dbias,
-                        dout,
-                        out,
-                        self.input(&ws.acts, x, l),
-                        &mut ws.cols[l],
-                        &params[layer.kernel.clone()],
-                        &geometry,
-                        batch,
-                        act,
                     );
                 }
                 Op::MaxPool(_) if self.spec.pool_backward_in_conv(l) => {} // in the conv's backward

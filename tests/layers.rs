@@ -8,6 +8,7 @@ use simdnet::gemm::{self, Activation, Isa};
 use simdnet::loss::softmax_cross_entropy;
 use simdnet::model::{Model, ModelSpec, Workspace};
 use simdnet::nn::conv2d::{self, ConvGeometry};
+use simdnet::nn::conv_direct::DzSource;
 use simdnet::nn::maxpool::{self, PoolGeometry};
 
 fn rand_vec(rng: &mut fastrand::Rng, n: usize, scale: f32) -> Vec<f32> {
@@ -86,19 +87,18 @@ fn conv2d_matches_its_reference_on_every_path() {
                     let mut dz = r.clone();
                     let (mut dk, mut db, mut dx) =
                         (vec![f32::NAN; kernel.len()], vec![f32::NAN; cout], vec![f32::NAN; x.len()]);
-                    conv2d::conv2d_backward_with(
+                    conv2d::conv2d_backward_from(
                         isa,
                         Some(&mut dx),
                         &mut dk,
                         &mut db,
                         &mut dz,
-                        &out,
+                        DzSource::InPlace { out: &out, act },
                         &x,
                         &mut col,
                         &kernel,
                         &g,
                         batch,
-                        act,
                     );
                     assert_near(&format!("{what}: dz"), &dz, &want_dz);
                     assert_near(&format!("{what}: dkernel"), &dk, &want_dk);
@@ -107,8 +107,9 @@ fn conv2d_matches_its_reference_on_every_path() {
                     // Without dx (a first layer) the weight gradients are the same.
                     let (mut dz, mut dk2, mut db2) = (r.clone(), vec![f32::NAN; kernel.len()], vec![f32::NAN; cout]);
                     conv2d::conv2d_forward_with(isa, &mut out, &mut col, &x, &kernel, &bias, &g, batch, act);
-                    conv2d::conv2d_backward_with(
-                        isa, None, &mut dk2, &mut db2, &mut dz, &out, &x, &mut col, &kernel, &g, batch, act,
+                    let source = DzSource::InPlace { out: &out, act };
+                    conv2d::conv2d_backward_from(
+                        isa, None, &mut dk2, &mut db2, &mut dz, source, &x, &mut col, &kernel, &g, batch,
                     );
                     assert_eq!((&dk2, &db2), (&dk, &db), "{what}: the weight gradients without dx");
                 }
@@ -164,20 +165,20 @@ fn conv2d_through_pool_matches_the_pool_then_the_conv() {
                 let mut dz = vec![f32::NAN; out.len()];
                 let (mut dk, mut db, mut dx) =
                     (vec![f32::NAN; kernel.len()], vec![f32::NAN; cout], vec![f32::NAN; x.len()]);
-                conv2d::conv2d_backward_through_pool(
+                let source =
+                    DzSource::ThroughPool { pool_dout: &pool_dout, pool_out: &pooled, conv_out: &out, pool, act };
+                conv2d::conv2d_backward_from(
                     isa,
                     with_dx.then_some(&mut dx[..]),
                     &mut dk,
                     &mut db,
                     &mut dz,
-                    (&pool_dout, &pooled, &pool),
-                    &out,
+                    source,
                     &x,
                     &mut col,
                     &kernel,
                     &g,
                     batch,
-                    act,
                 );
                 if with_dx {
                     assert_near(&format!("{what}: dz"), &dz, &want_dz);

@@ -16,7 +16,6 @@
 //! `reference` keeps direct loops as the test oracle.
 
 use super::conv_direct::{self, DzSource};
-use super::maxpool::PoolGeometry;
 use crate::arch::Padding;
 use crate::gemm::{self, Activation, Epilogue, Isa, MatMut, MatRef};
 use rayon::prelude::*;
@@ -272,66 +271,17 @@ pub fn conv2d_backward(
     batch: usize,
     act: Activation,
 ) {
-    conv2d_backward_with(gemm::selected_isa(), dx, dkernel, dbias, dout, out, x, col, kernel, g, batch, act)
+    let source = DzSource::InPlace { out, act };
+    conv2d_backward_from(gemm::selected_isa(), dx, dkernel, dbias, dout, source, x, col, kernel, g, batch)
 }
 
-/// [`conv2d_backward`] on an explicit GEMM path.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward_with(
-    isa: Isa,
-    dx: Option<&mut [f32]>,
-    dkernel: &mut [f32],
-    dbias: &mut [f32],
-    dout: &mut [f32],
-    out: &[f32],
-    x: &[f32],
-    col: &mut [f32],
-    kernel: &[f32],
-    g: &ConvGeometry,
-    batch: usize,
-    act: Activation,
-) {
-    let source = DzSource::InPlace { out: &out[..batch * g.out_len()], act };
-    backward_from(isa, dx, dkernel, dbias, dout, source, x, col, kernel, g, batch)
-}
-
-/// Backward through `pooled = maxpool(act(conv(x, kernel) + bias))`: the
-/// pool's backward pass (act' fused) makes each image's dz inside the
-/// conv's backward pass, image by image, so the conv's dz is never a whole
-/// tensor passing through memory between the two (see [`DzSource::ThroughPool`]).
-/// `pool_dout` and `pooled` are the pool's dout and output, `out` the conv's
-/// output; `dz` holds `batch·g.out_len()` floats (the conv's dout buffer,
-/// overwritten). Writes dkernel, dbias (overwritten) and, where given, dx,
-/// which the direct path does not take (its dz lives in a reused slot).
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_backward_through_pool(
-    isa: Isa,
-    dx: Option<&mut [f32]>,
-    dkernel: &mut [f32],
-    dbias: &mut [f32],
-    dz: &mut [f32],
-    (pool_dout, pooled, pool): (&[f32], &[f32], &PoolGeometry),
-    out: &[f32],
-    x: &[f32],
-    col: &mut [f32],
-    kernel: &[f32],
-    g: &ConvGeometry,
-    batch: usize,
-    act: Activation,
-) {
-    assert!(dx.is_none() || !conv_direct::applies(g), "the direct conv takes the pool's backward only without dx");
-    assert_eq!((pool.h, pool.w, pool.c), (g.oh, g.ow, g.cout), "the pool reads this layer's output");
-    let source = DzSource::ThroughPool {
-        pool_dout: &pool_dout[..batch * pool.out_len()],
-        pool_out: &pooled[..batch * pool.out_len()],
-        conv_out: &out[..batch * g.out_len()],
-        pool: *pool,
-        act,
-    };
-    backward_from(isa, dx, dkernel, dbias, dz, source, x, col, kernel, g, batch)
-}
-
-/// The backward pass, each image's dz made from `source`.
+/// [`conv2d_backward`] on an explicit GEMM path, each image's dz made from
+/// `source` into its place in `dz` (`[batch, oh, ow, cout]`; for
+/// `DzSource::InPlace` the layer's dout on entry). With
+/// `DzSource::ThroughPool` the pool's backward pass (act' fused) makes each
+/// image's dz inside this one, image by image, so the conv's dz is never a
+/// whole tensor passing through memory between the two; `dz` is then
+/// scratch, and the direct path takes no dx (its dz lives in a reused slot).
 ///
 /// On the im2col path every step runs image by image, each worker reusing
 /// one image's col: dz (in its place in `dz`) and the bias sums, the im2col
@@ -341,7 +291,7 @@ pub fn conv2d_backward_through_pool(
 /// groups' sums are added in order, so the result does not depend on the
 /// thread count.
 #[allow(clippy::too_many_arguments)]
-fn backward_from(
+pub fn conv2d_backward_from(
     isa: Isa,
     dx: Option<&mut [f32]>,
     dkernel: &mut [f32],
@@ -354,6 +304,10 @@ fn backward_from(
     g: &ConvGeometry,
     batch: usize,
 ) {
+    if let DzSource::ThroughPool { pool, .. } = source {
+        assert!(dx.is_none() || !conv_direct::applies(g), "the direct conv takes the pool's backward only without dx");
+        assert_eq!((pool.h, pool.w, pool.c), (g.oh, g.ow, g.cout), "the pool reads this layer's output");
+    }
     let (m, n) = (batch * g.positions(), g.cout);
     let dz = &mut dz[..m * n];
     if conv_direct::applies(g) {
@@ -455,12 +409,10 @@ impl ImageGrad<'_> {
             crate::nn::vectorized(
                 self.isa,
                 #[inline(always)]
-                || self.source.image_dz(dz, db, first + j, g),
-            );
-            crate::nn::vectorized(
-                self.isa,
-                #[inline(always)]
-                || im2col_image(col, x, g),
+                || {
+                    self.source.image_dz(dz, db, first + j, g);
+                    im2col_image(col, x, g);
+                },
             );
             // dW (+)= colᵀ · dz : [kk, positions] x [positions, cout].
             let beta = if j % DW_GROUP == 0 {
