@@ -29,6 +29,32 @@ fn assert_near(what: &str, fast: &[f32], reference: &[f32]) {
     }
 }
 
+/// A conv's random inputs, drawn in this order: x `[batch, h, w, cin]`,
+/// kernel `[k, k, cin, cout]`, bias `[cout]`.
+fn conv_inputs(rng: &mut fastrand::Rng, g: &ConvGeometry, batch: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let x = rand_vec(rng, batch * g.in_len(), 1.0);
+    let kernel = rand_vec(rng, g.patch_len() * g.cout, 0.5);
+    let bias = rand_vec(rng, g.cout, 0.5);
+    (x, kernel, bias)
+}
+
+/// The reference backward pass from dLoss/dout `dout`: (dz, dkernel, dbias,
+/// dx), each written over NaN.
+fn reference_grads(
+    dout: &[f32],
+    out: &[f32],
+    x: &[f32],
+    kernel: &[f32],
+    g: &ConvGeometry,
+    batch: usize,
+    act: Activation,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dz = dout.to_vec();
+    let (mut dk, mut db, mut dx) = (vec![f32::NAN; kernel.len()], vec![f32::NAN; g.cout], vec![f32::NAN; x.len()]);
+    conv2d::reference::conv2d_backward(Some(&mut dx), &mut dk, &mut db, &mut dz, out, x, kernel, g, batch, act);
+    (dz, dk, db, dx)
+}
+
 /// (h, w, cin, k, cout, padding): odd sizes, every kernel size, channel
 /// counts 1, 3, 5 and 32, outputs both narrower and wider than a vector.
 const CONV_CASES: &[(usize, usize, usize, usize, usize, Padding)] = &[
@@ -56,27 +82,11 @@ fn conv2d_matches_its_reference_on_every_path() {
         for batch in [1, 3] {
             for act in [Activation::Linear, Activation::Relu, Activation::Sigmoid] {
                 let mut rng = fastrand::Rng::with_seed((h * 31 + cin * 7 + k) as u64);
-                let x = rand_vec(&mut rng, batch * g.in_len(), 1.0);
-                let kernel = rand_vec(&mut rng, g.patch_len() * cout, 0.5);
-                let bias = rand_vec(&mut rng, cout, 0.5);
+                let (x, kernel, bias) = conv_inputs(&mut rng, &g, batch);
                 let r = rand_vec(&mut rng, batch * g.out_len(), 1.0);
                 let mut want = vec![f32::NAN; batch * g.out_len()];
                 conv2d::reference::conv2d_forward(&mut want, &x, &kernel, &bias, &g, batch, act);
-                let mut want_dz = r.clone();
-                let (mut want_dk, mut want_db, mut want_dx) =
-                    (vec![f32::NAN; kernel.len()], vec![f32::NAN; cout], vec![f32::NAN; x.len()]);
-                conv2d::reference::conv2d_backward(
-                    Some(&mut want_dx),
-                    &mut want_dk,
-                    &mut want_db,
-                    &mut want_dz,
-                    &want,
-                    &x,
-                    &kernel,
-                    &g,
-                    batch,
-                    act,
-                );
+                let (want_dz, want_dk, want_db, want_dx) = reference_grads(&r, &want, &x, &kernel, &g, batch, act);
                 for isa in isas() {
                     let what =
                         format!("{h}x{w}x{cin} k{k} {cout} {padding:?} batch {batch} {} {}", act.name(), isa.name());
@@ -132,30 +142,15 @@ fn conv2d_through_pool_matches_the_pool_then_the_conv() {
         let batch = 3;
         for act in [Activation::Relu, Activation::Sigmoid] {
             let mut rng = fastrand::Rng::with_seed((h * 13 + cin) as u64);
-            let x = rand_vec(&mut rng, batch * g.in_len(), 1.0);
-            let kernel = rand_vec(&mut rng, g.patch_len() * cout, 0.5);
-            let bias = rand_vec(&mut rng, cout, 0.5);
+            let (x, kernel, bias) = conv_inputs(&mut rng, &g, batch);
             let pool_dout = rand_vec(&mut rng, batch * pool.out_len(), 1.0);
             let mut out = vec![f32::NAN; batch * g.out_len()];
             conv2d::reference::conv2d_forward(&mut out, &x, &kernel, &bias, &g, batch, act);
             let (mut pooled, mut argmax) = (vec![f32::NAN; batch * pool.out_len()], vec![0u32; batch * pool.out_len()]);
             maxpool::reference::maxpool_forward(&mut pooled, &mut argmax, &out, &pool, batch);
-            let mut want_dz = vec![f32::NAN; out.len()];
-            maxpool::reference::maxpool_backward(&mut want_dz, &pool_dout, &argmax, &pool, batch);
-            let (mut want_dk, mut want_db, mut want_dx) =
-                (vec![f32::NAN; kernel.len()], vec![f32::NAN; cout], vec![f32::NAN; x.len()]);
-            conv2d::reference::conv2d_backward(
-                Some(&mut want_dx),
-                &mut want_dk,
-                &mut want_db,
-                &mut want_dz,
-                &out,
-                &x,
-                &kernel,
-                &g,
-                batch,
-                act,
-            );
+            let mut dout = vec![f32::NAN; out.len()];
+            maxpool::reference::maxpool_backward(&mut dout, &pool_dout, &argmax, &pool, batch);
+            let (want_dz, want_dk, want_db, want_dx) = reference_grads(&dout, &out, &x, &kernel, &g, batch, act);
             for isa in isas() {
                 let what = format!("{h}x{w}x{cin} k{k} {cout} {} {}", act.name(), isa.name());
                 // The forward pass leaves the direct path's padded input in col.
@@ -199,27 +194,12 @@ fn conv2d_im2col_batches_sum_the_same_on_any_thread_count() {
     let g = ConvGeometry::new((6, 5, 3), 3, 7, Padding::Same).unwrap();
     let batch = 19;
     let mut rng = fastrand::Rng::with_seed(5);
-    let x = rand_vec(&mut rng, batch * g.in_len(), 1.0);
-    let kernel = rand_vec(&mut rng, g.patch_len() * g.cout, 0.5);
-    let bias = rand_vec(&mut rng, g.cout, 0.5);
+    let (x, kernel, bias) = conv_inputs(&mut rng, &g, batch);
     let r = rand_vec(&mut rng, batch * g.out_len(), 1.0);
     let act = Activation::Relu;
     let mut want = vec![f32::NAN; batch * g.out_len()];
     conv2d::reference::conv2d_forward(&mut want, &x, &kernel, &bias, &g, batch, act);
-    let (mut want_dz, mut want_dk, mut want_db, mut want_dx) =
-        (r.clone(), vec![f32::NAN; kernel.len()], vec![f32::NAN; g.cout], vec![f32::NAN; x.len()]);
-    conv2d::reference::conv2d_backward(
-        Some(&mut want_dx),
-        &mut want_dk,
-        &mut want_db,
-        &mut want_dz,
-        &want,
-        &x,
-        &kernel,
-        &g,
-        batch,
-        act,
-    );
+    let (_, want_dk, want_db, want_dx) = reference_grads(&r, &want, &x, &kernel, &g, batch, act);
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
