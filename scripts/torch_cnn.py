@@ -2,7 +2,7 @@
 """The book's chapter-8 CNN in PyTorch, timed like `simdnet bench --arch cnn`:
 training steps (forward, cross-entropy, backward, Adam) at batch 32 on
 Fashion-MNIST images, best samples/s over chunks of steps. Prints one JSON
-line. Used by scripts/compare_torch.sh.
+line. Used by scripts/compare_frameworks.sh.
 
     python3 scripts/torch_cnn.py [--threads N] [--seconds S] [--data DIR]
 """
